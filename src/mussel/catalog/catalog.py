@@ -1,0 +1,217 @@
+"""``Catalog``: the namespaces and tables of a store, in the backend's metadata.
+
+Items (JSON values)::
+
+    meta_key("ns", name)              -> NamespaceInfo
+    meta_key("table", "ns/table")     -> TableInfo
+    meta_key("seq", "table_id")       -> next table id (decimal)
+
+The whole catalog is cached in memory; every change is one atomic, durable
+``meta_write`` made under the catalog lock, then published by swapping the cache.
+Table ids are never reused, so a dropped table's log records and data can never
+be taken for a later table's.
+
+``apply_lock`` is held by the replayer while it applies a batch and by
+``drop_table`` while it removes data, so a batch never lands in a dropped table.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+
+from mussel.catalog.options import UNSET, parse_quotas, parse_table_options
+from mussel.clock import Clock
+from mussel.codec.keys import meta_key
+from mussel.errors import (
+    ConflictError,
+    NamespaceNotFoundError,
+    TableNotFoundError,
+)
+from mussel.model import (
+    Consistency,
+    Floor,
+    NamespaceInfo,
+    TableInfo,
+    check_consistency,
+    check_name,
+)
+from mussel.storage.base import Backend
+
+__all__ = ["Catalog"]
+
+_NS_PREFIX = meta_key("ns", "")
+_TABLE_PREFIX = meta_key("table", "")
+_SEQ_KEY = meta_key("seq", "table_id")
+
+
+class Catalog:
+    def __init__(self, backend: Backend, clock: Clock) -> None:
+        self._backend = backend
+        self._clock = clock
+        self._lock = threading.RLock()
+        self.apply_lock = threading.Lock()
+        self._namespaces: dict[str, NamespaceInfo] = {}
+        self._tables: dict[tuple[str, str], TableInfo] = {}
+        self._by_id: dict[int, TableInfo] = {}
+        self.reload()
+
+    def reload(self) -> None:
+        """Re-read the catalog from the backend (e.g. on a read-only secondary)."""
+        namespaces = {
+            ns.name: ns
+            for ns in (
+                msgspec.json.decode(v, type=NamespaceInfo)
+                for _, v in self._backend.meta_scan(_NS_PREFIX)
+            )
+        }
+        tables = {
+            (t.namespace, t.name): t
+            for t in (
+                msgspec.json.decode(v, type=TableInfo)
+                for _, v in self._backend.meta_scan(_TABLE_PREFIX)
+            )
+        }
+        with self._lock:
+            self._namespaces = namespaces
+            self._publish_tables(tables)
+
+    def _publish_tables(self, tables: dict[tuple[str, str], TableInfo]) -> None:
+        self._tables = tables
+        self._by_id = {t.id: t for t in tables.values()}
+
+    # -- namespaces -----------------------------------------------------------
+
+    def put_namespace(
+        self, name: str, *, consistency: Any = UNSET, quotas: Any = UNSET
+    ) -> NamespaceInfo:
+        """Create or update a namespace (idempotent). Omitted fields keep their value."""
+        check_name(name, "namespace name")
+        with self._lock:
+            current = self._namespaces.get(name)
+            ns = current or NamespaceInfo(name=name, created_us=self._clock.now_us())
+            changes: dict[str, Any] = {}
+            if consistency is not UNSET:
+                changes["consistency"] = check_consistency(consistency)
+            if quotas is not UNSET:
+                changes["quotas"] = parse_quotas(quotas or {}, ns.quotas)
+            ns = msgspec.structs.replace(ns, **changes)
+            if ns != current:
+                self._backend.meta_write({meta_key("ns", name): msgspec.json.encode(ns)})
+                self._namespaces = {**self._namespaces, name: ns}
+            return ns
+
+    def get_namespace(self, name: str) -> NamespaceInfo:
+        ns = self._namespaces.get(name)
+        if ns is None:
+            raise NamespaceNotFoundError(f"namespace {name!r} does not exist")
+        return ns
+
+    def list_namespaces(self) -> list[NamespaceInfo]:
+        return sorted(self._namespaces.values(), key=lambda n: n.name)
+
+    def delete_namespace(self, name: str) -> None:
+        with self._lock:
+            self.get_namespace(name)
+            if any(ns == name for ns, _ in self._tables):
+                raise ConflictError(f"namespace {name!r} still has tables; drop them first")
+            self._backend.meta_write({meta_key("ns", name): None})
+            self._namespaces = {k: v for k, v in self._namespaces.items() if k != name}
+
+    # -- tables ---------------------------------------------------------------
+
+    def put_table(self, namespace: str, name: str, options: Mapping[str, Any]) -> TableInfo:
+        """Create a table, or update the options it names (idempotent).
+
+        Changing the partitioning of an existing table is ``ConflictError``.
+        """
+        check_name(name, "table name")
+        with self._lock:
+            self.get_namespace(namespace)
+            current = self._tables.get((namespace, name))
+            opts = parse_table_options(options, current.options if current else None)
+            if current is not None:
+                if opts.partitioning != current.options.partitioning:
+                    raise ConflictError(
+                        f"table {namespace}/{name} exists with partitioning "
+                        f"{current.options.partitioning.to_json()}; it cannot change"
+                    )
+                if opts == current.options:
+                    return current
+                table = msgspec.structs.replace(current, options=opts)
+                self._write_table(table)
+                return table
+            raw_seq = self._backend.meta_get(_SEQ_KEY)
+            table_id = int(raw_seq) if raw_seq else 1
+            table = TableInfo(
+                namespace=namespace,
+                name=name,
+                id=table_id,
+                options=opts,
+                created_us=self._clock.now_us(),
+            )
+            self._write_table(table, {_SEQ_KEY: str(table_id + 1).encode()})
+            return table
+
+    def _write_table(self, table: TableInfo, extra: Mapping[bytes, bytes] | None = None) -> None:
+        key = meta_key("table", table.qualified)
+        self._backend.meta_write({key: msgspec.json.encode(table), **(extra or {})})
+        self._publish_tables({**self._tables, (table.namespace, table.name): table})
+
+    def get_table(self, namespace: str, name: str) -> TableInfo:
+        table = self._tables.get((namespace, name))
+        if table is None:
+            self.get_namespace(namespace)
+            raise TableNotFoundError(f"table {namespace}/{name} does not exist")
+        return table
+
+    def table_by_id(self, table_id: int) -> TableInfo | None:
+        return self._by_id.get(table_id)
+
+    def list_tables(self, namespace: str) -> list[TableInfo]:
+        self.get_namespace(namespace)
+        return sorted((t for t in self._tables.values() if t.namespace == namespace), key=_name)
+
+    def all_tables(self) -> list[TableInfo]:
+        return sorted(self._tables.values(), key=lambda t: t.id)
+
+    def epochs(self) -> dict[int, int]:
+        """table id -> current epoch, for every live table (a snapshot)."""
+        return {t.id: t.epoch for t in self._by_id.values()}
+
+    def drop_table(self, namespace: str, name: str) -> TableInfo:
+        """Remove a table and its data. Its id is never used again."""
+        with self._lock, self.apply_lock:
+            table = self.get_table(namespace, name)
+            self._backend.meta_write({meta_key("table", table.qualified): None})
+            self._publish_tables({k: v for k, v in self._tables.items() if v.id != table.id})
+            self._backend.drop_table_data(table.id)
+            return table
+
+    def add_floor(self, namespace: str, name: str, ts_us: int) -> TableInfo:
+        """Start a new epoch and hide older-epoch versions with ts <= ``ts_us``.
+
+        This is the commit point of a ``replace`` bulk load: versions applied from
+        now on carry the new epoch and stay visible.
+        """
+        with self._lock, self.apply_lock:
+            table = self.get_table(namespace, name)
+            epoch = table.epoch + 1
+            table = msgspec.structs.replace(
+                table, epoch=epoch, floors=(*table.floors, Floor(ts_us, epoch))
+            )
+            self._write_table(table)
+            return table
+
+    def consistency_of(self, table: TableInfo) -> Consistency:
+        """The table's default read consistency (its own, else its namespace's)."""
+        if table.options.consistency is not None:
+            return table.options.consistency
+        return self.get_namespace(table.namespace).consistency
+
+
+def _name(t: TableInfo) -> str:
+    return t.name

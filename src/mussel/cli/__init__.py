@@ -1,0 +1,1 @@
+"""The ``mussel`` command line."""

@@ -1,0 +1,1 @@
+"""Byte-level encodings: ordered storage keys and opaque pagination cursors."""

@@ -1,0 +1,460 @@
+"""``Store``: the embedded engine — catalog, write log, replayer and backend in one object.
+
+Use it as a library in your own process (as Venice's Da Vinci client is used), or
+behind the HTTP dispatcher, which is a thin layer over it::
+
+    store = Store.open("./data")                 # RocksDB + local durable log
+    store.put_namespace("shop")
+    users = store.put_table("shop", "users", {"max_versions": 3})
+    users.put("u1", "email", "a@example.com")    # durable when it returns
+    users.get("u1", "email")                     # -> [Cell(sk=b'email', ts=..., value=...)]
+    store.close()
+
+Writes: validate the whole batch → append to the log (fsync, group commit) → ack.
+The replayer applies the log to the backend in order. ``ack="applied"`` also waits
+for that. Reads: ``strong`` waits until the replayer has applied every write
+acknowledged before the read began (in the partitions the read touches);
+``eventual`` reads at once (``staleness_ms()`` bounds what it may miss).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from mussel.catalog import UNSET, Catalog
+from mussel.clock import Clock, SystemClock
+from mussel.codec.cursor import decode_cursor, encode_cursor
+from mussel.engine.writes import to_mutations
+from mussel.errors import InvalidRequestError, UnavailableError
+from mussel.limits import DEFAULT_LIMITS, Limits, check_ts
+from mussel.log.base import WriteLog, partition_for
+from mussel.log.local import LocalLog
+from mussel.log.memory import MemoryLog
+from mussel.model import (
+    Cell,
+    Consistency,
+    Delete,
+    NamespaceInfo,
+    Put,
+    RowPage,
+    ScanCell,
+    ScanPage,
+    TableInfo,
+    check_consistency,
+)
+from mussel.replay import Replayer
+from mussel.storage.base import Backend, RowQuery, ScanQuery, SkRange, TableStats
+from mussel.storage.memory import MemoryBackend
+from mussel.storage.rocksdb import RocksBackend, RocksConfig
+from mussel.storage.versions import ReadFilter, Visibility
+
+__all__ = ["Ack", "Store", "StoreConfig", "Table"]
+
+Ack = Literal["durable", "applied"]
+Key = bytes | str
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    partitions: int = 8
+    limits: Limits = DEFAULT_LIMITS
+    strong_read_timeout_s: float = 5.0
+    applied_ack_timeout_s: float = 30.0
+    segment_bytes: int = 64 << 20
+    rocks: RocksConfig = field(default_factory=RocksConfig)
+
+
+def _b(value: Key | None, what: str) -> bytes | None:
+    if value is None or type(value) is bytes:
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogatepass")
+    raise InvalidRequestError(f"{what} must be bytes or a string")
+
+
+class Store:
+    """The engine. Thread-safe. Close it (or use ``with``) to stop the replayer cleanly."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        wlog: WriteLog,
+        *,
+        clock: Clock | None = None,
+        config: StoreConfig | None = None,
+    ) -> None:
+        self.config = config or StoreConfig()
+        self.clock = clock or SystemClock()
+        self.backend = backend
+        self.log = wlog
+        self.limits = self.config.limits
+        self.catalog = Catalog(backend, self.clock)
+        self.replayer = Replayer(wlog, backend, self.catalog, self.clock)
+        self._partitions = wlog.partitions
+        self._closed = False
+        self.replayer.start()
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        config: StoreConfig | None = None,
+        clock: Clock | None = None,
+    ) -> Store:
+        """Open (or create) a store in directory ``path``: ``db/`` (RocksDB) and ``log/``."""
+        config = config or StoreConfig()
+        root = Path(path)
+        backend = RocksBackend(root / "db", config.rocks)
+        try:
+            wlog = LocalLog(root / "log", config.partitions, segment_bytes=config.segment_bytes)
+        except BaseException:
+            backend.close()
+            raise
+        return cls(backend, wlog, clock=clock, config=config)
+
+    @classmethod
+    def memory(cls, config: StoreConfig | None = None, clock: Clock | None = None) -> Store:
+        """A store that lives in memory only (tests, experiments)."""
+        config = config or StoreConfig()
+        return cls(MemoryBackend(), MemoryLog(config.partitions), clock=clock, config=config)
+
+    def close(self) -> None:
+        """Apply what is in the log, then close the replayer, the log and the backend."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.replayer.stop()
+        finally:
+            try:
+                self.log.close()
+            finally:
+                self.backend.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- catalog --------------------------------------------------------------
+
+    def put_namespace(
+        self, name: str, *, consistency: Any = UNSET, quotas: Any = UNSET
+    ) -> NamespaceInfo:
+        return self.catalog.put_namespace(name, consistency=consistency, quotas=quotas)
+
+    def namespace(self, name: str) -> NamespaceInfo:
+        return self.catalog.get_namespace(name)
+
+    def namespaces(self) -> list[NamespaceInfo]:
+        return self.catalog.list_namespaces()
+
+    def drop_namespace(self, name: str) -> None:
+        self.catalog.delete_namespace(name)
+
+    def put_table(
+        self, namespace: str, name: str, options: Mapping[str, Any] | None = None
+    ) -> Table:
+        """Create a table or update the options given (see SPEC §1); returns its handle."""
+        self.catalog.put_table(namespace, name, options or {})
+        return Table(self, namespace, name)
+
+    def table(self, namespace: str, name: str) -> Table:
+        """A handle on an existing table (``TableNotFoundError`` otherwise)."""
+        self.catalog.get_table(namespace, name)
+        return Table(self, namespace, name)
+
+    def table_info(self, namespace: str, name: str) -> TableInfo:
+        return self.catalog.get_table(namespace, name)
+
+    def tables(self, namespace: str) -> list[TableInfo]:
+        return self.catalog.list_tables(namespace)
+
+    def table_stats(self, namespace: str, name: str) -> TableStats:
+        return self.backend.table_stats(self.catalog.get_table(namespace, name).id)
+
+    def drop_table(self, namespace: str, name: str) -> None:
+        self.catalog.drop_table(namespace, name)
+
+    # -- writes ---------------------------------------------------------------
+
+    def write(
+        self,
+        namespace: str,
+        table: str,
+        records: Sequence[Put | Delete],
+        *,
+        ack: Ack = "durable",
+    ) -> int:
+        """Write a batch: all of it or nothing. Returns the number of records written.
+
+        Returns once the batch is durable in the log (``ack="durable"``) or also
+        applied and visible to every read (``ack="applied"``).
+        """
+        if ack not in ("durable", "applied"):
+            raise InvalidRequestError("ack must be 'durable' or 'applied'")
+        info = self.catalog.get_table(namespace, table)
+        mutations = to_mutations(info.id, records, self.clock.now_us(), self.limits)
+        placed = self.log.append(mutations)
+        if ack == "applied":
+            needed: dict[int, int] = {}
+            for partition, offset in placed:
+                if offset >= needed.get(partition, 0):
+                    needed[partition] = offset + 1
+            if not self.replayer.watermark.wait(needed, self.config.applied_ack_timeout_s):
+                raise UnavailableError(
+                    "the write is durable but was not applied within "
+                    f"{self.config.applied_ack_timeout_s:g}s; it will be applied"
+                )
+        return len(mutations)
+
+    # -- reads ----------------------------------------------------------------
+
+    def _prepare(
+        self, namespace: str, table: str, consistency: str | None
+    ) -> tuple[TableInfo, Visibility, bool]:
+        info = self.catalog.get_table(namespace, table)
+        if consistency is None:
+            level = self.catalog.consistency_of(info)
+        else:
+            level = check_consistency(consistency)
+        return info, Visibility.of(info, self.clock.now_us()), level == "strong"
+
+    def _barrier(self, positions: Mapping[int, int]) -> None:
+        """Wait until ``positions`` are applied (a strong read's guarantee)."""
+        if not self.replayer.watermark.wait(positions, self.config.strong_read_timeout_s):
+            raise UnavailableError(
+                "a strong read could not catch up with recent writes in "
+                f"{self.config.strong_read_timeout_s:g}s; retry, or read with "
+                "consistency=eventual",
+                retry_after_s=1.0,
+            )
+
+    def _barrier_for(self, table_id: int, pks: Sequence[bytes] | None) -> None:
+        ends = self.log.end_offsets()
+        if pks is None:
+            self._barrier(ends)
+        else:
+            parts = {partition_for(table_id, pk, self._partitions) for pk in pks}
+            self._barrier({p: ends.get(p, 0) for p in parts})
+
+    def staleness_ms(self) -> float:
+        """Upper estimate of how much an eventual read may lag acknowledged writes."""
+        return self.replayer.watermark.staleness_ms()
+
+    def _read_filter(self, min_ts: int | None, max_ts: int | None, versions: int) -> ReadFilter:
+        if min_ts is not None:
+            check_ts(min_ts, "min_ts")
+        if max_ts is not None:
+            check_ts(max_ts, "max_ts")
+        if isinstance(versions, bool) or not isinstance(versions, int):
+            raise InvalidRequestError("versions must be an integer")
+        if not 1 <= versions <= self.limits.max_versions_per_read:
+            raise InvalidRequestError(
+                f"versions must be from 1 to {self.limits.max_versions_per_read}"
+            )
+        return ReadFilter(min_ts, max_ts, versions)
+
+    def _limit(self, limit: int) -> int:
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise InvalidRequestError("limit must be a positive integer")
+        if limit > self.limits.max_read_limit:
+            raise InvalidRequestError(f"limit must be at most {self.limits.max_read_limit}")
+        return limit
+
+    def get(
+        self,
+        namespace: str,
+        table: str,
+        pk: Key,
+        sk: Key = b"",
+        *,
+        versions: int = 1,
+        min_ts: int | None = None,
+        max_ts: int | None = None,
+        consistency: Consistency | None = None,
+    ) -> list[Cell]:
+        """The visible versions of one cell, newest first (empty if there is none)."""
+        pk_b, sk_b = _b(pk, "pk"), _b(sk, "sk")
+        assert pk_b is not None and sk_b is not None
+        info, vis, strong = self._prepare(namespace, table, consistency)
+        rf = self._read_filter(min_ts, max_ts, versions)
+        if strong:
+            self._barrier_for(info.id, (pk_b,))
+        return self.backend.multi_get(info.id, vis, ((pk_b, sk_b),), rf, versions)[0]
+
+    def read_row(
+        self,
+        namespace: str,
+        table: str,
+        pk: Key,
+        *,
+        sk: Key | None = None,
+        sk_prefix: Key | None = None,
+        sk_start: Key | None = None,
+        sk_end: Key | None = None,
+        min_ts: int | None = None,
+        max_ts: int | None = None,
+        versions: int = 1,
+        limit: int = 1000,
+        cursor: str | None = None,
+        consistency: Consistency | None = None,
+    ) -> RowPage:
+        """A page of a row's visible cells (sk ascending, then newest first)."""
+        pk_b = _b(pk, "pk")
+        assert pk_b is not None
+        self.limits.check_pk(pk_b)
+        info, vis, strong = self._prepare(namespace, table, consistency)
+        sks = SkRange(
+            sk=_b(sk, "sk"),
+            prefix=_b(sk_prefix, "sk_prefix"),
+            start=_b(sk_start, "sk_start"),
+            end=_b(sk_end, "sk_end"),
+        )
+        after = None
+        if cursor is not None:
+            c_pk, c_sk, c_ts = decode_cursor(cursor, "row", (bytes, bytes, int))
+            if c_pk != pk_b:
+                raise InvalidRequestError("cursor belongs to another row")
+            assert isinstance(c_sk, bytes) and isinstance(c_ts, int)
+            after = (c_sk, c_ts)
+        q = RowQuery(sks, self._read_filter(min_ts, max_ts, versions), self._limit(limit), after)
+        if strong:
+            self._barrier_for(info.id, (pk_b,))
+        cells, more = self.backend.read_row(info.id, vis, pk_b, q)
+        next_cursor = None
+        if more and cells:
+            last = cells[-1]
+            next_cursor = encode_cursor("row", pk_b, last.sk, last.ts)
+        return RowPage(pk_b, cells, next_cursor)
+
+    def multi_get(
+        self,
+        namespace: str,
+        table: str,
+        keys: Sequence[tuple[Key, Key | None]],
+        *,
+        versions: int = 1,
+        consistency: Consistency | None = None,
+    ) -> list[RowPage]:
+        """For each (pk, sk) its cell's versions; for (pk, None) the row (first page)."""
+        if len(keys) > self.limits.max_multi_get_keys:
+            raise InvalidRequestError(
+                f"a multi-get takes at most {self.limits.max_multi_get_keys} keys"
+            )
+        pairs: list[tuple[bytes, bytes | None]] = []
+        for i, (pk, sk) in enumerate(keys):
+            pk_b = _b(pk, f"keys[{i}].pk")
+            assert pk_b is not None
+            self.limits.check_pk(pk_b)
+            pairs.append((pk_b, _b(sk, f"keys[{i}].sk")))
+        info, vis, strong = self._prepare(namespace, table, consistency)
+        rf = self._read_filter(None, None, versions)
+        if strong and pairs:
+            self._barrier_for(info.id, [pk for pk, _ in pairs])
+        found = self.backend.multi_get(info.id, vis, pairs, rf, self.limits.max_read_limit)
+        return [RowPage(pk, cells) for (pk, _), cells in zip(pairs, found, strict=True)]
+
+    def scan(
+        self,
+        namespace: str,
+        table: str,
+        *,
+        pk_start: Key | None = None,
+        pk_end: Key | None = None,
+        pk_prefix: Key | None = None,
+        min_ts: int | None = None,
+        max_ts: int | None = None,
+        versions: int = 1,
+        limit: int = 1000,
+        cursor: str | None = None,
+        consistency: Consistency | None = None,
+    ) -> ScanPage:
+        """A page of the table's visible cells in (pk, sk) order."""
+        info, vis, strong = self._prepare(namespace, table, consistency)
+        after = None
+        if cursor is not None:
+            c_pk, c_sk, c_ts = decode_cursor(cursor, "scan", (bytes, bytes, int))
+            assert isinstance(c_pk, bytes) and isinstance(c_sk, bytes) and isinstance(c_ts, int)
+            after = (c_pk, c_sk, c_ts)
+        q = ScanQuery(
+            pk_start=_b(pk_start, "pk_start"),
+            pk_end=_b(pk_end, "pk_end"),
+            pk_prefix=_b(pk_prefix, "pk_prefix"),
+            rf=self._read_filter(min_ts, max_ts, versions),
+            limit=self._limit(limit),
+            after=after,
+        )
+        if strong:
+            self._barrier_for(info.id, None)
+        cells, more = self.backend.scan(info.id, vis, q)
+        next_cursor = None
+        if more and cells:
+            last = cells[-1]
+            next_cursor = encode_cursor("scan", last.pk, last.sk, last.ts)
+        return ScanPage(cells, next_cursor)
+
+    def scan_all(self, namespace: str, table: str, **kwargs: Any) -> Iterator[ScanCell]:
+        """Every cell a scan with these arguments covers, following cursors."""
+        cursor = None
+        while True:
+            page = self.scan(namespace, table, cursor=cursor, **kwargs)
+            yield from page.cells
+            if page.cursor is None:
+                return
+            cursor = page.cursor
+
+
+class Table:
+    """A handle on one table of a ``Store``; every call re-reads the table's options."""
+
+    def __init__(self, store: Store, namespace: str, name: str) -> None:
+        self.store = store
+        self.namespace = namespace
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"Table({self.namespace}/{self.name})"
+
+    @property
+    def info(self) -> TableInfo:
+        return self.store.table_info(self.namespace, self.name)
+
+    def put(
+        self,
+        pk: Key,
+        sk: Key = b"",
+        value: Key = b"",
+        *,
+        ts: int | None = None,
+        ack: Ack = "durable",
+    ) -> None:
+        self.store.write(self.namespace, self.name, [Put(pk, sk, value, ts)], ack=ack)
+
+    def delete(
+        self, pk: Key, sk: Key = b"", *, ts: int | None = None, ack: Ack = "durable"
+    ) -> None:
+        self.store.write(self.namespace, self.name, [Delete(pk, sk, ts)], ack=ack)
+
+    def write(self, records: Sequence[Put | Delete], *, ack: Ack = "durable") -> int:
+        return self.store.write(self.namespace, self.name, records, ack=ack)
+
+    def get(self, pk: Key, sk: Key = b"", **kwargs: Any) -> list[Cell]:
+        return self.store.get(self.namespace, self.name, pk, sk, **kwargs)
+
+    def row(self, pk: Key, **kwargs: Any) -> RowPage:
+        return self.store.read_row(self.namespace, self.name, pk, **kwargs)
+
+    def multi_get(self, keys: Sequence[tuple[Key, Key | None]], **kwargs: Any) -> list[RowPage]:
+        return self.store.multi_get(self.namespace, self.name, keys, **kwargs)
+
+    def scan(self, **kwargs: Any) -> ScanPage:
+        return self.store.scan(self.namespace, self.name, **kwargs)
+
+    def scan_all(self, **kwargs: Any) -> Iterator[ScanCell]:
+        return self.store.scan_all(self.namespace, self.name, **kwargs)

@@ -1,0 +1,54 @@
+"""``Watermark``: how far the replayer has applied each partition, and waiting on it.
+
+Strong reads and ``ack=applied`` writes wait here until the applied positions
+reach the positions they need.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+
+from mussel.clock import Clock
+
+__all__ = ["Watermark"]
+
+
+class Watermark:
+    def __init__(self, positions: Mapping[int, int], clock: Clock) -> None:
+        self._applied: dict[int, int] = dict(positions)
+        self._cond = threading.Condition()
+        self._clock = clock
+        self._caught_up_at = clock.monotonic()
+
+    def advance(self, positions: Mapping[int, int], caught_up: bool) -> None:
+        """Publish new applied positions; ``caught_up`` when nothing else is pending."""
+        with self._cond:
+            self._applied.update(positions)
+            if caught_up:
+                self._caught_up_at = self._clock.monotonic()
+            self._cond.notify_all()
+
+    def mark_caught_up(self) -> None:
+        with self._cond:
+            self._caught_up_at = self._clock.monotonic()
+
+    def applied(self) -> dict[int, int]:
+        with self._cond:
+            return dict(self._applied)
+
+    def reached(self, positions: Mapping[int, int]) -> bool:
+        applied = self._applied
+        return all(applied.get(p, 0) >= off for p, off in positions.items())
+
+    def wait(self, positions: Mapping[int, int], timeout_s: float) -> bool:
+        """True once every partition in ``positions`` is applied up to (excluding) its
+        offset; False if ``timeout_s`` passes first."""
+        if self.reached(positions):
+            return True
+        with self._cond:
+            return self._cond.wait_for(lambda: self.reached(positions), timeout_s)
+
+    def staleness_ms(self) -> float:
+        """Upper estimate of how far behind acknowledged writes reads may be."""
+        return max(0.0, (self._clock.monotonic() - self._caught_up_at) * 1000.0)

@@ -1,0 +1,144 @@
+"""The ``Backend`` protocol: where applied cells live, plus a small metadata store.
+
+A backend stores versions of cells (see ``storage/versions.py`` for which of them
+are visible) and a few metadata items (the catalog, applied log positions). It
+does not validate names or sizes: callers above have done that.
+
+Contract of every implementation (the same contract test suite runs on each):
+
+* ``apply`` writes the mutations and the new log positions in one atomic step:
+  after a crash either both are there or neither is (exactly-once replay).
+  Mutations of a table missing from ``epochs`` are skipped (the table was dropped).
+  Mutations are applied in order, so a later mutation with the same
+  (table, pk, sk, ts) replaces an earlier one.
+* ``sync`` makes everything applied so far durable against power loss.
+* Reads see a consistent view of the data as of the read's start.
+* ``meta_write`` is atomic and durable when it returns.
+* Library errors surface as ``UnavailableError`` or ``CorruptionError``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from mussel.model import Cell, Mutation, ScanCell
+from mussel.storage.versions import ReadFilter, Visibility
+
+__all__ = ["Backend", "RowQuery", "ScanQuery", "SkRange", "TableStats"]
+
+
+@dataclass(frozen=True, slots=True)
+class SkRange:
+    """Which secondary keys of a row a read covers; every given bound applies."""
+
+    sk: bytes | None = None
+    prefix: bytes | None = None
+    start: bytes | None = None
+    end: bytes | None = None
+
+    def admits(self, sk: bytes) -> bool:
+        return (
+            (self.sk is None or sk == self.sk)
+            and (self.prefix is None or sk.startswith(self.prefix))
+            and (self.start is None or sk >= self.start)
+            and (self.end is None or sk < self.end)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RowQuery:
+    """A read of one row. ``after`` = (sk, ts) of the last cell already returned."""
+
+    sks: SkRange = field(default_factory=SkRange)
+    rf: ReadFilter = field(default_factory=ReadFilter)
+    limit: int = 1000
+    after: tuple[bytes, int] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ScanQuery:
+    """A table scan by pk range. ``after`` = (pk, sk, ts) of the last cell returned."""
+
+    pk_start: bytes | None = None
+    pk_end: bytes | None = None
+    pk_prefix: bytes | None = None
+    rf: ReadFilter = field(default_factory=ReadFilter)
+    limit: int = 1000
+    after: tuple[bytes, bytes, int] | None = None
+
+    def admits_pk(self, pk: bytes) -> bool:
+        return (
+            (self.pk_start is None or pk >= self.pk_start)
+            and (self.pk_end is None or pk < self.pk_end)
+            and (self.pk_prefix is None or pk.startswith(self.pk_prefix))
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TableStats:
+    """Approximate: versions stored (tombstones and not yet swept versions included)."""
+
+    approx_cells: int = 0
+    approx_bytes: int = 0
+
+
+class Backend(Protocol):
+    def apply(
+        self,
+        mutations: Sequence[Mutation],
+        epochs: Mapping[int, int],
+        positions: Mapping[int, int],
+    ) -> None:
+        """Atomically apply ``mutations`` (stamped with their table's epoch) and store
+        ``positions`` (partition -> next log offset to apply)."""
+        ...
+
+    def applied_positions(self) -> dict[int, int]:
+        """The positions stored by the last ``apply`` (empty for a new store)."""
+        ...
+
+    def sync(self) -> None:
+        """Make every applied mutation durable (then the log may drop it)."""
+        ...
+
+    def read_row(
+        self, table_id: int, vis: Visibility, pk: bytes, q: RowQuery
+    ) -> tuple[list[Cell], bool]:
+        """Visible cells of one row in (sk asc, ts desc) order, at most ``q.limit``;
+        the flag says whether more cells follow."""
+        ...
+
+    def multi_get(
+        self,
+        table_id: int,
+        vis: Visibility,
+        keys: Sequence[tuple[bytes, bytes | None]],
+        rf: ReadFilter,
+        limit_per_key: int,
+    ) -> list[list[Cell]]:
+        """For each (pk, sk) the cell's visible versions; for (pk, None) the row's."""
+        ...
+
+    def scan(self, table_id: int, vis: Visibility, q: ScanQuery) -> tuple[list[ScanCell], bool]:
+        """Visible cells in (pk, sk asc, ts desc) order, at most ``q.limit``."""
+        ...
+
+    def drop_table_data(self, table_id: int) -> None:
+        """Remove every version of the table (space returns later, on compaction)."""
+        ...
+
+    def table_stats(self, table_id: int) -> TableStats: ...
+
+    def meta_get(self, key: bytes) -> bytes | None: ...
+
+    def meta_scan(self, prefix: bytes) -> list[tuple[bytes, bytes]]:
+        """Every metadata item whose key starts with ``prefix``, in key order."""
+        ...
+
+    def meta_write(self, items: Mapping[bytes, bytes | None]) -> None:
+        """Atomically and durably put (or, for None, delete) metadata items."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,129 @@
+"""``MemoryBackend``: the reference backend, plain dictionaries, no persistence.
+
+Deliberately simple (it sorts on every read): it is the model the differential
+tests hold RocksBackend to, and a test double for layers above.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+
+from mussel.model import OP_DELETE, Cell, Mutation, ScanCell
+from mussel.storage.base import RowQuery, ScanQuery, SkRange, TableStats
+from mussel.storage.versions import ReadFilter, Visibility, page_versions
+
+__all__ = ["MemoryBackend"]
+
+# ts -> (is_tombstone, epoch, value)
+_Versions = dict[int, tuple[bool, int, bytes]]
+
+
+class MemoryBackend:
+    def __init__(self) -> None:
+        self._tables: dict[int, dict[bytes, dict[bytes, _Versions]]] = {}
+        self._meta: dict[bytes, bytes] = {}
+        self._positions: dict[int, int] = {}
+        self._lock = threading.RLock()
+
+    # -- writes ---------------------------------------------------------------
+
+    def apply(
+        self,
+        mutations: Sequence[Mutation],
+        epochs: Mapping[int, int],
+        positions: Mapping[int, int],
+    ) -> None:
+        with self._lock:
+            for m in mutations:
+                epoch = epochs.get(m.table_id)
+                if epoch is None:
+                    continue
+                row = self._tables.setdefault(m.table_id, {}).setdefault(m.pk, {})
+                row.setdefault(m.sk, {})[m.ts] = (m.op == OP_DELETE, epoch, m.value)
+            self._positions.update(positions)
+
+    def applied_positions(self) -> dict[int, int]:
+        with self._lock:
+            return dict(self._positions)
+
+    def sync(self) -> None:
+        return None
+
+    def drop_table_data(self, table_id: int) -> None:
+        with self._lock:
+            self._tables.pop(table_id, None)
+
+    # -- reads ----------------------------------------------------------------
+
+    @staticmethod
+    def _stored(versions: _Versions) -> list[tuple[int, bool, int, bytes]]:
+        return [(ts, *versions[ts]) for ts in sorted(versions, reverse=True)]
+
+    def read_row(
+        self, table_id: int, vis: Visibility, pk: bytes, q: RowQuery
+    ) -> tuple[list[Cell], bool]:
+        with self._lock:
+            row = self._tables.get(table_id, {}).get(pk, {})
+            sks = sorted(
+                sk for sk in row if q.sks.admits(sk) and (q.after is None or sk >= q.after[0])
+            )
+            groups = [(sk, self._stored(row[sk])) for sk in sks]
+        page, more = page_versions(groups, vis, q.rf, q.limit, q.after)
+        return [Cell(sk, ts, value) for sk, ts, value in page], more
+
+    def multi_get(
+        self,
+        table_id: int,
+        vis: Visibility,
+        keys: Sequence[tuple[bytes, bytes | None]],
+        rf: ReadFilter,
+        limit_per_key: int,
+    ) -> list[list[Cell]]:
+        return [
+            self.read_row(table_id, vis, pk, RowQuery(SkRange(sk=sk), rf, limit_per_key))[0]
+            for pk, sk in keys
+        ]
+
+    def scan(self, table_id: int, vis: Visibility, q: ScanQuery) -> tuple[list[ScanCell], bool]:
+        with self._lock:
+            table = self._tables.get(table_id, {})
+            groups = [
+                ((pk, sk), self._stored(table[pk][sk]))
+                for pk in sorted(p for p in table if q.admits_pk(p))
+                for sk in sorted(table[pk])
+                if q.after is None or (pk, sk) >= q.after[:2]
+            ]
+        after = None if q.after is None else ((q.after[0], q.after[1]), q.after[2])
+        page, more = page_versions(groups, vis, q.rf, q.limit, after)
+        return [ScanCell(pk, sk, ts, value) for (pk, sk), ts, value in page], more
+
+    def table_stats(self, table_id: int) -> TableStats:
+        with self._lock:
+            cells = nbytes = 0
+            for pk, row in self._tables.get(table_id, {}).items():
+                for sk, versions in row.items():
+                    cells += len(versions)
+                    nbytes += sum(len(pk) + len(sk) + 8 + len(v[2]) for v in versions.values())
+            return TableStats(cells, nbytes)
+
+    # -- metadata -------------------------------------------------------------
+
+    def meta_get(self, key: bytes) -> bytes | None:
+        with self._lock:
+            return self._meta.get(key)
+
+    def meta_scan(self, prefix: bytes) -> list[tuple[bytes, bytes]]:
+        with self._lock:
+            return sorted((k, v) for k, v in self._meta.items() if k.startswith(prefix))
+
+    def meta_write(self, items: Mapping[bytes, bytes | None]) -> None:
+        with self._lock:
+            for k, v in items.items():
+                if v is None:
+                    self._meta.pop(k, None)
+                else:
+                    self._meta[k] = v
+
+    def close(self) -> None:
+        return None

@@ -1,0 +1,391 @@
+"""``RocksBackend``: cells and metadata in one RocksDB database (see ``layout.py``).
+
+Threading: RocksDB is thread-safe; ``apply`` is called by one replayer thread,
+reads by any number of threads. Every read uses one iterator, whose implicit
+snapshot makes the read consistent.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+from rocksdict import (
+    AccessType,
+    BlockBasedOptions,
+    Cache,
+    DBCompressionType,
+    Options,
+    Rdict,
+    ReadOptions,
+    WriteBatch,
+    WriteOptions,
+)
+
+from mussel.codec.keys import (
+    TERM,
+    cell_prefix,
+    decode_ts,
+    escape,
+    prefix_end,
+    row_prefix,
+    sk_part,
+    table_prefix,
+    unescape,
+)
+from mussel.model import OP_DELETE, Cell, Mutation, ScanCell
+from mussel.storage.base import RowQuery, ScanQuery, SkRange, TableStats
+from mussel.storage.rocksdb.errors import map_backend_errors
+from mussel.storage.rocksdb.layout import (
+    KIND_PUT,
+    KIND_TOMBSTONE,
+    U64,
+    header,
+    pos_key,
+    stats_key,
+)
+from mussel.storage.versions import ReadFilter, Visibility, page_versions, visible_versions
+
+__all__ = ["RocksBackend", "RocksConfig"]
+
+_Stored = tuple[int, bool, int, bytes]
+_STATS = msgspec.msgpack.Decoder(tuple[int, int])
+_ENC = msgspec.msgpack.Encoder()
+
+
+@dataclass(frozen=True, slots=True)
+class RocksConfig:
+    """Tuning. The block cache holds the hot data: the OS page cache keeps little here."""
+
+    block_cache_bytes: int = 512 << 20
+    write_buffer_bytes: int = 64 << 20
+    max_background_jobs: int = 2
+    compression: str = "lz4"
+    secondary_path: str | None = None  # open as a read-only secondary of the primary
+
+
+def _options(cfg: RocksConfig) -> Options:
+    opts = Options(raw_mode=True)
+    opts.create_if_missing(True)
+    opts.set_max_background_jobs(cfg.max_background_jobs)
+    opts.set_write_buffer_size(cfg.write_buffer_bytes)
+    opts.set_level_compaction_dynamic_level_bytes(True)
+    compression = {
+        "lz4": DBCompressionType.lz4(),
+        "zstd": DBCompressionType.zstd(),
+        "none": DBCompressionType.none(),
+    }[cfg.compression]
+    opts.set_compression_type(compression)
+    table = BlockBasedOptions()
+    table.set_block_cache(Cache(cfg.block_cache_bytes))
+    table.set_bloom_filter(10, False)
+    table.set_cache_index_and_filter_blocks(True)
+    table.set_pin_l0_filter_and_index_blocks_in_cache(True)
+    opts.set_block_based_table_factory(table)
+    return opts
+
+
+class RocksBackend:
+    """The embedded backend. ``path`` is a directory owned by this backend."""
+
+    def __init__(self, path: str | os.PathLike[str], config: RocksConfig | None = None) -> None:
+        self._cfg = config or RocksConfig()
+        self._path = Path(path)
+        self._closed = False
+        with map_backend_errors("open"):
+            if self._cfg.secondary_path is None:
+                self._path.mkdir(parents=True, exist_ok=True)
+                self._db = Rdict(str(self._path), _options(self._cfg))
+            else:
+                access = AccessType.secondary(self._cfg.secondary_path)
+                self._db = Rdict(str(self._path), _options(self._cfg), access_type=access)
+        self._ro = ReadOptions()
+        self._wo = WriteOptions()
+        self._wo_sync = WriteOptions()
+        self._wo_sync.sync = True
+        self._headers: dict[tuple[int, int], bytes] = {}
+        self._stats: dict[int, tuple[int, int]] = {}
+        self._positions: dict[int, int] = {}
+        self._load_counters()
+
+    def _load_counters(self) -> None:
+        for key, value in self.meta_scan(pos_key(0)[:-5]):
+            self._positions[int(key.rsplit(b"\x00", 1)[1])] = U64.unpack(value)[0]
+        for key, value in self.meta_scan(stats_key(0)[:-10]):
+            self._stats[int(key.rsplit(b"\x00", 1)[1])] = _STATS.decode(value)
+
+    @property
+    def db(self) -> Rdict:
+        """The rocksdict handle, for sibling adapters (bulk ingest, checkpoints)."""
+        return self._db
+
+    def catch_up(self) -> None:
+        """On a secondary instance: replay the primary's new WAL and manifest entries."""
+        with map_backend_errors("catch up with primary"):
+            self._db.try_catch_up_with_primary()
+
+    # -- writes ---------------------------------------------------------------
+
+    def _header(self, op: int, epoch: int) -> bytes:
+        h = self._headers.get((op, epoch))
+        if h is None:
+            kind = KIND_TOMBSTONE if op == OP_DELETE else KIND_PUT
+            h = self._headers[(op, epoch)] = header(kind, epoch)
+        return h
+
+    def apply(
+        self,
+        mutations: Sequence[Mutation],
+        epochs: Mapping[int, int],
+        positions: Mapping[int, int],
+    ) -> None:
+        wb = WriteBatch(raw_mode=True)
+        put = wb.put
+        headers = self._headers
+        counts: dict[int, list[int]] = {}
+        last_table = -1
+        acc: list[int] = [0, 0]
+        epoch = 0
+        for m in mutations:
+            tid = m.table_id
+            if tid != last_table:
+                found = epochs.get(tid)
+                if found is None:
+                    continue
+                epoch = found
+                acc = counts.setdefault(tid, [0, 0])
+                last_table = tid
+            h = headers.get((m.op, epoch)) or self._header(m.op, epoch)
+            key = (
+                b"\x01"
+                + tid.to_bytes(4, "big")
+                + m.pk.replace(b"\x00", b"\x00\xff")
+                + b"\x00\x01"
+                + m.sk.replace(b"\x00", b"\x00\xff")
+                + b"\x00\x01"
+                + (0x7FFF_FFFF_FFFF_FFFF - m.ts).to_bytes(8, "big")
+            )
+            put(key, h + m.value)
+            acc[0] += 1
+            acc[1] += len(key) + len(m.value) + 5
+        new_stats = {}
+        for tid, (n, nbytes) in counts.items():
+            old = self._stats.get(tid, (0, 0))
+            new_stats[tid] = (old[0] + n, old[1] + nbytes)
+            put(stats_key(tid), _ENC.encode(new_stats[tid]))
+        for partition, offset in positions.items():
+            put(pos_key(partition), U64.pack(offset))
+        with map_backend_errors("apply"):
+            self._db.write(wb, self._wo)
+        self._stats.update(new_stats)
+        self._positions.update(positions)
+
+    def applied_positions(self) -> dict[int, int]:
+        return dict(self._positions)
+
+    def sync(self) -> None:
+        with map_backend_errors("WAL sync"):
+            self._db.flush_wal(True)
+
+    def drop_table_data(self, table_id: int) -> None:
+        tp = table_prefix(table_id)
+        end = prefix_end(tp)
+        assert end is not None
+        wb = WriteBatch(raw_mode=True)
+        wb.delete_range(tp, end)
+        wb.delete(stats_key(table_id))
+        with map_backend_errors("drop table"):
+            self._db.write(wb, self._wo_sync)
+        self._stats.pop(table_id, None)
+
+    # -- reads ----------------------------------------------------------------
+
+    def _iter_from(self, start: bytes) -> object:
+        it = self._db.iter(self._ro)
+        it.seek(start)
+        return it
+
+    def _cell_versions(self, it: object, prefix: bytes, floors: bool) -> Iterator[_Stored]:
+        """Stored versions of the cell whose keys start with ``prefix``, newest first."""
+        n = len(prefix)
+        while it.valid():  # type: ignore[attr-defined]
+            k: bytes = it.key()  # type: ignore[attr-defined]
+            if k[:n] != prefix:
+                return
+            v: bytes = it.value()  # type: ignore[attr-defined]
+            epoch = int.from_bytes(v[1:5], "big") if floors else 0
+            yield decode_ts(k[-8:]), v[0] == KIND_TOMBSTONE, epoch, v[5:]
+            it.next()  # type: ignore[attr-defined]
+
+    def _get_cell(
+        self, table_id: int, vis: Visibility, pk: bytes, sk: bytes, rf: ReadFilter
+    ) -> list[Cell]:
+        cp = cell_prefix(table_id, pk, sk)
+        with map_backend_errors("read"):
+            it = self._iter_from(cp)
+            found = visible_versions(self._cell_versions(it, cp, bool(vis.floors)), vis, rf)
+        return [Cell(sk, ts, value) for ts, value in found]
+
+    def _groups(
+        self, it: object, end: bytes | None, prefix_len: int, floors: bool
+    ) -> Iterator[tuple[bytes, list[_Stored]]]:
+        """(encoded suffix, versions) per cell, from the iterator's position to ``end``.
+
+        The suffix is what follows the first ``prefix_len`` bytes of the key, less ts.
+        """
+        cur: bytes | None = None
+        versions: list[_Stored] = []
+        while it.valid():  # type: ignore[attr-defined]
+            k: bytes = it.key()  # type: ignore[attr-defined]
+            if end is not None and k >= end:
+                break
+            body = k[prefix_len:-8]
+            if body != cur:
+                if cur is not None:
+                    yield cur, versions
+                cur, versions = body, []
+            v: bytes = it.value()  # type: ignore[attr-defined]
+            epoch = int.from_bytes(v[1:5], "big") if floors else 0
+            versions.append((decode_ts(k[-8:]), v[0] == KIND_TOMBSTONE, epoch, v[5:]))
+            it.next()  # type: ignore[attr-defined]
+        if cur is not None:
+            yield cur, versions
+
+    @staticmethod
+    def _sk_bounds(sks: SkRange) -> tuple[bytes, bytes | None]:
+        """Bounds on the encoded (sk_part ts) suffix of a row's keys."""
+        lo, hi = b"", None
+        bounds: list[tuple[bytes, bytes | None]] = []
+        if sks.sk is not None:
+            part = sk_part(sks.sk)
+            bounds.append((part, prefix_end(part)))
+        if sks.prefix is not None:
+            esc = escape(sks.prefix)
+            bounds.append((esc, prefix_end(esc)))
+        if sks.start is not None:
+            bounds.append((sk_part(sks.start), None))
+        if sks.end is not None:
+            bounds.append((b"", sk_part(sks.end)))
+        for b_lo, b_hi in bounds:
+            lo = max(lo, b_lo)
+            if b_hi is not None:
+                hi = b_hi if hi is None else min(hi, b_hi)
+        return lo, hi
+
+    def read_row(
+        self, table_id: int, vis: Visibility, pk: bytes, q: RowQuery
+    ) -> tuple[list[Cell], bool]:
+        if q.sks.sk is not None and q.after is None and q.limit >= q.rf.versions:
+            return self._get_cell(table_id, vis, pk, q.sks.sk, q.rf), False
+        rp = row_prefix(table_id, pk)
+        lo, hi = self._sk_bounds(q.sks)
+        start = rp + lo
+        if q.after is not None:
+            start = max(start, rp + sk_part(q.after[0]))
+        end = rp + hi if hi is not None else prefix_end(rp)
+        if end is not None and start >= end:
+            return [], False
+        with map_backend_errors("read"):
+            it = self._iter_from(start)
+            groups = (
+                (unescape(body[:-2]), versions)
+                for body, versions in self._groups(it, end, len(rp), bool(vis.floors))
+            )
+            page, more = page_versions(groups, vis, q.rf, q.limit, q.after)
+        return [Cell(sk, ts, value) for sk, ts, value in page], more
+
+    def multi_get(
+        self,
+        table_id: int,
+        vis: Visibility,
+        keys: Sequence[tuple[bytes, bytes | None]],
+        rf: ReadFilter,
+        limit_per_key: int,
+    ) -> list[list[Cell]]:
+        out: list[list[Cell]] = []
+        for pk, sk in keys:
+            if sk is not None:
+                out.append(self._get_cell(table_id, vis, pk, sk, rf))
+            else:
+                out.append(
+                    self.read_row(table_id, vis, pk, RowQuery(rf=rf, limit=limit_per_key))[0]
+                )
+        return out
+
+    def scan(self, table_id: int, vis: Visibility, q: ScanQuery) -> tuple[list[ScanCell], bool]:
+        tp = table_prefix(table_id)
+        start, end = tp, prefix_end(tp)
+        if q.pk_start is not None:
+            start = max(start, tp + escape(q.pk_start))
+        if q.pk_prefix is not None:
+            start = max(start, tp + escape(q.pk_prefix))
+            p_end = prefix_end(tp + escape(q.pk_prefix))
+            end = p_end if end is None or p_end is None else min(end, p_end)
+        if q.pk_end is not None:
+            end = min(end, tp + escape(q.pk_end)) if end is not None else tp + escape(q.pk_end)
+        after = None
+        if q.after is not None:
+            a_pk, a_sk, a_ts = q.after
+            start = max(start, tp + escape(a_pk) + TERM + sk_part(a_sk))
+            after = ((a_pk, a_sk), a_ts)
+        if end is not None and start >= end:
+            return [], False
+
+        def decoded(
+            groups: Iterator[tuple[bytes, list[_Stored]]],
+        ) -> Iterator[tuple[tuple[bytes, bytes], list[_Stored]]]:
+            for body, versions in groups:
+                cut = body.find(TERM)
+                pk = body[:cut].replace(b"\x00\xff", b"\x00")
+                sk = body[cut + 2 : -2].replace(b"\x00\xff", b"\x00")
+                yield (pk, sk), versions
+
+        with map_backend_errors("scan"):
+            it = self._iter_from(start)
+            groups = decoded(self._groups(it, end, len(tp), bool(vis.floors)))
+            page, more = page_versions(groups, vis, q.rf, q.limit, after)
+        return [ScanCell(pk, sk, ts, value) for (pk, sk), ts, value in page], more
+
+    def table_stats(self, table_id: int) -> TableStats:
+        n, nbytes = self._stats.get(table_id, (0, 0))
+        return TableStats(n, nbytes)
+
+    # -- metadata -------------------------------------------------------------
+
+    def meta_get(self, key: bytes) -> bytes | None:
+        with map_backend_errors("metadata read"):
+            value = self._db.get(key)
+        return None if value is None else bytes(value)
+
+    def meta_scan(self, prefix: bytes) -> list[tuple[bytes, bytes]]:
+        out = []
+        with map_backend_errors("metadata scan"):
+            it = self._iter_from(prefix)
+            while it.valid():  # type: ignore[attr-defined]
+                k: bytes = it.key()  # type: ignore[attr-defined]
+                if not k.startswith(prefix):
+                    break
+                out.append((k, it.value()))  # type: ignore[attr-defined]
+                it.next()  # type: ignore[attr-defined]
+        return out
+
+    def meta_write(self, items: Mapping[bytes, bytes | None]) -> None:
+        wb = WriteBatch(raw_mode=True)
+        for k, v in items.items():
+            if v is None:
+                wb.delete(k)
+            else:
+                wb.put(k, v)
+        with map_backend_errors("metadata write"):
+            self._db.write(wb, self._wo_sync)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with map_backend_errors("close"):
+            self._db.flush_wal(True)
+            self._db.close()

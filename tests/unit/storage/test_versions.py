@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mussel.model import Floor
+from mussel.storage.versions import ReadFilter, Visibility, visible_versions
+from tests.unit.storage.model_history import ModelTable, W
+
+ALL = ReadFilter(versions=1000)
+
+
+def stored(*versions: tuple[int, bool, int, bytes]) -> list[tuple[int, bool, int, bytes]]:
+    return sorted(versions, key=lambda v: -v[0])
+
+
+def test_newest_version_first_and_max_versions_caps() -> None:
+    s = stored((1, False, 0, b"a"), (3, False, 0, b"c"), (2, False, 0, b"b"))
+    assert visible_versions(s, Visibility(max_versions=2), ALL) == [(3, b"c"), (2, b"b")]
+
+
+def test_tombstone_hides_versions_at_or_below_its_ts() -> None:
+    s = stored((1, False, 0, b"a"), (2, True, 0, b""), (3, False, 0, b"c"))
+    assert visible_versions(s, Visibility(max_versions=5), ALL) == [(3, b"c")]
+
+
+def test_expired_versions_are_invisible() -> None:
+    s = stored((100, False, 0, b"old"), (200, False, 0, b"new"))
+    vis = Visibility(max_versions=5, expired_before_us=150)
+    assert visible_versions(s, vis, ALL) == [(200, b"new")]
+
+
+def test_replace_floor_hides_older_epoch_versions_up_to_its_ts() -> None:
+    s = stored((10, False, 0, b"old"), (30, False, 0, b"newer-than-T"), (5, False, 1, b"loaded"))
+    vis = Visibility(max_versions=5, floors=(Floor(20, 1),))
+    assert visible_versions(s, vis, ALL) == [(30, b"newer-than-T"), (5, b"loaded")]
+
+
+def test_floored_tombstone_hides_nothing() -> None:
+    s = stored((10, True, 0, b""), (5, False, 1, b"loaded"))
+    vis = Visibility(max_versions=5, floors=(Floor(20, 1),))
+    assert visible_versions(s, vis, ALL) == [(5, b"loaded")]
+
+
+def test_time_range_filters_the_visible_set_not_the_stored_one() -> None:
+    s = stored((1, False, 0, b"a"), (2, False, 0, b"b"), (3, False, 0, b"c"))
+    vis = Visibility(max_versions=2)
+    # version 1 is beyond max_versions, so a time range around it finds nothing
+    assert visible_versions(s, vis, ReadFilter(min_ts=1, max_ts=2, versions=5)) == []
+    assert visible_versions(s, vis, ReadFilter(min_ts=2, max_ts=3, versions=5)) == [(2, b"b")]
+
+
+history = st.lists(
+    st.tuples(
+        st.sampled_from([b"", b"a", b"b"]),  # sk
+        st.integers(0, 12),  # ts
+        st.booleans(),  # delete
+        st.integers(0, 2),  # epoch
+    ),
+    max_size=25,
+)
+
+
+@settings(max_examples=300)
+@given(
+    history,
+    st.integers(1, 4),
+    st.one_of(st.none(), st.integers(1, 10)),
+    st.integers(0, 20),
+    st.lists(st.tuples(st.integers(0, 12), st.integers(1, 2)), max_size=2),
+)
+def test_visibility_matches_the_naive_model(
+    ops: list, max_versions: int, ttl_s: int | None, now_s: int, floors: list
+) -> None:
+    model = ModelTable(floors=[(t * 1_000_000, e) for t, e in floors])
+    per_cell: dict[bytes, dict[int, tuple[int, bool, int, bytes]]] = {}
+    for i, (sk, ts, delete, epoch) in enumerate(ops):
+        value = b"" if delete else f"v{i}".encode()
+        ts_us = ts * 1_000_000
+        model.writes.append(W(b"pk", sk, ts_us, delete, value, epoch))
+        per_cell.setdefault(sk, {})[ts_us] = (ts_us, delete, epoch, value)
+    now_us = now_s * 1_000_000
+    vis = Visibility(
+        max_versions=max_versions,
+        expired_before_us=None if ttl_s is None else now_us - ttl_s * 1_000_000,
+        floors=tuple(Floor(t * 1_000_000, e) for t, e in floors),
+    )
+    for sk, by_ts in per_cell.items():
+        got = visible_versions(stored(*by_ts.values()), vis, ALL)
+        assert got == model.visible(b"pk", sk, now_us, ttl_s, max_versions)

@@ -8,7 +8,7 @@ are ``bytes`` everywhere below the API surface.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 import msgspec
 
@@ -232,7 +232,7 @@ class TableInfo(msgspec.Struct, frozen=True):
         return f"{self.namespace}/{self.name}"
 
 
-class Put(NamedTuple):
+class Put(msgspec.Struct, frozen=True, gc=False):
     """A put for the embedded API: str arguments are encoded as UTF-8."""
 
     pk: bytes | str
@@ -241,7 +241,7 @@ class Put(NamedTuple):
     ts: int | None = None
 
 
-class Delete(NamedTuple):
+class Delete(msgspec.Struct, frozen=True, gc=False):
     """A delete (a tombstone at ``ts``, default: the server's time)."""
 
     pk: bytes | str

@@ -74,6 +74,9 @@ def test_no_acknowledged_write_is_lost_across_kill_9(tmp_path: Path) -> None:
     with Store.open(data, CONFIG) as store:
         present = {c.pk.decode() for c in store.scan_all("crash", "t", limit=5000)}
     lost = set(all_acked) - present
-    print(f"\ncrash test: {cycles} kill cycles, {len(all_acked)} acknowledged writes, {len(lost)} lost")
+    print(
+        f"\ncrash test: {cycles} kill cycles, {len(all_acked)} acknowledged writes, "
+        f"{len(lost)} lost"
+    )
     assert not lost
     assert len(all_acked) > 0

@@ -8,7 +8,8 @@ Items (JSON values)::
 
 The whole catalog is cached in memory; every change is one atomic, durable
 ``meta_write`` made under the catalog lock, then published by swapping the cache.
-Table ids are never reused, so a dropped table's log records and data can never
+``generation`` grows with every change, so callers may cache what they derive
+from the catalog. Table ids are never reused, so a dropped table's log records and data can never
 be taken for a later table's.
 
 ``apply_lock`` is held by the replayer while it applies a batch and by
@@ -57,6 +58,7 @@ class Catalog:
         self._namespaces: dict[str, NamespaceInfo] = {}
         self._tables: dict[tuple[str, str], TableInfo] = {}
         self._by_id: dict[int, TableInfo] = {}
+        self.generation = 0
         self.reload()
 
     def reload(self) -> None:
@@ -82,6 +84,7 @@ class Catalog:
     def _publish_tables(self, tables: dict[tuple[str, str], TableInfo]) -> None:
         self._tables = tables
         self._by_id = {t.id: t for t in tables.values()}
+        self.generation += 1
 
     # -- namespaces -----------------------------------------------------------
 
@@ -102,6 +105,7 @@ class Catalog:
             if ns != current:
                 self._backend.meta_write({meta_key("ns", name): msgspec.json.encode(ns)})
                 self._namespaces = {**self._namespaces, name: ns}
+                self.generation += 1
             return ns
 
     def get_namespace(self, name: str) -> NamespaceInfo:
@@ -199,6 +203,9 @@ class Catalog:
         """
         with self._lock, self.apply_lock:
             table = self.get_table(namespace, name)
+            # Versions applied so far must keep their old epoch after a crash, so they
+            # are made durable before the new epoch is.
+            self._backend.sync()
             epoch = table.epoch + 1
             table = msgspec.structs.replace(
                 table, epoch=epoch, floors=(*table.floors, Floor(ts_us, epoch))

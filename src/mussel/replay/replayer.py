@@ -3,8 +3,9 @@
 It polls the log from the positions stored in the backend, applies each batch
 with the new positions in one atomic backend write (so a crash at any moment
 replays exactly what was not applied: nothing lost, nothing doubled), then
-publishes the positions on the ``Watermark``. Every ``sync_interval_s`` it makes
-the backend durable and lets the log drop what is applied.
+publishes the positions on the ``Watermark``. Every ``sync_interval_s`` (and on
+stop) it makes the backend durable and only then lets the log drop what is
+applied, so after a crash the log still holds everything not yet durable.
 
 Per-partition order is the log's order; batches mix partitions freely since
 writes to one (table, pk) always share a partition.
@@ -37,7 +38,7 @@ class Replayer:
         clock: Clock,
         *,
         batch_records: int = 10_000,
-        sync_interval_s: float = 1.0,
+        sync_interval_s: float = 10.0,
         poll_timeout_s: float = 0.05,
     ) -> None:
         self._log = wlog

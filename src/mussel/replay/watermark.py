@@ -37,6 +37,10 @@ class Watermark:
         with self._cond:
             return dict(self._applied)
 
+    def position(self, partition: int) -> int:
+        """The next offset to apply in ``partition`` (lock-free read)."""
+        return self._applied.get(partition, 0)
+
     def reached(self, positions: Mapping[int, int]) -> bool:
         applied = self._applied
         return all(applied.get(p, 0) >= off for p, off in positions.items())

@@ -11,7 +11,10 @@ Contract of every implementation (the same contract test suite runs on each):
   Mutations of a table missing from ``epochs`` are skipped (the table was dropped).
   Mutations are applied in order, so a later mutation with the same
   (table, pk, sk, ts) replaces an earlier one.
-* ``sync`` makes everything applied so far durable against power loss.
+* ``apply`` need not be durable by itself (the log is the write-ahead log);
+  ``sync`` makes everything applied so far durable, after which the log may drop
+  it. A crash before ``sync`` may lose applied data, but always together with the
+  positions stored with it, so the replayer applies it again.
 * Reads see a consistent view of the data as of the read's start.
 * ``meta_write`` is atomic and durable when it returns.
 * Library errors surface as ``UnavailableError`` or ``CorruptionError``.
@@ -108,6 +111,12 @@ class Backend(Protocol):
     ) -> tuple[list[Cell], bool]:
         """Visible cells of one row in (sk asc, ts desc) order, at most ``q.limit``;
         the flag says whether more cells follow."""
+        ...
+
+    def get_cell(
+        self, table_id: int, vis: Visibility, pk: bytes, sk: bytes, rf: ReadFilter
+    ) -> list[Cell]:
+        """The visible versions of one cell admitted by ``rf``, newest first."""
         ...
 
     def multi_get(

@@ -72,6 +72,11 @@ class MemoryBackend:
         page, more = page_versions(groups, vis, q.rf, q.limit, q.after)
         return [Cell(sk, ts, value) for sk, ts, value in page], more
 
+    def get_cell(
+        self, table_id: int, vis: Visibility, pk: bytes, sk: bytes, rf: ReadFilter
+    ) -> list[Cell]:
+        return self.read_row(table_id, vis, pk, RowQuery(SkRange(sk=sk), rf, rf.versions))[0]
+
     def multi_get(
         self,
         table_id: int,

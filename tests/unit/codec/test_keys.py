@@ -18,7 +18,6 @@ from mussel.codec.keys import (
 from mussel.errors import InvalidCursorError
 from mussel.limits import TS_MAX, TS_MIN
 
-
 small = st.binary(max_size=6).map(lambda b: bytes(x % 3 for x in b))  # many 0x00 and 0x01
 tss = st.integers(min_value=TS_MIN, max_value=TS_MAX)
 cells = st.tuples(st.integers(0, 3), small.filter(bool), small, tss)
@@ -37,7 +36,9 @@ def test_data_key_round_trips(cell: tuple) -> None:
 
 
 @given(st.integers(0, 3), small.filter(bool), small, small, tss)
-def test_sk_prefix_is_one_contiguous_key_range(tid: int, pk: bytes, prefix: bytes, rest: bytes, ts: int) -> None:
+def test_sk_prefix_is_one_contiguous_key_range(
+    tid: int, pk: bytes, prefix: bytes, rest: bytes, ts: int
+) -> None:
     key = data_key(tid, pk, prefix + rest, ts)
     lo = row_prefix(tid, pk) + escape(prefix)
     hi = prefix_end(lo)
@@ -46,7 +47,9 @@ def test_sk_prefix_is_one_contiguous_key_range(tid: int, pk: bytes, prefix: byte
 
 
 @given(st.integers(0, 3), small.filter(bool), small, small, tss)
-def test_keys_outside_a_prefix_fall_outside_its_range(tid: int, pk: bytes, prefix: bytes, sk: bytes, ts: int) -> None:
+def test_keys_outside_a_prefix_fall_outside_its_range(
+    tid: int, pk: bytes, prefix: bytes, sk: bytes, ts: int
+) -> None:
     key = data_key(tid, pk, sk, ts)
     lo = row_prefix(tid, pk) + escape(prefix)
     inside = key.startswith(lo)
@@ -54,7 +57,9 @@ def test_keys_outside_a_prefix_fall_outside_its_range(tid: int, pk: bytes, prefi
 
 
 @given(st.integers(0, 3), small.filter(bool), small, small, tss)
-def test_sk_range_bounds_match_bytewise_comparison(tid: int, pk: bytes, start: bytes, sk: bytes, ts: int) -> None:
+def test_sk_range_bounds_match_bytewise_comparison(
+    tid: int, pk: bytes, start: bytes, sk: bytes, ts: int
+) -> None:
     key = data_key(tid, pk, sk, ts)
     assert (key >= row_prefix(tid, pk) + sk_part(start)) == (sk >= start)
     assert (key < row_prefix(tid, pk) + sk_part(start)) == (sk < start)

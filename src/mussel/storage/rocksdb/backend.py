@@ -27,7 +27,6 @@ from rocksdict import (
 
 from mussel.codec.keys import (
     TERM,
-    cell_prefix,
     decode_ts,
     escape,
     prefix_end,
@@ -36,7 +35,7 @@ from mussel.codec.keys import (
     table_prefix,
     unescape,
 )
-from mussel.model import OP_DELETE, Cell, Mutation, ScanCell
+from mussel.model import OP_DELETE, OP_PUT, Cell, Mutation, ScanCell
 from mussel.storage.base import RowQuery, ScanQuery, SkRange, TableStats
 from mussel.storage.rocksdb.errors import map_backend_errors
 from mussel.storage.rocksdb.layout import (
@@ -53,6 +52,8 @@ __all__ = ["RocksBackend", "RocksConfig"]
 
 _Stored = tuple[int, bool, int, bytes]
 _STATS = msgspec.msgpack.Decoder(tuple[int, int])
+_TS_BIAS = 0x7FFF_FFFF_FFFF_FFFF
+_VERSION_OVERHEAD_BYTES = 5 + 4 + 8 + 5  # value header, terminators, ts, table prefix
 _ENC = msgspec.msgpack.Encoder()
 
 
@@ -103,7 +104,8 @@ class RocksBackend:
                 access = AccessType.secondary(self._cfg.secondary_path)
                 self._db = Rdict(str(self._path), _options(self._cfg), access_type=access)
         self._ro = ReadOptions()
-        self._wo = WriteOptions()
+        self._wo_nowal = WriteOptions()
+        self._wo_nowal.disable_wal = True  # type: ignore[method-assign,assignment]  # wrong stub
         self._wo_sync = WriteOptions()
         self._wo_sync.sync = True
         self._headers: dict[tuple[int, int], bytes] = {}
@@ -142,44 +144,53 @@ class RocksBackend:
         epochs: Mapping[int, int],
         positions: Mapping[int, int],
     ) -> None:
+        """One WriteBatch for data, positions and counters, written without the WAL.
+
+        The write log is the WAL: until ``sync()`` flushes the memtable, a crash loses
+        data and positions together and the replayer applies them again.
+        """
         wb = WriteBatch(raw_mode=True)
         put = wb.put
-        headers = self._headers
+        join = b"".join
+        pack_ts = U64.pack
         counts: dict[int, list[int]] = {}
         last_table = -1
+        tp = h_put = h_del = b""
         acc: list[int] = [0, 0]
-        epoch = 0
         for m in mutations:
-            tid = m.table_id
-            if tid != last_table:
-                found = epochs.get(tid)
-                if found is None:
+            if m.table_id != last_table:
+                epoch = epochs.get(m.table_id)
+                if epoch is None:
                     continue
-                epoch = found
-                acc = counts.setdefault(tid, [0, 0])
-                last_table = tid
-            h = headers.get((m.op, epoch)) or self._header(m.op, epoch)
-            key = (
-                b"\x01"
-                + tid.to_bytes(4, "big")
-                + m.pk.replace(b"\x00", b"\x00\xff")
-                + b"\x00\x01"
-                + m.sk.replace(b"\x00", b"\x00\xff")
-                + b"\x00\x01"
-                + (0x7FFF_FFFF_FFFF_FFFF - m.ts).to_bytes(8, "big")
+                last_table = m.table_id
+                tp = table_prefix(last_table)
+                h_put, h_del = self._header(OP_PUT, epoch), self._header(OP_DELETE, epoch)
+                acc = counts.setdefault(last_table, [0, 0])
+            value = m.value
+            put(
+                join(
+                    (
+                        tp,
+                        m.pk.replace(b"\x00", b"\x00\xff"),
+                        TERM,
+                        m.sk.replace(b"\x00", b"\x00\xff"),
+                        TERM,
+                        pack_ts(_TS_BIAS - m.ts),
+                    )
+                ),
+                (h_del if m.op else h_put) + value,
             )
-            put(key, h + m.value)
             acc[0] += 1
-            acc[1] += len(key) + len(m.value) + 5
+            acc[1] += len(m.pk) + len(m.sk) + len(value)
         new_stats = {}
         for tid, (n, nbytes) in counts.items():
             old = self._stats.get(tid, (0, 0))
-            new_stats[tid] = (old[0] + n, old[1] + nbytes)
+            new_stats[tid] = (old[0] + n, old[1] + nbytes + n * _VERSION_OVERHEAD_BYTES)
             put(stats_key(tid), _ENC.encode(new_stats[tid]))
         for partition, offset in positions.items():
             put(pos_key(partition), U64.pack(offset))
         with map_backend_errors("apply"):
-            self._db.write(wb, self._wo)
+            self._db.write(wb, self._wo_nowal)
         self._stats.update(new_stats)
         self._positions.update(positions)
 
@@ -187,8 +198,9 @@ class RocksBackend:
         return dict(self._positions)
 
     def sync(self) -> None:
-        with map_backend_errors("WAL sync"):
-            self._db.flush_wal(True)
+        """Flush the memtable: everything applied so far is on disk, in SST files."""
+        with map_backend_errors("flush"):
+            self._db.flush(True)
 
     def drop_table_data(self, table_id: int) -> None:
         tp = table_prefix(table_id)
@@ -220,13 +232,38 @@ class RocksBackend:
             yield decode_ts(k[-8:]), v[0] == KIND_TOMBSTONE, epoch, v[5:]
             it.next()  # type: ignore[attr-defined]
 
-    def _get_cell(
+    def get_cell(
         self, table_id: int, vis: Visibility, pk: bytes, sk: bytes, rf: ReadFilter
     ) -> list[Cell]:
-        cp = cell_prefix(table_id, pk, sk)
-        with map_backend_errors("read"):
-            it = self._iter_from(cp)
+        cp = (
+            b"\x01"
+            + table_id.to_bytes(4, "big")
+            + pk.replace(b"\x00", b"\x00\xff")
+            + b"\x00\x01"
+            + sk.replace(b"\x00", b"\x00\xff")
+            + b"\x00\x01"
+        )
+        try:
+            it = self._db.iter(self._ro)
+            it.seek(cp)
+            if rf.versions == 1 and rf.min_ts is None and rf.max_ts is None and not vis.floors:
+                # The hot path: the newest stored version decides alone.
+                if not it.valid():
+                    return []
+                k: bytes = it.key()
+                if k[: len(cp)] != cp:
+                    return []
+                v: bytes = it.value()
+                if v[0] == KIND_TOMBSTONE:
+                    return []
+                ts = 0x7FFF_FFFF_FFFF_FFFF - int.from_bytes(k[-8:], "big")
+                if vis.expired_before_us is not None and ts < vis.expired_before_us:
+                    return []
+                return [Cell(sk, ts, v[5:])]
             found = visible_versions(self._cell_versions(it, cp, bool(vis.floors)), vis, rf)
+        except Exception as exc:
+            with map_backend_errors("read"):
+                raise exc
         return [Cell(sk, ts, value) for ts, value in found]
 
     def _groups(
@@ -279,7 +316,7 @@ class RocksBackend:
         self, table_id: int, vis: Visibility, pk: bytes, q: RowQuery
     ) -> tuple[list[Cell], bool]:
         if q.sks.sk is not None and q.after is None and q.limit >= q.rf.versions:
-            return self._get_cell(table_id, vis, pk, q.sks.sk, q.rf), False
+            return self.get_cell(table_id, vis, pk, q.sks.sk, q.rf), False
         rp = row_prefix(table_id, pk)
         lo, hi = self._sk_bounds(q.sks)
         start = rp + lo
@@ -308,7 +345,7 @@ class RocksBackend:
         out: list[list[Cell]] = []
         for pk, sk in keys:
             if sk is not None:
-                out.append(self._get_cell(table_id, vis, pk, sk, rf))
+                out.append(self.get_cell(table_id, vis, pk, sk, rf))
             else:
                 out.append(
                     self.read_row(table_id, vis, pk, RowQuery(rf=rf, limit=limit_per_key))[0]
@@ -387,5 +424,6 @@ class RocksBackend:
             return
         self._closed = True
         with map_backend_errors("close"):
-            self._db.flush_wal(True)
+            if self._cfg.secondary_path is None:
+                self._db.flush(True)
             self._db.close()

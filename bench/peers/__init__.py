@@ -1,0 +1,1 @@
+"""Peer systems (PostgreSQL, ...) that benchmarks run side by side with Mussel."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -211,22 +212,72 @@ class Store:
         Returns once the batch is durable in the log (``ack="durable"``) or also
         applied and visible to every read (``ack="applied"``).
         """
+        count, pending = self.submit_write(namespace, table, records, ack=ack)
+        placed = pending.result()
+        if ack == "applied":
+            self.wait_applied(placed)
+        return count
+
+    def submit_write(
+        self,
+        namespace: str,
+        table: str,
+        records: Sequence[Put | Delete],
+        *,
+        ack: Ack = "durable",
+    ) -> tuple[int, Future[list[tuple[int, int]]]]:
+        """Validate a batch and hand it to the log without waiting.
+
+        Raises at once for invalid input (nothing is written). The future completes
+        when the batch is durable; with ``ack="applied"`` the caller then waits with
+        ``wait_applied``.
+        """
         if ack not in ("durable", "applied"):
             raise InvalidRequestError("ack must be 'durable' or 'applied'")
         info = self.catalog.get_table(namespace, table)
         mutations = to_mutations(info.id, records, self.clock.now_us(), self.limits)
-        placed = self.log.append(mutations)
-        if ack == "applied":
-            needed: dict[int, int] = {}
-            for partition, offset in placed:
-                if offset >= needed.get(partition, 0):
-                    needed[partition] = offset + 1
-            if not self.replayer.watermark.wait(needed, self.config.applied_ack_timeout_s):
-                raise UnavailableError(
-                    "the write is durable but was not applied within "
-                    f"{self.config.applied_ack_timeout_s:g}s; it will be applied"
-                )
-        return len(mutations)
+        return len(mutations), self.log.append_async(mutations)
+
+    def applied_target(self, placed: Sequence[tuple[int, int]]) -> dict[int, int]:
+        """The positions a replayer must reach for these placements to be applied."""
+        needed: dict[int, int] = {}
+        for partition, offset in placed:
+            if offset >= needed.get(partition, 0):
+                needed[partition] = offset + 1
+        return needed
+
+    def wait_applied(self, placed: Sequence[tuple[int, int]]) -> None:
+        """Block until the placed records are applied (``UnavailableError`` on timeout)."""
+        if not self.replayer.watermark.wait(
+            self.applied_target(placed), self.config.applied_ack_timeout_s
+        ):
+            raise UnavailableError(
+                "the write is durable but was not applied within "
+                f"{self.config.applied_ack_timeout_s:g}s; it will be applied"
+            )
+
+    def is_strong(self, namespace: str, table: str, consistency: str | None) -> bool:
+        """Whether a read with this ``consistency`` argument is strong (SPEC §3 defaults)."""
+        if consistency is not None:
+            return check_consistency(consistency) == "strong"
+        return self._read_ctx(namespace, table).strong
+
+    def strong_target(
+        self, namespace: str, table: str, pks: Sequence[bytes] | None, consistency: str | None
+    ) -> dict[int, int] | None:
+        """What a read must wait for: None when it needs no wait (eventual, or caught up).
+
+        ``pks=None`` means the read may touch every partition (a scan).
+        """
+        ctx = self._read_ctx(namespace, table)
+        strong = ctx.strong if consistency is None else check_consistency(consistency) == "strong"
+        if not strong:
+            return None
+        ends = self.log.end_offsets()
+        if pks is not None:
+            parts = {partition_for(ctx.info.id, pk, self._partitions) for pk in pks}
+            ends = {p: ends.get(p, 0) for p in parts}
+        return None if self.replayer.watermark.reached(ends) else ends
 
     # -- reads ----------------------------------------------------------------
 
@@ -272,8 +323,13 @@ class Store:
             self._barrier({p: ends.get(p, 0) for p in parts})
 
     def staleness_ms(self) -> float:
-        """Upper estimate of how much an eventual read may lag acknowledged writes."""
-        return self.replayer.watermark.staleness_ms()
+        """Upper estimate of how much an eventual read may lag acknowledged writes:
+        0 when every acknowledged write is applied, else the time since that was last
+        true."""
+        wm = self.replayer.watermark
+        if wm.reached(self.log.end_offsets()):
+            return 0.0
+        return wm.staleness_ms()
 
     def _read_filter(self, min_ts: int | None, max_ts: int | None, versions: int) -> ReadFilter:
         if min_ts is not None:

@@ -1,0 +1,1 @@
+"""The dispatcher: HTTP API v1 (SPEC §4-§5) over the engine."""

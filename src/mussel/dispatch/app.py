@@ -1,0 +1,485 @@
+"""The HTTP API v1 (SPEC §4) as one request pipeline over a ``Store``.
+
+Pipeline of every request: route → (auth, quotas: the tenancy issue's stages slot
+in here) → handler → encode → metrics. Handlers are plain functions on the event
+loop when they cannot block (reads that need no wait, catalog calls) and
+coroutines when they wait (writes wait for the log's fsync; strong reads that
+must wait for the replayer do so in a thread). Every ``MusselError`` becomes the
+SPEC §5 envelope in one place (``errors.py``); nothing a client sends can cause a
+500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import parse_qsl, unquote_to_bytes
+
+from mussel.catalog import UNSET
+from mussel.dispatch.bodies import GetBody, NamespaceBody, TableBody, WriteBody, given
+from mussel.dispatch.errors import error_to_response, method_not_allowed, not_found
+from mussel.dispatch.http import Request, Response
+from mussel.dispatch.metrics import ServerMetrics
+from mussel.dispatch.openapi import openapi_document
+from mussel.dispatch.wire import Wire
+from mussel.engine import Store
+from mussel.errors import InvalidRequestError, KeyNotFoundError, MusselError, UnavailableError
+from mussel.model import Delete, NamespaceInfo, Put, TableInfo
+
+__all__ = ["App"]
+
+log = logging.getLogger("mussel.dispatch")
+
+Handler = Callable[..., "Response | Awaitable[Response]"]
+
+_ROW_PARAMS = {
+    "sk", "sk_prefix", "sk_start", "sk_end", "min_ts", "max_ts", "versions", "limit",
+    "cursor", "consistency", "encoding",
+}  # fmt: skip
+_SCAN_PARAMS = {
+    "pk_start", "pk_end", "pk_prefix", "min_ts", "max_ts", "versions", "limit", "cursor",
+    "consistency", "encoding",
+}  # fmt: skip
+
+
+def _query(request: Request, allowed: set[str]) -> dict[str, str]:
+    try:
+        pairs = parse_qsl(
+            request.query_string.decode("latin-1"), keep_blank_values=True, strict_parsing=False
+        )
+    except ValueError as exc:
+        raise InvalidRequestError(f"malformed query string: {exc}") from exc
+    out: dict[str, str] = {}
+    for name, value in pairs:
+        if name not in allowed:
+            raise InvalidRequestError(
+                f"unknown query parameter {name!r}; this endpoint takes "
+                + ", ".join(sorted(allowed))
+            )
+        if name in out:
+            raise InvalidRequestError(f"query parameter {name!r} given twice")
+        out[name] = value
+    return out
+
+
+def _int(params: dict[str, str], name: str) -> int | None:
+    raw = params.get(name)
+    if raw is None:
+        return None
+    try:
+        return int(raw, 10)
+    except ValueError:
+        raise InvalidRequestError(f"{name} must be an integer, not {raw!r}") from None
+
+
+def _consistency(params: dict[str, str]) -> Any:
+    value = params.get("consistency")
+    if value is not None and value not in ("strong", "eventual"):
+        raise InvalidRequestError("consistency must be 'strong' or 'eventual'")
+    return value
+
+
+def _base64(params: dict[str, str]) -> bool:
+    encoding = params.get("encoding")
+    if encoding is None:
+        return False
+    if encoding != "base64":
+        raise InvalidRequestError("encoding must be 'base64' (or absent, for UTF-8 text)")
+    return True
+
+
+def _segment(raw: str, what: str) -> str:
+    try:
+        return unquote_to_bytes(raw).decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidRequestError(f"{what} in the path is not UTF-8") from None
+
+
+class App:
+    """The ASGI-free application: ``app(request) -> Response | Awaitable[Response]``."""
+
+    def __init__(self, store: Store, metrics: ServerMetrics | None = None) -> None:
+        self.store = store
+        self.metrics = metrics or ServerMetrics(store)
+        self.ready = True
+        self._openapi: bytes | None = None
+
+    # -- entry point ----------------------------------------------------------
+
+    def __call__(self, request: Request) -> Response | Awaitable[Response]:
+        started = time.perf_counter()
+        try:
+            op, ns, table, result = self._dispatch(request)
+        except MusselError as exc:
+            self.metrics.observe("unknown", "", "", exc.http_status, started)
+            return error_to_response(exc, request)
+        if isinstance(result, Response):
+            self.metrics.observe(op, ns, table, result.status, started)
+            return result
+        return self._finish(result, request, op, ns, table, started)
+
+    async def _finish(
+        self,
+        pending: Awaitable[Response],
+        request: Request,
+        op: str,
+        ns: str,
+        table: str,
+        started: float,
+    ) -> Response:
+        try:
+            resp = await pending
+        except MusselError as exc:
+            resp = error_to_response(exc, request)
+        self.metrics.observe(op, ns, table, resp.status, started)
+        return resp
+
+    def _dispatch(self, request: Request) -> tuple[str, str, str, Response | Awaitable[Response]]:
+        """Route; return (operation, namespace, table, response or awaitable)."""
+        parts = request.path.split("/")[1:]
+        method = request.method
+        n = len(parts)
+        if n == 1:
+            simple = {
+                "healthz": self._healthz,
+                "readyz": self._readyz,
+                "metrics": self._metrics,
+                "openapi.json": self._openapi_json,
+            }.get(parts[0])
+            if simple is not None:
+                if method not in ("GET", "HEAD"):
+                    raise method_not_allowed(method, "GET")
+                return parts[0], "", "", simple()
+            raise not_found(request.path)
+        if parts[0] != "v1" or n < 2 or parts[1] != "namespaces":
+            raise not_found(request.path)
+        if n == 2:
+            handlers = {"GET": lambda: self._list_namespaces(request)}
+            return "list_namespaces", "", "", self._route(method, handlers)
+        ns = _segment(parts[2], "namespace")
+        if n == 3:
+            handlers = {
+                "GET": lambda: self._get_namespace(request, ns),
+                "PUT": lambda: self._put_namespace(request, ns),
+                "DELETE": lambda: self._delete_namespace(request, ns),
+            }
+            return f"namespace_{method.lower()}", ns, "", self._route(method, handlers)
+        if parts[3] != "tables":
+            raise not_found(request.path)
+        if n == 4:
+            handlers = {"GET": lambda: self._list_tables(request, ns)}
+            return "list_tables", ns, "", self._route(method, handlers)
+        table = _segment(parts[4], "table")
+        if n == 5:
+            handlers = {
+                "GET": lambda: self._get_table(request, ns, table),
+                "PUT": lambda: self._put_table(request, ns, table),
+                "DELETE": lambda: self._delete_table(request, ns, table),
+            }
+            return f"table_{method.lower()}", ns, table, self._route(method, handlers)
+        action = parts[5]
+        if n == 6:
+            routes: dict[str, tuple[str, Callable[[], Any]]] = {
+                "write": ("POST", lambda: self._write(request, ns, table)),
+                "get": ("POST", lambda: self._multi_get(request, ns, table)),
+                "scan": ("GET", lambda: self._scan(request, ns, table)),
+            }
+            if action in routes:
+                want, handler = routes[action]
+                if method != want:
+                    raise method_not_allowed(method, want)
+                return action, ns, table, handler()
+        if n == 7 and action == "rows":
+            if method != "GET":
+                raise method_not_allowed(method, "GET")
+            return "read_row", ns, table, self._read_row(request, ns, table, parts[6])
+        raise not_found(request.path)
+
+    @staticmethod
+    def _route(method: str, handlers: dict[str, Callable[[], Any]]) -> Any:
+        handler = handlers.get(method)
+        if handler is None:
+            raise method_not_allowed(method, ", ".join(handlers))
+        return handler()
+
+    # -- service endpoints ----------------------------------------------------
+
+    def _healthz(self) -> Response:
+        return Response(200, b'{"status":"ok"}')
+
+    def _readyz(self) -> Response:
+        if not self.ready or self.store.replayer.error is not None:
+            raise UnavailableError("not ready: the server is starting or stopping")
+        return Response(200, b'{"status":"ready"}')
+
+    def _metrics(self) -> Response:
+        return Response(200, self.metrics.render(), "text/plain; version=0.0.4; charset=utf-8")
+
+    def _openapi_json(self) -> Response:
+        if self._openapi is None:
+            self._openapi = openapi_document()
+        return Response(200, self._openapi)
+
+    # -- namespaces -----------------------------------------------------------
+
+    def _namespace_json(self, ns: NamespaceInfo) -> dict[str, Any]:
+        tables = self.store.tables(ns.name)
+        nbytes = sum(self.store.backend.table_stats(t.id).approx_bytes for t in tables)
+        quotas = {
+            "storage_bytes": ns.quotas.storage_bytes,
+            "read_qps": ns.quotas.read_qps,
+            "write_qps": ns.quotas.write_qps,
+            "tables": ns.quotas.tables,
+        }
+        usage = {"bytes": nbytes, "tables": len(tables)}
+        return {"name": ns.name, "consistency": ns.consistency, "quotas": quotas, "usage": usage}
+
+    def _list_namespaces(self, request: Request) -> Response:
+        items = [self._namespace_json(ns) for ns in self.store.namespaces()]
+        return _reply(request, {"namespaces": items})
+
+    def _get_namespace(self, request: Request, name: str) -> Response:
+        return _reply(request, {"namespace": self._namespace_json(self.store.namespace(name))})
+
+    def _put_namespace(self, request: Request, name: str) -> Response:
+        wire = Wire(request.header("content-type"), request.header("accept"), False)
+        body = wire.decode(request.body, NamespaceBody) if request.body else NamespaceBody()
+        fields = given(body)
+        ns = self.store.put_namespace(
+            name,
+            consistency=fields.get("consistency", UNSET),
+            quotas=fields.get("quotas", UNSET),
+        )
+        return _reply(request, {"namespace": self._namespace_json(ns)})
+
+    def _delete_namespace(self, request: Request, name: str) -> Response:
+        self.store.drop_namespace(name)
+        return _reply(request, {"deleted": name})
+
+    # -- tables ---------------------------------------------------------------
+
+    def _table_json(self, t: TableInfo) -> dict[str, Any]:
+        stats = self.store.backend.table_stats(t.id)
+        return {
+            "namespace": t.namespace,
+            "name": t.name,
+            "ttl_seconds": t.options.ttl_seconds,
+            "max_versions": t.options.max_versions,
+            "consistency": t.options.consistency,
+            "partitioning": t.options.partitioning.to_json(),
+            "stats": {"approx_cells": stats.approx_cells, "approx_bytes": stats.approx_bytes},
+        }
+
+    def _list_tables(self, request: Request, ns: str) -> Response:
+        return _reply(request, {"tables": [self._table_json(t) for t in self.store.tables(ns)]})
+
+    def _get_table(self, request: Request, ns: str, table: str) -> Response:
+        return _reply(request, {"table": self._table_json(self.store.table_info(ns, table))})
+
+    def _put_table(self, request: Request, ns: str, table: str) -> Response:
+        wire = Wire(request.header("content-type"), request.header("accept"), False)
+        body = wire.decode(request.body, TableBody) if request.body else TableBody()
+        options = given(body)
+        partitioning = options.get("partitioning")
+        if isinstance(partitioning, dict) and "split_points" in partitioning:
+            points = partitioning["split_points"]
+            assert isinstance(points, list)
+            partitioning["split_points"] = [
+                p if isinstance(p, bytes) else p.encode("utf-8", "surrogatepass") for p in points
+            ]
+        self.store.put_table(ns, table, options)
+        return _reply(request, {"table": self._table_json(self.store.table_info(ns, table))})
+
+    def _delete_table(self, request: Request, ns: str, table: str) -> Response:
+        self.store.drop_table(ns, table)
+        return _reply(request, {"deleted": f"{ns}/{table}"})
+
+    # -- writes ---------------------------------------------------------------
+
+    def _write(self, request: Request, ns: str, table: str) -> Awaitable[Response]:
+        params = _query(request, {"encoding"})
+        wire = Wire(request.header("content-type"), request.header("accept"), _base64(params))
+        body = wire.decode(request.body, WriteBody)
+        records: list[Put | Delete] = []
+        for i, r in enumerate(body.records):
+            where = f"records[{i}]"
+            pk = wire.key(r.pk, f"{where}.pk")
+            sk = b"" if r.sk is None else wire.key(r.sk, f"{where}.sk")
+            if r.op == "put":
+                if r.value is None:
+                    raise InvalidRequestError(f"{where}: a put needs a value")
+                records.append(Put(pk, sk, wire.key(r.value, f"{where}.value"), r.ts))
+            else:
+                if r.value is not None:
+                    raise InvalidRequestError(f"{where}: a delete takes no value")
+                records.append(Delete(pk, sk, r.ts))
+        count, pending = self.store.submit_write(ns, table, records, ack=body.ack)
+        return self._await_write(count, pending, body.ack, wire)
+
+    async def _await_write(self, count: int, pending: Any, ack: str, wire: Wire) -> Response:
+        placed = await asyncio.wrap_future(pending)
+        if ack == "applied":
+            target = self.store.applied_target(placed)
+            wm = self.store.replayer.watermark
+            if not wm.reached(target):
+                loop = asyncio.get_running_loop()
+                await loop.run_in_executor(None, self.store.wait_applied, placed)
+        return Response(200, wire.encode({"written": count}), wire.content_type)
+
+    # -- reads ----------------------------------------------------------------
+
+    def _with_barrier(
+        self,
+        ns: str,
+        table: str,
+        pks: list[bytes] | None,
+        consistency: Any,
+        read: Callable[[], Response],
+    ) -> Response | Awaitable[Response]:
+        """Run ``read`` now if it needs no wait, else after the strong-read barrier.
+
+        Eventual reads carry ``Mussel-Staleness-Ms`` (SPEC §3).
+        """
+        if self.store.is_strong(ns, table, consistency):
+            target = self.store.strong_target(ns, table, pks, consistency)
+            if target is not None:
+                return self._after_barrier(target, read)
+            return read()
+        resp = read()
+        resp.headers.append(("mussel-staleness-ms", str(int(self.store.staleness_ms()))))
+        return resp
+
+    async def _after_barrier(
+        self, target: dict[int, int], read: Callable[[], Response]
+    ) -> Response:
+        wm = self.store.replayer.watermark
+        timeout = self.store.config.strong_read_timeout_s
+        loop = asyncio.get_running_loop()
+        if not await loop.run_in_executor(None, wm.wait, target, timeout):
+            raise UnavailableError(
+                f"a strong read could not catch up with recent writes in {timeout:g}s; "
+                "retry, or read with consistency=eventual"
+            )
+        return read()
+
+    def _read_row(self, request: Request, ns: str, table: str, raw_pk: str) -> Any:
+        params = _query(request, _ROW_PARAMS)
+        wire = Wire("", request.header("accept"), _base64(params))
+        pk = wire.key(raw_pk, "pk") if wire.base64 else unquote_to_bytes(raw_pk)
+        keys = {
+            name: wire.key(params[name], name)
+            for name in ("sk", "sk_prefix", "sk_start", "sk_end")
+            if name in params
+        }
+        consistency = _consistency(params)
+        versions = _int(params, "versions")
+        limit = _int(params, "limit")
+
+        def read() -> Response:
+            page = self.store.read_row(
+                ns,
+                table,
+                pk,
+                sk=keys.get("sk"),
+                sk_prefix=keys.get("sk_prefix"),
+                sk_start=keys.get("sk_start"),
+                sk_end=keys.get("sk_end"),
+                min_ts=_int(params, "min_ts"),
+                max_ts=_int(params, "max_ts"),
+                versions=1 if versions is None else versions,
+                limit=1000 if limit is None else limit,
+                cursor=params.get("cursor"),
+                consistency="eventual",
+            )
+            if "sk" in keys and not page.cells and page.cursor is None:
+                raise KeyNotFoundError("no visible cell at that pk and sk")
+            cells = [
+                {"sk": wire.out(c.sk), "ts": c.ts, "value": wire.out(c.value)} for c in page.cells
+            ]
+            body = {"pk": wire.out(page.pk), "cells": cells, "cursor": page.cursor}
+            return Response(200, wire.encode(body), wire.content_type)
+
+        self.store.table_info(ns, table)  # 404 before any wait
+        return self._with_barrier(ns, table, [pk], consistency, read)
+
+    def _multi_get(self, request: Request, ns: str, table: str) -> Any:
+        params = _query(request, {"encoding"})
+        wire = Wire(request.header("content-type"), request.header("accept"), _base64(params))
+        body = wire.decode(request.body, GetBody)
+        keys: list[tuple[bytes, bytes | None]] = [
+            (
+                wire.key(k.pk, f"keys[{i}].pk"),
+                None if k.sk is None else wire.key(k.sk, f"keys[{i}].sk"),
+            )
+            for i, k in enumerate(body.keys)
+        ]
+
+        def read() -> Response:
+            pages = self.store.multi_get(
+                ns, table, keys, versions=body.versions, consistency="eventual"
+            )
+            results = [
+                {
+                    "pk": wire.out(p.pk),
+                    "cells": [
+                        {"sk": wire.out(c.sk), "ts": c.ts, "value": wire.out(c.value)}
+                        for c in p.cells
+                    ],
+                }
+                for p in pages
+            ]
+            return Response(200, wire.encode({"results": results}), wire.content_type)
+
+        self.store.table_info(ns, table)
+        return self._with_barrier(ns, table, [pk for pk, _ in keys], body.consistency, read)
+
+    def _scan(self, request: Request, ns: str, table: str) -> Any:
+        params = _query(request, _SCAN_PARAMS)
+        wire = Wire("", request.header("accept"), _base64(params))
+        keys = {
+            name: wire.key(params[name], name)
+            for name in ("pk_start", "pk_end", "pk_prefix")
+            if name in params
+        }
+        consistency = _consistency(params)
+        versions = _int(params, "versions")
+        limit = _int(params, "limit")
+
+        def read() -> Response:
+            page = self.store.scan(
+                ns,
+                table,
+                pk_start=keys.get("pk_start"),
+                pk_end=keys.get("pk_end"),
+                pk_prefix=keys.get("pk_prefix"),
+                min_ts=_int(params, "min_ts"),
+                max_ts=_int(params, "max_ts"),
+                versions=1 if versions is None else versions,
+                limit=1000 if limit is None else limit,
+                cursor=params.get("cursor"),
+                consistency="eventual",
+            )
+            cells = [
+                {
+                    "pk": wire.out(c.pk),
+                    "sk": wire.out(c.sk),
+                    "ts": c.ts,
+                    "value": wire.out(c.value),
+                }
+                for c in page.cells
+            ]
+            return Response(
+                200, wire.encode({"cells": cells, "cursor": page.cursor}), wire.content_type
+            )
+
+        self.store.table_info(ns, table)
+        return self._with_barrier(ns, table, None, consistency, read)
+
+
+def _reply(request: Request, obj: Any) -> Response:
+    """A 200 answer in the representation the client accepts."""
+    wire = Wire("", request.header("accept"), False)
+    return Response(200, wire.encode(obj), wire.content_type)

@@ -1,0 +1,229 @@
+"""A small, fast HTTP/1.1 server: asyncio (uvloop) + httptools (llhttp).
+
+Why not a framework: the dispatcher's read path is a few microseconds of storage
+work, and frameworks cost 5-20x that per request (docs/architecture.md has the
+figures). This module only moves bytes: it parses requests, enforces the body limit
+before buffering, keeps connections alive, answers pipelined requests in order,
+and hands each ``Request`` to an ``app`` coroutine-or-function that returns a
+``Response``. Everything about the API lives in ``dispatch/app.py``.
+
+Contract of ``app(request)``: returns a ``Response`` or an awaitable of one; it
+must not raise (the app maps its own errors to responses).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+import httptools
+import msgspec
+
+__all__ = ["HttpServerProtocol", "Request", "Response", "error_response"]
+
+log = logging.getLogger("mussel.http")
+
+App = Callable[["Request"], "Response | Awaitable[Response]"]
+
+_REASONS = {s.value: s.phrase for s in HTTPStatus}
+_REASONS[507] = "Insufficient Storage"
+
+
+@dataclass(slots=True)
+class Request:
+    method: str
+    path: str  # raw (still percent-encoded) path
+    query_string: bytes
+    headers: dict[str, str]  # lower-case names; repeated headers joined with ", "
+    body: bytes = b""
+    peer: Any = None
+    _query: dict[str, str] | None = field(default=None, repr=False)
+
+    def header(self, name: str, default: str = "") -> str:
+        return self.headers.get(name, default)
+
+
+@dataclass(slots=True)
+class Response:
+    status: int
+    body: bytes = b""
+    content_type: str = "application/json"
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+
+def error_response(status: int, code: str, message: str) -> Response:
+    body = msgspec.json.encode({"error": {"code": code, "message": message}})
+    return Response(status, body)
+
+
+def _render(resp: Response, keep_alive: bool) -> bytes:
+    head = [
+        f"HTTP/1.1 {resp.status} {_REASONS.get(resp.status, 'Unknown')}\r\n"
+        f"content-type: {resp.content_type}\r\n"
+        f"content-length: {len(resp.body)}\r\n"
+    ]
+    for name, value in resp.headers:
+        head.append(f"{name}: {value}\r\n")
+    if not keep_alive:
+        head.append("connection: close\r\n")
+    head.append("\r\n")
+    return "".join(head).encode("latin-1") + resp.body
+
+
+class HttpServerProtocol(asyncio.Protocol):
+    """One connection. ``max_body_bytes`` is enforced from Content-Length and while reading."""
+
+    def __init__(self, app: App, max_body_bytes: int, on_close: Callable[[], None] | None = None):
+        self._app = app
+        self._max_body = max_body_bytes
+        self._on_close = on_close
+        self._parser = httptools.HttpRequestParser(self)
+        self._transport: asyncio.Transport | None = None
+        self._url = b""
+        self._headers: dict[str, str] = {}
+        self._body: list[bytes] = []
+        self._body_len = 0
+        self._too_large = False
+        self._pending: deque[asyncio.Future[bytes] | bytes] = deque()
+        self._closing = False
+        self._peer: Any = None
+
+    # -- asyncio.Protocol -----------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
+        self._peer = transport.get_extra_info("peername")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = None
+        for item in self._pending:
+            if isinstance(item, asyncio.Future):
+                item.cancel()
+        self._pending.clear()
+        if self._on_close is not None:
+            self._on_close()
+
+    def data_received(self, data: bytes) -> None:
+        if self._closing:
+            return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail(400, "invalid_request", "protocol upgrades are not supported")
+        except httptools.HttpParserError as exc:
+            if not self._too_large:
+                self._fail(400, "invalid_request", f"malformed HTTP request: {exc}")
+
+    # -- httptools callbacks --------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._headers = {}
+        self._body = []
+        self._body_len = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        key = name.decode("latin-1").lower()
+        text = value.decode("latin-1")
+        old = self._headers.get(key)
+        self._headers[key] = text if old is None else f"{old}, {text}"
+
+    def on_headers_complete(self) -> None:
+        length = self._headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > self._max_body:
+            self._too_large = True
+            self._fail(413, "too_large", f"request body over the limit of {self._max_body} bytes")
+
+    def on_body(self, body: bytes) -> None:
+        if self._too_large:
+            return
+        self._body_len += len(body)
+        if self._body_len > self._max_body:
+            self._too_large = True
+            self._fail(413, "too_large", f"request body over the limit of {self._max_body} bytes")
+            return
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        if self._too_large or self._closing:
+            return
+        parsed = httptools.parse_url(self._url)
+        request = Request(
+            method=self._parser.get_method().decode("latin-1"),
+            path=parsed.path.decode("latin-1"),
+            query_string=parsed.query or b"",
+            headers=self._headers,
+            body=b"".join(self._body),
+            peer=self._peer,
+        )
+        keep_alive = self._parser.should_keep_alive()
+        try:
+            result = self._app(request)
+        except Exception:  # the app must not raise; never leave a client hanging
+            log.exception("unhandled error in request handler")
+            result = error_response(500, "internal", "internal server error")
+        if isinstance(result, Response):
+            self._queue(_render(result, keep_alive), keep_alive)
+        else:
+            fut = asyncio.ensure_future(self._run(result, keep_alive))
+            self._pending.append(fut)
+            fut.add_done_callback(lambda _f: self._flush())
+
+    # -- responses ------------------------------------------------------------
+
+    async def _run(self, result: Awaitable[Response], keep_alive: bool) -> bytes:
+        try:
+            resp = await result
+        except Exception:
+            log.exception("unhandled error in request handler")
+            resp = error_response(500, "internal", "internal server error")
+        if not keep_alive:
+            self._closing = True
+        return _render(resp, keep_alive)
+
+    def _queue(self, data: bytes, keep_alive: bool) -> None:
+        if not keep_alive:
+            self._closing = True
+        if not self._pending and self._transport is not None:
+            self._transport.write(data)
+            if self._closing:
+                self._transport.close()
+            return
+        self._pending.append(data)
+        self._flush()
+
+    def _flush(self) -> None:
+        """Write finished responses in request order."""
+        while self._pending:
+            head = self._pending[0]
+            if isinstance(head, asyncio.Future):
+                if not head.done():
+                    return
+                data = None if head.cancelled() else head.result()
+            else:
+                data = head
+            self._pending.popleft()
+            if self._transport is not None and data is not None:
+                self._transport.write(data)
+        if self._closing and self._transport is not None:
+            self._transport.close()
+
+    def _fail(self, status: int, code: str, message: str) -> None:
+        """Answer an unparseable request and close the connection."""
+        self._pending.append(_render(error_response(status, code, message), False))
+        self._closing = True
+        self._flush()
+
+
+def percent_decode(segment: str) -> bytes:
+    """Decode one %-encoded path segment to bytes."""
+    return unquote_to_bytes(segment)

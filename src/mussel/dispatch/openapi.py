@@ -1,0 +1,181 @@
+"""``GET /openapi.json``: the OpenAPI 3.1 document of HTTP API v1, from the msgspec types.
+
+Request schemas come from ``bodies.py`` (what the server decodes with), answer
+schemas from ``responses.py``. Keys and values are described as JSON strings
+(UTF-8 text, or base64 with ``encoding=base64``); ``application/msgpack`` carries
+the same shapes with binary keys and values.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from mussel.dispatch import bodies, responses
+
+__all__ = ["openapi_document"]
+
+_REF = "#/components/schemas/{name}"
+NAME_PATTERN = "^[a-z0-9][a-z0-9_-]{0,62}$"
+
+
+def _schemas() -> dict[str, Any]:
+    types = [
+        bodies.WriteBody[str],
+        bodies.GetBody[str],
+        bodies.NamespaceBody,
+        bodies.TableBody[str],
+        responses.ErrorBody,
+        responses.NamespaceReply,
+        responses.NamespacesReply,
+        responses.TableReply,
+        responses.TablesReply,
+        responses.RowReply,
+        responses.MultiGetReply,
+        responses.ScanReply,
+        responses.Written,
+        responses.Deleted,
+        responses.Health,
+    ]
+    _, components = msgspec.json.schema_components(types, ref_template=_REF)
+    return components
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": _REF.format(name=name)}
+
+
+def _json_content(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
+def _answers(ok: str, *errors: int, ok_status: str = "200") -> dict[str, Any]:
+    out: dict[str, Any] = {ok_status: {"description": "OK", "content": _json_content(_ref(ok))}}
+    for status in (400, *errors):
+        out[str(status)] = {
+            "description": "error (SPEC §5)",
+            "content": _json_content(_ref("ErrorBody")),
+        }
+    return out
+
+
+def _path_param(name: str, pattern: str | None = None) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "string"}
+    if pattern:
+        schema["pattern"] = pattern
+    return {"name": name, "in": "path", "required": True, "schema": schema}
+
+
+def _query(name: str, typ: str = "string", enum: list[str] | None = None) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": typ}
+    if enum:
+        schema["enum"] = enum
+    return {"name": name, "in": "query", "required": False, "schema": schema}
+
+
+_NS = _path_param("ns", NAME_PATTERN)
+_TABLE = _path_param("table", NAME_PATTERN)
+_ENCODING = _query("encoding", enum=["base64"])
+_CONSISTENCY = _query("consistency", enum=["strong", "eventual"])
+_READ = [
+    _query("min_ts", "integer"),
+    _query("max_ts", "integer"),
+    _query("versions", "integer"),
+    _query("limit", "integer"),
+    _query("cursor"),
+    _CONSISTENCY,
+    _ENCODING,
+]
+
+
+def _body(name: str, required: bool = True) -> dict[str, Any]:
+    return {"required": required, "content": _json_content(_ref(name))}
+
+
+def openapi_document() -> bytes:
+    health = {"get": {"responses": _answers("Health", 503)}}
+    paths: dict[str, Any] = {
+        "/healthz": health,
+        "/readyz": health,
+        "/metrics": {
+            "get": {
+                "responses": {
+                    "200": {
+                        "description": "Prometheus text format",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
+                }
+            }
+        },
+        "/v1/namespaces": {"get": {"responses": _answers("NamespacesReply")}},
+        "/v1/namespaces/{ns}": {
+            "parameters": [_NS],
+            "get": {"responses": _answers("NamespaceReply", 404)},
+            "put": {
+                "requestBody": _body("NamespaceBody", required=False),
+                "responses": _answers("NamespaceReply", 413),
+            },
+            "delete": {"responses": _answers("Deleted", 404, 409)},
+        },
+        "/v1/namespaces/{ns}/tables": {
+            "parameters": [_NS],
+            "get": {"responses": _answers("TablesReply", 404)},
+        },
+        "/v1/namespaces/{ns}/tables/{table}": {
+            "parameters": [_NS, _TABLE],
+            "get": {"responses": _answers("TableReply", 404)},
+            "put": {
+                "requestBody": _body("TableBody_str_", required=False),
+                "responses": _answers("TableReply", 404, 409, 413),
+            },
+            "delete": {"responses": _answers("Deleted", 404)},
+        },
+        "/v1/namespaces/{ns}/tables/{table}/write": {
+            "parameters": [_NS, _TABLE],
+            "post": {
+                "parameters": [_ENCODING],
+                "requestBody": _body("WriteBody_str_"),
+                "responses": _answers("Written", 404, 413, 503),
+            },
+        },
+        "/v1/namespaces/{ns}/tables/{table}/rows/{pk}": {
+            "parameters": [_NS, _TABLE, _path_param("pk")],
+            "get": {
+                "parameters": [
+                    _query("sk"),
+                    _query("sk_prefix"),
+                    _query("sk_start"),
+                    _query("sk_end"),
+                    *_READ,
+                ],
+                "responses": _answers("RowReply", 404, 413, 503),
+            },
+        },
+        "/v1/namespaces/{ns}/tables/{table}/get": {
+            "parameters": [_NS, _TABLE],
+            "post": {
+                "parameters": [_ENCODING],
+                "requestBody": _body("GetBody_str_"),
+                "responses": _answers("MultiGetReply", 404, 413, 503),
+            },
+        },
+        "/v1/namespaces/{ns}/tables/{table}/scan": {
+            "parameters": [_NS, _TABLE],
+            "get": {
+                "parameters": [_query("pk_start"), _query("pk_end"), _query("pk_prefix"), *_READ],
+                "responses": _answers("ScanReply", 404, 413, 503),
+            },
+        },
+    }
+    doc = {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Mussel HTTP API",
+            "version": "1",
+            "description": "Key-value store for derived data. See SPEC.md for semantics.",
+        },
+        "paths": paths,
+        "components": {"schemas": _schemas()},
+    }
+    return msgspec.json.encode(doc)

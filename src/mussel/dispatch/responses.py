@@ -1,0 +1,136 @@
+"""Shapes of the answers (SPEC §4), for the OpenAPI document.
+
+The handlers build these as plain dicts for speed; ``tests/contract`` checks real
+answers against the schemas generated from these types.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+__all__ = [
+    "Deleted",
+    "ErrorBody",
+    "MultiGetResult",
+    "NamespaceOut",
+    "NamespaceReply",
+    "NamespacesReply",
+    "RowReply",
+    "ScanReply",
+    "TableOut",
+    "TableReply",
+    "TablesReply",
+    "Written",
+]
+
+
+class ErrorDetail(msgspec.Struct):
+    code: str
+    message: str
+
+
+class ErrorBody(msgspec.Struct):
+    error: ErrorDetail
+
+
+class QuotasOut(msgspec.Struct):
+    storage_bytes: int | None
+    read_qps: int | None
+    write_qps: int | None
+    tables: int | None
+
+
+class UsageOut(msgspec.Struct):
+    bytes: int
+    tables: int
+
+
+class NamespaceOut(msgspec.Struct):
+    name: str
+    consistency: Literal["strong", "eventual"]
+    quotas: QuotasOut
+    usage: UsageOut
+
+
+class NamespaceReply(msgspec.Struct):
+    namespace: NamespaceOut
+
+
+class NamespacesReply(msgspec.Struct):
+    namespaces: list[NamespaceOut]
+
+
+class PartitioningOut(msgspec.Struct, omit_defaults=True):
+    kind: Literal["hash", "range"]
+    shards: int | None = None
+    split_points: list[str] | None = None
+
+
+class StatsOut(msgspec.Struct):
+    approx_cells: int
+    approx_bytes: int
+
+
+class TableOut(msgspec.Struct):
+    namespace: str
+    name: str
+    ttl_seconds: int | None
+    max_versions: int
+    consistency: Literal["strong", "eventual"] | None
+    partitioning: PartitioningOut
+    stats: StatsOut
+
+
+class TableReply(msgspec.Struct):
+    table: TableOut
+
+
+class TablesReply(msgspec.Struct):
+    tables: list[TableOut]
+
+
+class CellOut(msgspec.Struct):
+    sk: str
+    ts: int
+    value: str
+
+
+class RowReply(msgspec.Struct):
+    pk: str
+    cells: list[CellOut]
+    cursor: str | None
+
+
+class MultiGetResult(msgspec.Struct):
+    pk: str
+    cells: list[CellOut]
+
+
+class MultiGetReply(msgspec.Struct):
+    results: list[MultiGetResult]
+
+
+class ScanCellOut(msgspec.Struct):
+    pk: str
+    sk: str
+    ts: int
+    value: str
+
+
+class ScanReply(msgspec.Struct):
+    cells: list[ScanCellOut]
+    cursor: str | None
+
+
+class Written(msgspec.Struct):
+    written: int
+
+
+class Deleted(msgspec.Struct):
+    deleted: str
+
+
+class Health(msgspec.Struct):
+    status: str

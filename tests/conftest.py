@@ -47,7 +47,7 @@ def start_server(data_dir: Path, *extra: str, timeout: float = 60.0) -> ServerPr
             "--ready-fd",
             str(child.fileno()),
             *extra,
-        ],  # fmt: skip
+        ],
         pass_fds=(child.fileno(),),
         stderr=subprocess.PIPE,
     )

@@ -30,7 +30,7 @@ faults: $(STAMP)
 	MUSSEL_CRASH_CYCLES=200 $(BIN)/pytest -q tests/faults
 
 bench: $(STAMP)
-	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.run $(BENCH_SECONDS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

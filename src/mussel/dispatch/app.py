@@ -26,8 +26,15 @@ from mussel.dispatch.metrics import ServerMetrics
 from mussel.dispatch.openapi import openapi_document
 from mussel.dispatch.wire import Wire
 from mussel.engine import Store
-from mussel.errors import InvalidRequestError, KeyNotFoundError, MusselError, UnavailableError
-from mussel.model import Delete, NamespaceInfo, Put, TableInfo
+from mussel.errors import (
+    InvalidRequestError,
+    KeyNotFoundError,
+    MusselError,
+    NamespaceNotFoundError,
+    TableNotFoundError,
+    UnavailableError,
+)
+from mussel.model import Delete, NamespaceInfo, Put, TableInfo, check_name
 
 __all__ = ["App"]
 
@@ -91,11 +98,13 @@ def _base64(params: dict[str, str]) -> bool:
     return True
 
 
-def _segment(raw: str, what: str) -> str:
+def _name(raw: str, what: str) -> str:
+    """A namespace or table name from its path segment; 400 unless it is a valid name."""
     try:
-        return unquote_to_bytes(raw).decode("utf-8")
+        name = unquote_to_bytes(raw).decode("utf-8")
     except UnicodeDecodeError:
-        raise InvalidRequestError(f"{what} in the path is not UTF-8") from None
+        raise InvalidRequestError(f"the {what} name in the path is not UTF-8") from None
+    return check_name(name, f"{what} name")
 
 
 class App:
@@ -112,14 +121,26 @@ class App:
     def __call__(self, request: Request) -> Response | Awaitable[Response]:
         started = time.perf_counter()
         try:
-            op, ns, table, result = self._dispatch(request)
-        except MusselError as exc:
+            op, ns, table, handler = self._dispatch(request)
+        except MusselError as exc:  # no such endpoint, method or name: no labels
             self.metrics.observe("unknown", "", "", exc.http_status, started)
             return error_to_response(exc, request)
+        try:
+            result = handler()
+        except MusselError as exc:
+            return self._failed(exc, request, op, ns, table, started)
         if isinstance(result, Response):
             self.metrics.observe(op, ns, table, result.status, started)
             return result
         return self._finish(result, request, op, ns, table, started)
+
+    def _failed(
+        self, exc: MusselError, request: Request, op: str, ns: str, table: str, started: float
+    ) -> Response:
+        if isinstance(exc, NamespaceNotFoundError | TableNotFoundError):
+            ns = table = ""  # unknown names must not create series
+        self.metrics.observe(op, ns, table, exc.http_status, started)
+        return error_to_response(exc, request)
 
     async def _finish(
         self,
@@ -133,12 +154,16 @@ class App:
         try:
             resp = await pending
         except MusselError as exc:
-            resp = error_to_response(exc, request)
+            return self._failed(exc, request, op, ns, table, started)
         self.metrics.observe(op, ns, table, resp.status, started)
         return resp
 
-    def _dispatch(self, request: Request) -> tuple[str, str, str, Response | Awaitable[Response]]:
-        """Route; return (operation, namespace, table, response or awaitable)."""
+    def _dispatch(self, request: Request) -> tuple[str, str, str, Callable[[], Any]]:
+        """Route; return (operation, namespace, table, handler).
+
+        Raises for an unknown endpoint, a method it does not take, or a name in the
+        path that is not a valid name (SPEC §1: 400 ``invalid_request``).
+        """
         parts = request.path.split("/")[1:]
         method = request.method
         n = len(parts)
@@ -152,14 +177,16 @@ class App:
             if simple is not None:
                 if method not in ("GET", "HEAD"):
                     raise method_not_allowed(method, "GET")
-                return parts[0], "", "", simple()
+                return parts[0], "", "", simple
             raise not_found(request.path)
         if parts[0] != "v1" or n < 2 or parts[1] != "namespaces":
             raise not_found(request.path)
         if n == 2:
             handlers = {"GET": lambda: self._list_namespaces(request)}
             return "list_namespaces", "", "", self._route(method, handlers)
-        ns = _segment(parts[2], "namespace")
+        if n > 7 or (n > 3 and parts[3] != "tables"):
+            raise not_found(request.path)
+        ns = _name(parts[2], "namespace")
         if n == 3:
             handlers = {
                 "GET": lambda: self._get_namespace(request, ns),
@@ -167,12 +194,10 @@ class App:
                 "DELETE": lambda: self._delete_namespace(request, ns),
             }
             return f"namespace_{method.lower()}", ns, "", self._route(method, handlers)
-        if parts[3] != "tables":
-            raise not_found(request.path)
         if n == 4:
             handlers = {"GET": lambda: self._list_tables(request, ns)}
             return "list_tables", ns, "", self._route(method, handlers)
-        table = _segment(parts[4], "table")
+        table = _name(parts[4], "table")
         if n == 5:
             handlers = {
                 "GET": lambda: self._get_table(request, ns, table),
@@ -191,19 +216,19 @@ class App:
                 want, handler = routes[action]
                 if method != want:
                     raise method_not_allowed(method, want)
-                return action, ns, table, handler()
+                return action, ns, table, handler
         if n == 7 and action == "rows":
             if method != "GET":
                 raise method_not_allowed(method, "GET")
-            return "read_row", ns, table, self._read_row(request, ns, table, parts[6])
+            return "read_row", ns, table, lambda: self._read_row(request, ns, table, parts[6])
         raise not_found(request.path)
 
     @staticmethod
-    def _route(method: str, handlers: dict[str, Callable[[], Any]]) -> Any:
+    def _route(method: str, handlers: dict[str, Callable[[], Any]]) -> Callable[[], Any]:
         handler = handlers.get(method)
         if handler is None:
             raise method_not_allowed(method, ", ".join(handlers))
-        return handler()
+        return handler
 
     # -- service endpoints ----------------------------------------------------
 
@@ -234,7 +259,8 @@ class App:
             "write_qps": ns.quotas.write_qps,
             "tables": ns.quotas.tables,
         }
-        usage = {"bytes": nbytes, "tables": len(tables)}
+        reads, writes = self.metrics.rates(ns.name)
+        usage = {"bytes": nbytes, "tables": len(tables), "read_qps": reads, "write_qps": writes}
         return {"name": ns.name, "consistency": ns.consistency, "quotas": quotas, "usage": usage}
 
     def _list_namespaces(self, request: Request) -> Response:
@@ -261,37 +287,50 @@ class App:
 
     # -- tables ---------------------------------------------------------------
 
-    def _table_json(self, t: TableInfo) -> dict[str, Any]:
+    def _table_json(self, t: TableInfo, wire: Wire) -> dict[str, Any]:
         stats = self.store.backend.table_stats(t.id)
+        part = t.options.partitioning
+        partitioning: dict[str, Any] = {"kind": part.kind}
+        if part.kind == "hash":
+            partitioning["shards"] = part.shards
+        else:
+            partitioning["split_points"] = [wire.out(p) for p in part.split_points or []]
         return {
             "namespace": t.namespace,
             "name": t.name,
             "ttl_seconds": t.options.ttl_seconds,
             "max_versions": t.options.max_versions,
             "consistency": t.options.consistency,
-            "partitioning": t.options.partitioning.to_json(),
+            "partitioning": partitioning,
             "stats": {"approx_cells": stats.approx_cells, "approx_bytes": stats.approx_bytes},
         }
 
     def _list_tables(self, request: Request, ns: str) -> Response:
-        return _reply(request, {"tables": [self._table_json(t) for t in self.store.tables(ns)]})
+        wire = _reply_wire(request)
+        tables = [self._table_json(t, wire) for t in self.store.tables(ns)]
+        return Response(200, wire.encode({"tables": tables}), wire.content_type)
 
     def _get_table(self, request: Request, ns: str, table: str) -> Response:
-        return _reply(request, {"table": self._table_json(self.store.table_info(ns, table))})
+        wire = _reply_wire(request)
+        body = {"table": self._table_json(self.store.table_info(ns, table), wire)}
+        return Response(200, wire.encode(body), wire.content_type)
 
     def _put_table(self, request: Request, ns: str, table: str) -> Response:
-        wire = Wire(request.header("content-type"), request.header("accept"), False)
+        params = _query(request, {"encoding"})
+        wire = Wire(request.header("content-type"), request.header("accept"), _base64(params))
         body = wire.decode(request.body, TableBody) if request.body else TableBody()
         options = given(body)
         partitioning = options.get("partitioning")
         if isinstance(partitioning, dict) and "split_points" in partitioning:
             points = partitioning["split_points"]
             assert isinstance(points, list)
-            partitioning["split_points"] = [
-                p if isinstance(p, bytes) else p.encode("utf-8", "surrogatepass") for p in points
-            ]
+            keys = [wire.key(p, f"partitioning.split_points[{i}]") for i, p in enumerate(points)]
+            for key in keys:
+                wire.out(key)  # a split point the answer cannot carry: 400 before any change
+            partitioning["split_points"] = keys
         self.store.put_table(ns, table, options)
-        return _reply(request, {"table": self._table_json(self.store.table_info(ns, table))})
+        reply = {"table": self._table_json(self.store.table_info(ns, table), wire)}
+        return Response(200, wire.encode(reply), wire.content_type)
 
     def _delete_table(self, request: Request, ns: str, table: str) -> Response:
         self.store.drop_table(ns, table)
@@ -368,7 +407,9 @@ class App:
     def _read_row(self, request: Request, ns: str, table: str, raw_pk: str) -> Any:
         params = _query(request, _ROW_PARAMS)
         wire = Wire("", request.header("accept"), _base64(params))
-        pk = wire.key(raw_pk, "pk") if wire.base64 else unquote_to_bytes(raw_pk)
+        pk = unquote_to_bytes(raw_pk)
+        if wire.base64:  # base64url (or standard, percent-encoded) text
+            pk = wire.key(pk.decode("ascii", "replace"), "pk")
         keys = {
             name: wire.key(params[name], name)
             for name in ("sk", "sk_prefix", "sk_start", "sk_end")
@@ -477,6 +518,11 @@ class App:
 
         self.store.table_info(ns, table)
         return self._with_barrier(ns, table, None, consistency, read)
+
+
+def _reply_wire(request: Request) -> Wire:
+    """The codec of a GET's answer: Accept, and ``encoding=base64`` for keys in it."""
+    return Wire("", request.header("accept"), _base64(_query(request, {"encoding"})))
 
 
 def _reply(request: Request, obj: Any) -> Response:

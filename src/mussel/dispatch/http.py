@@ -34,6 +34,9 @@ App = Callable[["Request"], "Response | Awaitable[Response]"]
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
 _REASONS[507] = "Insufficient Storage"
 
+LINGER_S = 2.0
+"""How long a connection closed on a request error keeps discarding the client's input."""
+
 
 @dataclass(slots=True)
 class Request:
@@ -62,7 +65,8 @@ def error_response(status: int, code: str, message: str) -> Response:
     return Response(status, body)
 
 
-def _render(resp: Response, keep_alive: bool) -> bytes:
+def _render(resp: Response, keep_alive: bool, head_only: bool = False) -> bytes:
+    """The bytes of an answer; for HEAD, the headers of the GET answer and no body."""
     head = [
         f"HTTP/1.1 {resp.status} {_REASONS.get(resp.status, 'Unknown')}\r\n"
         f"content-type: {resp.content_type}\r\n"
@@ -73,7 +77,7 @@ def _render(resp: Response, keep_alive: bool) -> bytes:
     if not keep_alive:
         head.append("connection: close\r\n")
     head.append("\r\n")
-    return "".join(head).encode("latin-1") + resp.body
+    return "".join(head).encode("latin-1") + (b"" if head_only else resp.body)
 
 
 class HttpServerProtocol(asyncio.Protocol):
@@ -92,6 +96,10 @@ class HttpServerProtocol(asyncio.Protocol):
         self._too_large = False
         self._pending: deque[asyncio.Future[bytes] | bytes] = deque()
         self._closing = False
+        self._linger = False
+        self._lingering = False
+        self._in_message = False
+        self._draining = False
         self._peer: Any = None
 
     # -- asyncio.Protocol -----------------------------------------------------
@@ -123,6 +131,7 @@ class HttpServerProtocol(asyncio.Protocol):
     # -- httptools callbacks --------------------------------------------------
 
     def on_message_begin(self) -> None:
+        self._in_message = True
         self._url = b""
         self._headers = {}
         self._body = []
@@ -154,33 +163,36 @@ class HttpServerProtocol(asyncio.Protocol):
         self._body.append(body)
 
     def on_message_complete(self) -> None:
+        self._in_message = False
         if self._too_large or self._closing:
             return
         parsed = httptools.parse_url(self._url)
+        method = self._parser.get_method().decode("latin-1")
+        head_only = method == "HEAD"  # answered as a GET, without the body
         request = Request(
-            method=self._parser.get_method().decode("latin-1"),
+            method="GET" if head_only else method,
             path=parsed.path.decode("latin-1"),
             query_string=parsed.query or b"",
             headers=self._headers,
             body=b"".join(self._body),
             peer=self._peer,
         )
-        keep_alive = self._parser.should_keep_alive()
+        keep_alive = self._parser.should_keep_alive() and not self._draining
         try:
             result = self._app(request)
         except Exception:  # the app must not raise; never leave a client hanging
             log.exception("unhandled error in request handler")
             result = error_response(500, "internal", "internal server error")
         if isinstance(result, Response):
-            self._queue(_render(result, keep_alive), keep_alive)
+            self._queue(_render(result, keep_alive, head_only), keep_alive)
         else:
-            fut = asyncio.ensure_future(self._run(result, keep_alive))
+            fut = asyncio.ensure_future(self._run(result, keep_alive, head_only))
             self._pending.append(fut)
             fut.add_done_callback(lambda _f: self._flush())
 
     # -- responses ------------------------------------------------------------
 
-    async def _run(self, result: Awaitable[Response], keep_alive: bool) -> bytes:
+    async def _run(self, result: Awaitable[Response], keep_alive: bool, head_only: bool) -> bytes:
         try:
             resp = await result
         except Exception:
@@ -188,15 +200,15 @@ class HttpServerProtocol(asyncio.Protocol):
             resp = error_response(500, "internal", "internal server error")
         if not keep_alive:
             self._closing = True
-        return _render(resp, keep_alive)
+        return _render(resp, keep_alive, head_only)
 
     def _queue(self, data: bytes, keep_alive: bool) -> None:
         if not keep_alive:
             self._closing = True
         if not self._pending and self._transport is not None:
             self._transport.write(data)
-            if self._closing:
-                self._transport.close()
+            if self._closing or (self._draining and not self._in_message):
+                self._close()
             return
         self._pending.append(data)
         self._flush()
@@ -214,14 +226,42 @@ class HttpServerProtocol(asyncio.Protocol):
             self._pending.popleft()
             if self._transport is not None and data is not None:
                 self._transport.write(data)
-        if self._closing and self._transport is not None:
+        if self._transport is not None and (
+            self._closing or (self._draining and not self._in_message)
+        ):
+            self._close()
+
+    def shutdown(self) -> None:
+        """Stop keeping the connection alive: close it now if it is idle, else once the
+        requests under way are answered (their answers are still written)."""
+        self._draining = True
+        if not self._in_message and not self._pending and self._transport is not None:
             self._transport.close()
 
     def _fail(self, status: int, code: str, message: str) -> None:
-        """Answer an unparseable request and close the connection."""
+        """Answer an unparseable (or too large) request and close the connection.
+
+        The client may still be sending its body: closing at once would reset the
+        connection and lose the answer, so the connection lingers (input discarded)
+        for up to ``LINGER_S`` after the answer and a half-close.
+        """
         self._pending.append(_render(error_response(status, code, message), False))
         self._closing = True
+        self._linger = True
         self._flush()
+
+    def _close(self) -> None:
+        transport = self._transport
+        if transport is None:
+            return
+        if not self._linger or not transport.can_write_eof():
+            transport.close()
+            return
+        if self._lingering or transport.is_closing():
+            return
+        self._lingering = True
+        transport.write_eof()
+        asyncio.get_running_loop().call_later(LINGER_S, transport.close)
 
 
 def percent_decode(segment: str) -> bytes:

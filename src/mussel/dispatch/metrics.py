@@ -8,7 +8,40 @@ from collections.abc import Iterable
 from mussel.engine import Store
 from mussel.observability.metrics import Registry
 
-__all__ = ["ServerMetrics"]
+__all__ = ["RATE_WINDOW_S", "ServerMetrics"]
+
+RATE_WINDOW_S = 10
+"""Namespace read and write rates are averages over the last this many seconds."""
+
+_READS = frozenset({"read_row", "get", "scan"})
+_WRITES = frozenset({"write"})
+
+
+class _Rates:
+    """Requests per second of one kind, per namespace, over a sliding window of seconds."""
+
+    def __init__(self) -> None:
+        # namespace -> [second of each slot, count of each slot]
+        self._slots: dict[str, tuple[list[int], list[int]]] = {}
+
+    def hit(self, ns: str, now: float) -> None:
+        second = int(now)
+        slots = self._slots.get(ns)
+        if slots is None:
+            slots = self._slots[ns] = ([0] * RATE_WINDOW_S, [0] * RATE_WINDOW_S)
+        i = second % RATE_WINDOW_S
+        if slots[0][i] != second:
+            slots[0][i] = second
+            slots[1][i] = 0
+        slots[1][i] += 1
+
+    def rate(self, ns: str, now: float) -> float:
+        slots = self._slots.get(ns)
+        if slots is None:
+            return 0.0
+        oldest = int(now) - RATE_WINDOW_S
+        total = sum(n for sec, n in zip(*slots, strict=True) if sec > oldest)
+        return total / RATE_WINDOW_S
 
 
 class ServerMetrics:
@@ -16,6 +49,8 @@ class ServerMetrics:
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        self._reads = _Rates()
+        self._writes = _Rates()
         self.registry = r = Registry()
         self.requests = r.counter(
             "mussel_requests_total",
@@ -74,10 +109,18 @@ class ServerMetrics:
         return source
 
     def observe(self, op: str, ns: str, table: str, status: int, started: float) -> None:
-        if status == 404:  # unknown names must not create series
-            ns = table = ""
         self.requests.inc((ns, table, op, str(status)))
         self.latency.observe(time.perf_counter() - started, (ns, table, op))
+        if ns:
+            if op in _READS:
+                self._reads.hit(ns, time.monotonic())
+            elif op in _WRITES:
+                self._writes.hit(ns, time.monotonic())
+
+    def rates(self, ns: str) -> tuple[float, float]:
+        """(reads/s, writes/s) of a namespace's requests over the last ``RATE_WINDOW_S``."""
+        now = time.monotonic()
+        return self._reads.rate(ns, now), self._writes.rate(ns, now)
 
     def render(self) -> bytes:
         return self.registry.render()

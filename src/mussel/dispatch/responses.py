@@ -45,6 +45,8 @@ class QuotasOut(msgspec.Struct):
 class UsageOut(msgspec.Struct):
     bytes: int
     tables: int
+    read_qps: float
+    write_qps: float
 
 
 class NamespaceOut(msgspec.Struct):

@@ -39,18 +39,27 @@ class ServerConfig:
 
 class _Connections:
     def __init__(self) -> None:
-        self.count = 0
+        self.live: set[HttpServerProtocol] = set()
         self.idle = asyncio.Event()
         self.idle.set()
 
-    def opened(self) -> None:
-        self.count += 1
+    @property
+    def count(self) -> int:
+        return len(self.live)
+
+    def opened(self, proto: HttpServerProtocol) -> None:
+        self.live.add(proto)
         self.idle.clear()
 
-    def closed(self) -> None:
-        self.count -= 1
-        if self.count == 0:
+    def closed(self, proto: HttpServerProtocol) -> None:
+        self.live.discard(proto)
+        if not self.live:
             self.idle.set()
+
+    def shutdown(self) -> None:
+        """Close idle keep-alive connections; the others close after their answers."""
+        for proto in list(self.live):
+            proto.shutdown()
 
 
 async def _serve(cfg: ServerConfig, ready_fd: int | None) -> None:
@@ -60,8 +69,9 @@ async def _serve(cfg: ServerConfig, ready_fd: int | None) -> None:
     loop = asyncio.get_running_loop()
 
     def protocol() -> HttpServerProtocol:
-        conns.opened()
-        return HttpServerProtocol(app, cfg.max_body_bytes, on_close=conns.closed)
+        proto = HttpServerProtocol(app, cfg.max_body_bytes, on_close=lambda: conns.closed(proto))
+        conns.opened(proto)
+        return proto
 
     try:
         server = await loop.create_server(
@@ -88,6 +98,7 @@ async def _serve(cfg: ServerConfig, ready_fd: int | None) -> None:
     log.info("stopping: no new connections; draining")
     app.ready = False
     server.close()
+    conns.shutdown()
     try:
         await asyncio.wait_for(conns.idle.wait(), cfg.drain_timeout_s)
     except TimeoutError:

@@ -3,7 +3,8 @@
 SPEC §4: JSON by default; ``application/msgpack`` in Content-Type/Accept. In JSON,
 pk, sk and value are UTF-8 strings, or base64 with ``encoding=base64`` (standard
 alphabet in bodies, base64url in paths; decoders accept either, padded or not).
-In msgpack, keys and values are binary (``bin``); strings are accepted too.
+In msgpack, keys and values are binary (``bin``); strings are accepted too (as their
+UTF-8 bytes, or as base64 text with ``encoding=base64``).
 """
 
 from __future__ import annotations
@@ -26,10 +27,36 @@ _msgpack_enc = msgspec.msgpack.Encoder()
 _B64_TRANS = bytes.maketrans(b"-_", b"+/")
 
 
+class _MsgpackKey(bytes):
+    """The key type of the lenient msgpack decoding (bin or str)."""
+
+
+class MsgpackText(_MsgpackKey):
+    """A key or value that a msgpack body gave as ``str`` (held as its UTF-8 bytes)."""
+
+
+class MsgpackBin(_MsgpackKey):
+    """A key or value that a msgpack body gave as ``bin``."""
+
+
+def _msgpack_key(typ: type, obj: Any) -> Any:
+    if typ is _MsgpackKey:
+        if isinstance(obj, bytes):
+            return MsgpackBin(obj)
+        if isinstance(obj, str):
+            return MsgpackText(obj.encode("utf-8", "surrogatepass"))
+        raise TypeError(f"expected bin or str, got {type(obj).__name__}")
+    raise NotImplementedError
+
+
 def decode_key(text: str | bytes, base64_mode: bool, what: str) -> bytes:
     """A key or value from the wire: bytes as is, text as UTF-8, or base64 text."""
     if isinstance(text, bytes):
-        return text
+        if type(text) is bytes:
+            return text
+        if not (base64_mode and type(text) is MsgpackText):
+            return bytes(text)
+        text = text.decode("utf-8", "surrogatepass")
     if not base64_mode:
         return text.encode("utf-8", "surrogatepass")
     raw = text.encode("ascii", "replace").translate(_B64_TRANS)
@@ -64,7 +91,13 @@ class Wire:
         generic = bool(getattr(typ, "__parameters__", ()))
         try:
             if self.msgpack_in:
-                return msgspec.msgpack.decode(body, type=typ[bytes] if generic else typ)
+                try:
+                    return msgspec.msgpack.decode(body, type=typ[bytes] if generic else typ)
+                except msgspec.ValidationError:
+                    if not generic:
+                        raise
+                # keys or values given as msgpack str: the slower, lenient decoding
+                return msgspec.msgpack.decode(body, type=typ[_MsgpackKey], dec_hook=_msgpack_key)
             return msgspec.json.decode(body, type=typ[str] if generic else typ)
         except msgspec.ValidationError as exc:
             raise InvalidRequestError(f"invalid body: {exc}") from exc

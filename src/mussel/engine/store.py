@@ -380,7 +380,7 @@ class Store:
             rf = self._read_filter(min_ts, max_ts, versions)
         if ctx.strong if consistency is None else check_consistency(consistency) == "strong":
             p = crc32(pk, tid) % self._partitions
-            end = self.log.end_offsets().get(p, 0)
+            end = self.log.end_offset(p)
             if self.replayer.watermark.position(p) < end:
                 self._barrier({p: end})
         return self.backend.get_cell(tid, vis, pk, sk, rf)

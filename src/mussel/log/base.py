@@ -68,6 +68,10 @@ class WriteLog(Protocol):
         """For each partition, one past the offset of its last acknowledged record."""
         ...
 
+    def end_offset(self, partition: int) -> int:
+        """``end_offsets()[partition]``, cheaply (the strong-read path calls it per read)."""
+        ...
+
     def consumer(self, positions: Mapping[int, int]) -> LogConsumer:
         """A consumer that reads every partition from ``positions`` (missing: from 0)."""
         ...

@@ -23,7 +23,9 @@ header is ``HEADER_BYTES`` (9) bytes; a payload is at most ``MAX_PAYLOAD_BYTES``
 
 This module is pure: bytes in, values out. Any damage is a :class:`FrameError`
 whose ``reason`` says what is wrong; the caller decides whether that is a torn tail
-to truncate or corruption to report.
+to truncate or corruption to report. The writer must give it only records that decode
+back (:func:`well_formed`): msgspec encodes whatever a ``Mutation`` holds without
+checking its field types, and a frame holding, say, a str ``pk`` would be unreadable.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ __all__ = [
     "MAGIC",
     "MAX_PAYLOAD_BYTES",
     "Batch",
+    "batch_head",
     "FrameError",
     "SegmentHeader",
     "decode_batch",
@@ -55,6 +58,7 @@ __all__ = [
     "encode_segment_header",
     "frame_header",
     "frame_size",
+    "well_formed",
 ]
 
 FRAME_SEGMENT_HEADER = 1
@@ -106,8 +110,8 @@ class _BatchOut(msgspec.Struct, array_like=True, gc=False):
     records: msgspec.Raw
 
 
+_NO_RECORDS = msgspec.Raw(b"")  # a _BatchOut with these encodes to the batch's first bytes
 _encode = msgspec.msgpack.Encoder().encode
-_decode_records = msgspec.msgpack.Decoder(list[Mutation]).decode
 _decode_batch = msgspec.msgpack.Decoder(Batch).decode
 _decode_header = msgspec.msgpack.Decoder(SegmentHeader).decode
 # msgspec raises more than DecodeError on some damage (UnicodeDecodeError, deep nesting).
@@ -191,21 +195,57 @@ def decode_segment_header(payload: bytes | memoryview) -> SegmentHeader:
     return header
 
 
-def encode_records(records: list[Mutation]) -> bytes:
-    """The msgpack of ``records``, checked to decode back (so the log never holds a record
-    it could not read again). Raises ValueError for anything that is not a valid Mutation.
+def well_formed(record: object) -> bool:
+    """Whether ``record`` can be logged: an exact ``Mutation`` whose ``table_id``, ``op``
+    and ``ts`` are exact ints and ``pk``, ``sk`` and ``value`` exact bytes.
+
+    That is exactly what :func:`decode_batch` gives back (ints beyond 64 bits aside,
+    which :func:`encode_records` refuses), so a well-formed record is read back equal,
+    and a log that serves the appended objects themselves from memory serves what a
+    reader of the file gets. msgspec checks none of it when encoding: a str ``pk`` is
+    encoded as a msgpack str, a bool ``ts`` as ``true``, and such a BATCH would not
+    decode. ``LocalLog`` checks the same condition inline in its per-record loop.
+    """
+    return (
+        type(record) is Mutation
+        and type(record.pk) is bytes
+        and type(record.sk) is bytes
+        and type(record.value) is bytes
+        and type(record.table_id) is int
+        and type(record.op) is int
+        and type(record.ts) is int
+    )
+
+
+def encode_records(records: Sequence[Mutation]) -> bytes:
+    """The msgpack of ``records`` (the third column of a BATCH payload).
+
+    REQUIRES: every record is :func:`well_formed`; this does not check it (the check
+    costs as much as the encoding: the caller does it in a pass it makes anyway). Raises
+    ValueError for what msgspec cannot encode (an int beyond 64 bits, a foreign object).
     """
     try:
-        body = _encode(records)
-        _decode_records(body)
-    except (msgspec.EncodeError, msgspec.DecodeError, TypeError, OverflowError) as exc:
+        return _encode(records)
+    except (msgspec.EncodeError, TypeError, OverflowError) as exc:
         raise ValueError(f"not a valid list of Mutation records: {exc}") from None
-    return body
 
 
 def encode_batch(partitions: list[int], offsets: list[int], records_msgpack: bytes) -> bytes:
     """A BATCH payload from the columns and the output of :func:`encode_records`."""
     return _encode(_BatchOut(partitions, offsets, msgspec.Raw(records_msgpack)))
+
+
+def batch_head(partitions: list[int], offsets: list[int], records_msgpack: bytes) -> bytes:
+    """The bytes of a BATCH frame that come before its records.
+
+    ``batch_head(p, o, r) + r == encode_frame(FRAME_BATCH, encode_batch(p, o, r))``, but
+    ``r`` (nearly all of the frame) is not copied: write the two parts one after the other.
+    REQUIRES: the payload is at most ``MAX_PAYLOAD_BYTES``.
+    """
+    columns = _encode(_BatchOut(partitions, offsets, _NO_RECORDS))
+    length_type = _LENGTH_TYPE.pack(len(columns) + len(records_msgpack), FRAME_BATCH)
+    crc = _mask(zlib.crc32(records_msgpack, zlib.crc32(columns, zlib.crc32(length_type))))
+    return b"".join((crc.to_bytes(4, "little"), length_type, columns))
 
 
 def decode_batch(payload: bytes | memoryview) -> Batch:

@@ -4,42 +4,45 @@ One physical log serves every partition, so one fsync covers a group of appends 
 many partitions. It is a directory of segment files ``NNNNNNNNNNNNNNNNNNNN.log``
 (sequence number zero-padded to 20 digits, from 1), each a sequence of frames laid out
 as :mod:`mussel.log.format` says; ``docs/log_format.md`` gives the recovery rules and
-the segment lifecycle. Sections of this module: the file layer (injectable, for fault
-tests), the log, and its consumer.
+the segment lifecycle. The log reaches the disk only through :mod:`mussel.log.fsio`
+(injectable, for fault tests); its reader is :mod:`mussel.log.local_consumer`. Both
+modules' public names are importable from here too.
 
-Write path: ``append_async`` checks and encodes the records, then under one lock
-assigns their offsets, frames the batch and queues it (queue order = file order =
-offset order). One flusher thread takes everything queued, writes it with one
-``write`` and one ``fdatasync``, publishes the batches to consumers in memory and
-only then completes the futures. A failed write or sync breaks the log (as leveldb's
-``bg_error``): the waiting futures and every later append fail with
-``UnavailableError`` until the log is reopened.
+Write path: ``append``/``append_async`` check the records (one pass that also computes
+their partitions) and encode them, then under one lock assign their offsets, frame the
+batch and queue it (queue order = file order = offset order). One flusher thread takes
+everything queued, writes it with one ``write`` and one ``fdatasync``, publishes the
+batches to consumers in memory and only then completes the appends. A failed write or
+sync breaks the log (as leveldb's ``bg_error``): the waiting appends and every later
+one fail with ``UnavailableError`` until the log is reopened.
 
 Locks: ``_lock`` guards the append side (next offsets, queue, error); ``_cond``
 guards what is durable (segments, durable position, acknowledged end offsets, the
 in-memory tail) and wakes consumers. Never take ``_lock`` while holding ``_cond``.
+Once the log is open a segment's ``end`` list is replaced, never changed in place, so
+``end_offset`` may read it without a lock.
 """
 
 from __future__ import annotations
 
 import bisect
 import contextlib
-import fcntl
 import itertools
 import logging
 import os
 import re
 import threading
-import time
+import zlib
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from types import TracebackType
-from typing import Final, Protocol
+from typing import Final
 
 from mussel.errors import CorruptionError, InvalidRequestError, UnavailableError
 from mussel.log import format as fmt
-from mussel.log.base import LogEntry, partition_for
+from mussel.log.fsio import Closeable, FileSystem, OsFileSystem, ReadableFile, WritableFile
+from mussel.log.local_consumer import LocalLogConsumer
 from mussel.model import Mutation
 
 __all__ = [
@@ -57,143 +60,7 @@ logger = logging.getLogger("mussel.log")
 
 _SEGMENT_RE: Final = re.compile(r"[0-9]{20}\.log")
 _FIRST_SEQUENCE: Final = 1
-_READ_BYTES: Final = 1 << 20
-
-# ------------------------------------------------------------------ the file layer
-
-
-class Closeable(Protocol):
-    def close(self) -> None: ...
-
-
-class WritableFile(Protocol):
-    def write(self, data: bytes) -> None:
-        """Append all of ``data`` (the file is open in append mode)."""
-        ...
-
-    def sync(self) -> None:
-        """Make everything written durable (fdatasync)."""
-        ...
-
-    def truncate(self, size: int) -> None: ...
-
-    def close(self) -> None: ...
-
-
-class ReadableFile(Protocol):
-    def size(self) -> int: ...
-
-    def read_at(self, offset: int, size: int) -> bytes:
-        """Up to ``size`` bytes from ``offset`` (fewer only at the end of the file)."""
-        ...
-
-    def close(self) -> None: ...
-
-
-class FileSystem(Protocol):
-    """The file operations the log uses; tests inject one that fails or counts."""
-
-    def makedirs(self, path: str) -> None: ...
-
-    def listdir(self, path: str) -> list[str]: ...
-
-    def open_append(self, path: str) -> WritableFile:
-        """Open ``path`` for appending, creating it if missing."""
-        ...
-
-    def open_read(self, path: str) -> ReadableFile: ...
-
-    def remove(self, path: str) -> None: ...
-
-    def sync_dir(self, path: str) -> None:
-        """Make the directory's entries (created, removed files) durable."""
-        ...
-
-    def lock(self, path: str) -> Closeable:
-        """Hold an exclusive lock on ``path`` until the returned file is closed; raise
-        ``UnavailableError`` if another holder has it."""
-        ...
-
-
-_datasync: Callable[[int], None] = getattr(os, "fdatasync", os.fsync)
-
-
-class _OsFile:
-    """A file descriptor, for writing (append mode) or reading."""
-
-    def __init__(self, fd: int) -> None:
-        self._fd = fd
-
-    def write(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self._fd, view) :]
-
-    def sync(self) -> None:
-        _datasync(self._fd)
-
-    def truncate(self, size: int) -> None:
-        os.ftruncate(self._fd, size)
-
-    def size(self) -> int:
-        return os.fstat(self._fd).st_size
-
-    def read_at(self, offset: int, size: int) -> bytes:
-        chunks = []
-        while size > 0:
-            chunk = os.pread(self._fd, size, offset)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            offset += len(chunk)
-            size -= len(chunk)
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-    def fileno(self) -> int:
-        return self._fd
-
-    def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
-
-
-class OsFileSystem:
-    """The real file system (POSIX)."""
-
-    def makedirs(self, path: str) -> None:
-        os.makedirs(path, exist_ok=True)
-
-    def listdir(self, path: str) -> list[str]:
-        return os.listdir(path)
-
-    def open_append(self, path: str) -> WritableFile:
-        return _OsFile(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644))
-
-    def open_read(self, path: str) -> ReadableFile:
-        return _OsFile(os.open(path, os.O_RDONLY))
-
-    def remove(self, path: str) -> None:
-        os.remove(path)
-
-    def sync_dir(self, path: str) -> None:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-    def lock(self, path: str) -> Closeable:
-        f = _OsFile(os.open(path, os.O_RDWR | os.O_CREAT, 0o644))
-        try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            f.close()
-            raise UnavailableError(f"{path} is locked: the log is open elsewhere") from exc
-        return f
-
-
-# ------------------------------------------------------------------------ the log
+_FIELDS: Final = ("table_id", "op", "pk", "sk", "ts", "value")
 
 
 class LogStats:
@@ -227,41 +94,80 @@ class _Segment:
 
 
 class _Batch:
-    """One ``append`` call: queued with its frame, then (once durable) in the memory tail
-    at bytes [start, end) of segment ``sequence``."""
+    """One append call: ``size`` bytes of frame queued, then (once durable) in the memory
+    tail at bytes [start, end) of segment ``sequence``.
+
+    Until the flusher completes it, exactly one of ``future`` (``append_async``) and
+    ``done`` (``append``: a lock its caller waits to acquire) is set; a failed batch gets
+    ``error`` before ``done`` is released. Both are then cleared: the tail keeps only the
+    columns. They are tuples of untracked objects (ints, ``gc=False`` records), which the
+    garbage collector stops tracking: the tail costs later collections nothing per record.
+    """
 
     __slots__ = (
+        "done",
         "end",
+        "error",
         "future",
-        "header",
-        "next_after",
         "offsets",
         "partitions",
-        "payload",
         "records",
         "sequence",
+        "size",
         "start",
     )
 
     def __init__(
         self,
-        *,
-        header: bytes,
-        payload: bytes,
         future: Future[list[tuple[int, int]]] | None,
-        partitions: list[int],
-        offsets: list[int],
-        records: list[Mutation],
-        next_after: list[int],
+        done: threading.Lock | None,
+        *,
+        partitions: tuple[int, ...],
+        offsets: tuple[int, ...],
+        records: tuple[Mutation, ...],
+        size: int,
     ) -> None:
-        self.header = header
-        self.payload = payload
         self.future = future
+        self.done = done
+        self.error: str | None = None
         self.partitions = partitions
         self.offsets = offsets
         self.records = records
-        self.next_after = next_after  # every partition's next offset after this batch
+        self.size = size
         self.sequence = self.start = self.end = 0
+
+
+def _partitions_of(records: Sequence[Mutation], partitions: int) -> list[int]:
+    """The partition of each record; ValueError unless every one is well formed.
+
+    The per-record pass of the append path: ``partition_for`` and ``fmt.well_formed``,
+    both inlined (one comprehension, no call per record). The type checks come first, so
+    ``crc32`` only ever sees an exact bytes pk and int table id.
+    """
+    crc32, mutation = zlib.crc32, Mutation
+    parts = [
+        crc32(r.pk, r.table_id) % partitions
+        for r in records
+        if type(r) is mutation
+        and type(r.pk) is bytes
+        and type(r.sk) is bytes
+        and type(r.value) is bytes
+        and type(r.table_id) is int
+        and type(r.op) is int
+        and type(r.ts) is int
+    ]
+    if len(parts) != len(records):
+        i, bad = next((i, r) for i, r in enumerate(records) if not fmt.well_formed(r))
+        got = (
+            ", ".join(f"{f}: {type(getattr(bad, f)).__name__}" for f in _FIELDS)
+            if type(bad) is Mutation
+            else type(bad).__name__
+        )
+        raise ValueError(
+            f"records[{i}] is not a Mutation of int table_id, op, ts and bytes pk, sk, "
+            f"value ({got})"
+        )
+    return parts
 
 
 class LocalLog:
@@ -298,8 +204,12 @@ class LocalLog:
         self._memory_records = memory_records
         self.stats = LogStats()
         self._lock = threading.Lock()
-        self._queue_ready = threading.Condition(self._lock)
+        # Held while the flusher has nothing to do; released (under _lock) by the append
+        # that makes the queue non-empty, and by close.
+        self._wake = threading.Lock()
+        self._wake.acquire()
         self._queue: list[_Batch] = []
+        self._chunks: list[bytes] = []  # the frames of the queued batches, in order
         self._closing = False
         self._error: str | None = None
         self._cond = threading.Condition()
@@ -332,53 +242,33 @@ class LocalLog:
         return self._partitions
 
     def append(self, records: Sequence[Mutation]) -> list[tuple[int, int]]:
-        """Durably append ``records`` (atomically); return (partition, offset) of each."""
-        return self.append_async(records).result()
+        """Durably append ``records`` (atomically); return (partition, offset) of each.
+
+        Raises as ``append_async`` does, at once or once the group of the batch failed.
+        """
+        done = threading.Lock()
+        done.acquire()
+        batch = self._enqueue(records, None, done)
+        if batch is None:
+            return []
+        done.acquire()  # released by the flusher once the batch is durable or failed
+        if batch.error is not None:
+            raise UnavailableError(batch.error)
+        return list(zip(batch.partitions, batch.offsets, strict=True))
 
     def append_async(self, records: Sequence[Mutation]) -> Future[list[tuple[int, int]]]:
         """Queue ``records`` as one atomic batch; the future completes once it is fsync'd.
 
-        Raises ``InvalidRequestError`` at once for anything but valid ``Mutation``s and
+        Raises ``InvalidRequestError`` at once unless every record is a well-formed
+        ``Mutation`` (:func:`mussel.log.format.well_formed`: exact ints and bytes, what
+        the log reads back) or if the batch is over the frame size limit, and
         ``UnavailableError`` if the log is closed or broken. The future fails with
         ``UnavailableError`` if the write or fsync of its group fails.
         """
-        recs = records if type(records) is list else list(records)
         fut: Future[list[tuple[int, int]]] = Future()
         fut.set_running_or_notify_cancel()  # an append in flight cannot be cancelled
-        n = self._partitions
-        try:
-            parts = [partition_for(r.table_id, r.pk, n) for r in recs]
-            body = fmt.encode_records(recs)
-        except (AttributeError, TypeError, ValueError) as exc:
-            raise InvalidRequestError(f"cannot log these records: {exc}") from exc
-        if len(body) + 20 * len(recs) + 20 > fmt.MAX_PAYLOAD_BYTES:
-            raise InvalidRequestError(f"a log batch is limited to {fmt.MAX_PAYLOAD_BYTES} bytes")
-        with self._lock:
-            self._check_appendable()
-            if not recs:
-                fut.set_result([])
-                return fut
-            nxt = self._next
-            offsets = []
-            for p in parts:
-                o = nxt[p]
-                nxt[p] = o + 1
-                offsets.append(o)
-            payload = fmt.encode_batch(parts, offsets, body)
-            header = fmt.frame_header(fmt.FRAME_BATCH, payload)
-            self._queue.append(
-                _Batch(
-                    header=header,
-                    payload=payload,
-                    future=fut,
-                    partitions=parts,
-                    offsets=offsets,
-                    records=recs,
-                    next_after=nxt.copy(),
-                )
-            )
-            if len(self._queue) == 1:
-                self._queue_ready.notify()
+        if self._enqueue(records, fut, None) is None:
+            fut.set_result([])
         return fut
 
     def end_offsets(self) -> dict[int, int]:
@@ -386,6 +276,22 @@ class LocalLog:
         with self._cond:
             self._check_open()
             return dict(enumerate(self._segments[-1].end))
+
+    def end_offset(self, partition: int) -> int:
+        """``end_offsets()[partition]``, without a lock or a copy.
+
+        Raises ``InvalidRequestError`` for a partition out of range and
+        ``UnavailableError`` once the log is closed. Reads the active segment's ``end``
+        list, which the flusher replaces whole after each fsync: the value is one the
+        log acknowledged, never a partly updated one.
+        """
+        if self._closed:
+            raise UnavailableError(f"the write log at {self._dir} is closed")
+        if not 0 <= partition < self._partitions:
+            raise InvalidRequestError(
+                f"no partition {partition} (the log has partitions 0..{self._partitions - 1})"
+            )
+        return self._segments[-1].end[partition]
 
     def consumer(self, positions: Mapping[int, int]) -> LocalLogConsumer:
         """A consumer of every partition from ``positions`` (next offset to read; missing: 0).
@@ -441,7 +347,7 @@ class LocalLog:
         with self._close_lock:
             with self._lock:
                 self._closing = True
-                self._queue_ready.notify()
+                self._wake_flusher()
             self._flusher.join()
             with self._cond:
                 if self._closed:
@@ -462,6 +368,57 @@ class LocalLog:
         self.close()
 
     # ------------------------------------------------- helpers (some for the consumer)
+
+    def _enqueue(
+        self,
+        records: Sequence[Mutation],
+        future: Future[list[tuple[int, int]]] | None,
+        done: threading.Lock | None,
+    ) -> _Batch | None:
+        """Check, place, frame and queue ``records``; None (nothing queued) if empty.
+
+        The records are copied: a caller reusing its list cannot change what the memory
+        tail serves.
+        """
+        recs = tuple(records)
+        try:
+            parts = _partitions_of(recs, self._partitions)
+            body = fmt.encode_records(recs)
+        except ValueError as exc:
+            raise InvalidRequestError(f"cannot log these records: {exc}") from None
+        if len(body) + 20 * len(recs) + 20 > fmt.MAX_PAYLOAD_BYTES:  # 20: two ints + slack
+            raise InvalidRequestError(f"a log batch is limited to {fmt.MAX_PAYLOAD_BYTES} bytes")
+        with self._lock:
+            self._check_appendable()
+            if not recs:
+                return None
+            nxt = self._next
+            offsets: list[int] = []
+            add = offsets.append
+            for p in parts:
+                o = nxt[p]
+                nxt[p] = o + 1
+                add(o)
+            head = fmt.batch_head(parts, offsets, body)
+            batch = _Batch(
+                future,
+                done,
+                partitions=tuple(parts),
+                offsets=tuple(offsets),
+                records=recs,
+                size=len(head) + len(body),
+            )
+            self._queue.append(batch)
+            self._chunks.append(head)
+            self._chunks.append(body)
+            if len(self._queue) == 1:
+                self._wake_flusher()
+        return batch
+
+    def _wake_flusher(self) -> None:
+        """REQUIRES: ``_lock`` held (so ``_wake`` cannot be released twice)."""
+        if self._wake.locked():
+            self._wake.release()
 
     def _check_open(self) -> None:
         """REQUIRES: ``_cond`` held."""
@@ -530,34 +487,42 @@ class LocalLog:
     # ------------------------------------------------------------------ the flusher
 
     def _flush_loop(self) -> None:
+        """Write groups until the log closes (having written all it queued) or breaks.
+
+        A non-empty queue always has a wake-up pending: the append that made it non-empty
+        released ``_wake``, and only this thread takes ``_wake`` and empties the queue.
+        """
         while True:
+            self._wake.acquire()
             with self._lock:
-                while not self._queue and not self._closing:
-                    self._queue_ready.wait()
                 group, self._queue = self._queue, []
-            if not group:
-                return
-            try:
-                self._write_group(group)
-            except BaseException as exc:
-                self._fail(exc, group)
+                chunks, self._chunks = self._chunks, []
+                end = self._next.copy()  # every partition's next offset after the group
+                closing = self._closing  # then nothing more is queued
+            if group:
+                try:
+                    self._write_group(group, chunks, end)
+                except BaseException as exc:
+                    self._fail(exc, group)
+                    return
+            if closing:
                 return
 
-    def _write_group(self, group: list[_Batch]) -> None:
+    def _write_group(self, group: list[_Batch], chunks: list[bytes], end: list[int]) -> None:
+        """Write and fsync the frames of ``group``, publish it, complete its appends."""
         writer = self._writer
         assert writer is not None
-        data = b"".join([part for b in group for part in (b.header, b.payload)])
+        data = b"".join(chunks)
         writer.write(data)
         self._sync(writer)
         active = self._segments[-1]  # only this thread adds segments
-        pos = active.size
+        sequence, pos = active.sequence, active.size
         records = 0
         for b in group:
-            b.sequence = active.sequence
+            b.sequence = sequence
             b.start = pos
-            pos += len(b.header) + len(b.payload)
+            pos += b.size
             b.end = pos
-            b.header = b.payload = b""
             records += len(b.records)
         stats = self.stats
         stats.groups += 1
@@ -566,7 +531,7 @@ class LocalLog:
         stats.bytes_written += len(data)
         with self._cond:
             active.size = self._durable_pos = pos
-            active.end = group[-1].next_after
+            active.end = end
             self._tail.extend(group)
             self._tail_records += records
             while self._tail_records > self._memory_records and self._tail:
@@ -574,8 +539,11 @@ class LocalLog:
                 self._tail_first += 1
             self._cond.notify_all()
         for b in group:
-            fut, b.future = b.future, None  # the memory tail need not keep results alive
-            if fut is not None:
+            if b.done is not None:
+                b.done.release()
+                b.done = None
+            elif b.future is not None:
+                fut, b.future = b.future, None  # the memory tail need not keep results alive
                 fut.set_result(list(zip(b.partitions, b.offsets, strict=True)))
         if pos >= self._segment_bytes:
             self._roll(active)
@@ -609,6 +577,7 @@ class LocalLog:
         return _Segment(sequence, path, base, len(header)), writer
 
     def _fail(self, exc: BaseException, group: list[_Batch]) -> None:
+        """Break the log: fail ``group`` and everything queued that is not completed."""
         message = (
             f"the write log at {self._dir} failed to write or fsync ({exc!r}); "
             "appends not yet acknowledged are lost; reopen the log"
@@ -617,10 +586,15 @@ class LocalLog:
         with self._lock:
             self._error = message
             pending = group + self._queue
-            self._queue = []
+            self._queue, self._chunks = [], []
         for b in pending:
-            if b.future is not None and not b.future.done():
+            if b.done is not None:
+                b.error = message
+                b.done.release()
+                b.done = None
+            elif b.future is not None and not b.future.done():
                 b.future.set_exception(UnavailableError(message))
+                b.future = None
 
     # ------------------------------------------------------------------ recovery
 
@@ -712,183 +686,3 @@ class LocalLog:
                 f"{path}: its header starts at offsets {header.next_offsets}, "
                 f"but the previous segment ends at {prev.end}"
             )
-
-
-# ------------------------------------------------------------------- the consumer
-
-_new_tuple = tuple.__new__  # LogEntry(p, o, r) without the Python-level __new__: 2x faster
-
-
-def _entries(partitions: list[int], offsets: list[int], records: list[Mutation]) -> list[LogEntry]:
-    """``[LogEntry(p, o, r) ...]`` of the three columns, at C speed."""
-    return list(
-        map(_new_tuple, itertools.repeat(LogEntry), zip(partitions, offsets, records, strict=True))
-    )
-
-
-class LocalLogConsumer:
-    """Reads every partition of a :class:`LocalLog` from given positions, in offset order
-    per partition, never past what is durable. One thread polls a consumer.
-
-    Recent batches come from the log's memory tail (published by the flusher after its
-    fsync); older ones (after open, or when the consumer fell behind the tail) are read
-    and decoded from the segment files.
-    """
-
-    def __init__(self, log: LocalLog, want: list[int], sequence: int, pos: int) -> None:
-        self._log = log
-        self._want = want  # per partition, the next offset to return
-        self._sequence, self._pos = sequence, pos  # the next frame to read
-        self._lsn: int | None = None  # the next memory-tail batch, when reading memory
-        self._buf: list[LogEntry] = []
-        self._taken = 0
-        self._reader: ReadableFile | None = None
-        self._reader_sequence = -1
-        self._closed = False
-
-    def poll(self, max_records: int, timeout_s: float) -> list[LogEntry]:
-        """Up to ``max_records`` entries; waits up to ``timeout_s`` when none is ready."""
-        log = self._log
-        deadline: float | None = None
-        while True:
-            if self._closed:
-                raise UnavailableError("this log consumer is closed")
-            if max_records <= 0:
-                return []
-            while len(self._buf) - self._taken < max_records and self._fill(max_records):
-                pass
-            if len(self._buf) > self._taken:
-                out = self._buf[self._taken : self._taken + max_records]
-                self._taken += len(out)
-                if self._taken == len(self._buf):
-                    self._buf, self._taken = [], 0
-                return out
-            with log._cond:
-                log._check_open()
-                if self._more_durable():
-                    continue
-                now = time.monotonic()
-                deadline = now + timeout_s if deadline is None else deadline
-                if now >= deadline:
-                    return []
-                log._cond.wait(deadline - now)
-
-    def close(self) -> None:
-        self._closed = True
-        if self._reader is not None:
-            self._reader.close()
-            self._reader = None
-
-    def _more_durable(self) -> bool:
-        """Whether a durable batch is past the cursor. REQUIRES: the log's ``_cond`` held."""
-        log = self._log
-        if self._lsn is not None:
-            return self._lsn - log._tail_first < len(log._tail)
-        return (self._sequence, self._pos) < (log._segments[-1].sequence, log._durable_pos)
-
-    def _fill(self, need: int) -> bool:
-        """Buffer the next batches (about ``need`` records); False if none is durable."""
-        if self._lsn is not None:
-            return self._fill_from_memory(need)
-        return self._fill_from_file()
-
-    def _fill_from_memory(self, need: int) -> bool:
-        log = self._log
-        assert self._lsn is not None
-        with log._cond:
-            log._check_open()
-            tail, i = log._tail, self._lsn - log._tail_first
-            if i < 0:  # fell behind the memory tail: read the files
-                self._lsn = None
-                return True
-            batches = []
-            while i < len(tail) and need > 0:
-                batches.append(tail[i])
-                need -= len(tail[i].records)
-                i += 1
-        if not batches:
-            return False
-        self._lsn += len(batches)
-        self._sequence, self._pos = batches[-1].sequence, batches[-1].end
-        for b in batches:
-            self._emit(b.partitions, b.offsets, b.records)
-        return True
-
-    def _fill_from_file(self) -> bool:
-        log = self._log
-        with log._cond:
-            log._check_open()
-            lsn = log._tail_lsn(self._sequence, self._pos)
-            if lsn is not None:
-                self._lsn = lsn
-                return True
-            seg = log._segment(self._sequence)
-            if seg is None:  # released under us: fine if all we still want is retained
-                log._check_retained(self._want)
-                seg = log._segments[0]
-                self._sequence, self._pos = seg.sequence, seg.data_start
-            active = seg is log._segments[-1]
-            limit = log._durable_pos if active else seg.size
-            if self._pos >= limit:
-                if active:
-                    return False
-                nxt = log._segments[log._segments.index(seg) + 1]
-                self._sequence, self._pos = nxt.sequence, nxt.data_start
-                return True
-        try:
-            self._read_frames(seg.path, limit)
-        except FileNotFoundError as exc:
-            raise CorruptionError(f"log segment {seg.path} is gone: {exc}") from exc
-        except OSError as exc:
-            raise UnavailableError(f"cannot read log segment {seg.path}: {exc}") from exc
-        return True
-
-    def _read_frames(self, path: str, limit: int) -> None:
-        """Decode the durable frames from the cursor (about ``_READ_BYTES`` of them)."""
-        if self._reader is None or self._reader_sequence != self._sequence:
-            if self._reader is not None:
-                self._reader.close()
-            self._reader = None
-            self._reader = self._log._fs.open_read(path)
-            self._reader_sequence = self._sequence
-        pos = self._pos
-        data = self._reader.read_at(pos, min(limit - pos, _READ_BYTES))
-        if not data:
-            raise CorruptionError(f"{path} at byte {pos}: the file ends before its durable end")
-        i = 0
-        while i < len(data):
-            size = fmt.frame_size(data, i)
-            if size is None or i + size > len(data):
-                if i:
-                    break
-                if size is None or pos + size > limit:
-                    raise CorruptionError(f"{path} at byte {pos}: frame past the durable end")
-                data = self._reader.read_at(pos, size)  # one frame bigger than a read
-                if len(data) < size:
-                    raise CorruptionError(f"{path} at byte {pos}: short read")
-            try:
-                frame_type, payload, end = fmt.decode_frame(data, i)
-                if frame_type != fmt.FRAME_BATCH:
-                    raise fmt.FrameError(f"unexpected frame type {frame_type}")
-                batch = fmt.decode_batch(payload)
-            except fmt.FrameError as exc:
-                raise CorruptionError(f"{path} at byte {pos + i}: {exc.reason}") from None
-            self._emit(batch.partitions, batch.offsets, batch.records)
-            i = end
-        self._pos = pos + i
-
-    def _emit(self, partitions: list[int], offsets: list[int], records: list[Mutation]) -> None:
-        """Buffer the entries at or past the wanted offset of their partition."""
-        want = self._want
-        # A batch holds consecutive offsets of each of its partitions: compare the first.
-        firsts = dict(zip(reversed(partitions), reversed(offsets), strict=True))
-        if all(o >= want[p] for p, o in firsts.items()):
-            self._buf.extend(_entries(partitions, offsets, records))
-            for p, o in dict(zip(partitions, offsets, strict=True)).items():
-                want[p] = o + 1
-            return
-        buf = self._buf
-        for p, o, r in zip(partitions, offsets, records, strict=True):
-            if o >= want[p]:
-                buf.append(_new_tuple(LogEntry, (p, o, r)))
-                want[p] = o + 1

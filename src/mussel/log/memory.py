@@ -71,6 +71,16 @@ class MemoryLog:
             self._check_open()
             return {p: self._starts[p] + len(log) for p, log in enumerate(self._records)}
 
+    def end_offset(self, partition: int) -> int:
+        """``end_offsets()[partition]`` (under the lock: a release moves two values)."""
+        with self._cond:
+            self._check_open()
+            if not 0 <= partition < self._partitions:
+                raise InvalidRequestError(
+                    f"no partition {partition} (the log has partitions 0..{self._partitions - 1})"
+                )
+            return self._starts[partition] + len(self._records[partition])
+
     def consumer(self, positions: Mapping[int, int]) -> MemoryLogConsumer:
         """A consumer of every partition from ``positions`` (missing: 0); raises
         ``CorruptionError`` for a position below a released offset."""

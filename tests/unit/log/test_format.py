@@ -141,16 +141,55 @@ def test_batch_with_columns_of_different_lengths_is_a_frame_error() -> None:
         fmt.decode_batch(payload)
 
 
-@pytest.mark.parametrize(
-    "record",
-    [
-        Mutation(1, 0, b"pk", b"", 1, None),  # type: ignore[arg-type]
-        Mutation(1, 0, "pk", b"", 1, b""),  # type: ignore[arg-type]
-        Mutation(1, 0, b"pk", b"", 2**64, b""),
-        Mutation(1, 0, b"pk", b"", 1.5, b""),  # type: ignore[arg-type]
-        {"pk": b"x"},
-    ],
-)
-def test_encode_records_rejects_what_would_not_decode(record: object) -> None:
+MALFORMED = [
+    Mutation(1, 0, b"pk", b"", 1, None),  # type: ignore[arg-type]
+    Mutation(1, 0, "pk", b"", 1, b""),  # type: ignore[arg-type]
+    Mutation(1, 0, b"pk", "sk", 1, b""),  # type: ignore[arg-type]
+    Mutation(1, 0, b"pk", b"", 1, "v"),  # type: ignore[arg-type]
+    Mutation(1, 0, b"pk", b"", 1, bytearray(b"v")),  # type: ignore[arg-type]
+    Mutation(1, 0, b"pk", b"", 1.5, b""),  # type: ignore[arg-type]
+    Mutation(1, 0, b"pk", b"", True, b""),
+    Mutation(True, 0, b"pk", b"", 1, b""),
+    Mutation(1, None, b"pk", b"", 1, b""),  # type: ignore[arg-type]
+    {"pk": b"x"},
+    (1, 0, b"pk", b"", 1, b""),
+]
+
+
+@pytest.mark.parametrize("record", MALFORMED)
+def test_malformed_records_are_not_well_formed(record: object) -> None:
+    assert not fmt.well_formed(record)
+
+
+def test_msgspec_encodes_malformed_records_into_batches_that_do_not_decode() -> None:
+    """Why the log checks ``well_formed``: msgspec does not check field types on encode."""
+    for record in MALFORMED[:4] + MALFORMED[6:9]:
+        payload = fmt.encode_batch([0], [0], fmt.encode_records([record]))  # type: ignore[list-item]
+        with pytest.raises(fmt.FrameError, match="undecodable batch"):
+            fmt.decode_batch(payload)
+
+
+@settings(max_examples=200, deadline=None)
+@given(MUTATIONS)
+def test_well_formed_records_decode_back_equal(record: Mutation) -> None:
+    assert fmt.well_formed(record)
+    batch = fmt.decode_batch(fmt.encode_batch([0], [0], fmt.encode_records([record])))
+    assert batch.records == [record]
+
+
+@pytest.mark.parametrize("ts", [2**64, -(2**63) - 1])
+def test_encode_records_refuses_ints_beyond_64_bits(ts: int) -> None:
     with pytest.raises(ValueError, match="not a valid list of Mutation"):
-        fmt.encode_records([record])  # type: ignore[list-item]
+        fmt.encode_records([Mutation(1, 0, b"pk", b"", ts, b"")])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 1000), st.integers(0, 2**62), MUTATIONS), max_size=30))
+def test_batch_head_plus_records_is_the_batch_frame(
+    rows: list[tuple[int, int, Mutation]],
+) -> None:
+    partitions = [p for p, _, _ in rows]
+    offsets = [o for _, o, _ in rows]
+    body = fmt.encode_records([r for _, _, r in rows])
+    frame = fmt.batch_head(partitions, offsets, body) + body
+    assert frame == fmt.encode_frame(fmt.FRAME_BATCH, fmt.encode_batch(partitions, offsets, body))

@@ -32,6 +32,7 @@ class FaultyFs(OsFileSystem):
         self.waiting = 0  # syncs held at the gate
         self.fail_sync = False
         self.fail_write = False
+        self.fail_open = False
         self.fail_remove: set[str] = set()
         self.gate = threading.Event()
         self.gate.set()
@@ -42,6 +43,8 @@ class FaultyFs(OsFileSystem):
         super().remove(path)
 
     def open_append(self, path: str) -> WritableFile:
+        if self.fail_open:
+            raise OSError(errno.EMFILE, "injected: cannot open")
         return _FaultyFile(super().open_append(path), self)
 
 
@@ -155,12 +158,14 @@ def test_consumer_never_returns_a_record_before_it_is_fsynced(tmp_path: Path) ->
         assert consumer.poll(10, 0.1) == []
         assert not fut.done()
         assert sum(log.end_offsets().values()) == 1
+        assert sum(log.end_offset(p) for p in range(P)) == 1
         late = log.consumer({})  # a new consumer reading the files does not see it either
         assert [e.record.pk for e in drain(late, idle_s=0.05)] == [b"durable"]
         fs.gate.set()
         fut.result(timeout=5)
         assert [e.record.pk for e in consumer.poll(10, 5.0)] == [b"pending"]
         assert sum(log.end_offsets().values()) == 2
+        assert sum(log.end_offset(p) for p in range(P)) == 2
 
 
 def _frame_bounds(tmp_path: Path) -> tuple[bytes, int, dict[int, int], list[Mutation]]:
@@ -392,6 +397,8 @@ def test_failed_release_keeps_the_segments_it_could_not_delete(tmp_path: Path) -
     fs = FaultyFs()
     with LocalLog(tmp_path, P, segment_bytes=1, fs=fs) as log:
         placed = [log.append(keys(6, prefix=f"{i}-")) for i in range(4)]  # a segment each
+        while len(log._segments) < 5:  # the flusher rolls after it acknowledged the group
+            threading.Event().wait(0.001)
         ends = log.end_offsets()
         files = segments(tmp_path)
         fs.fail_remove = {files[1].name}
@@ -494,6 +501,50 @@ def test_fsync_failure_fails_the_waiting_appends_and_breaks_the_log(tmp_path: Pa
         log.append([put(b"again")])
 
 
+def test_fsync_failure_fails_the_blocked_appends(tmp_path: Path) -> None:
+    fs = FaultyFs()
+    errors: list[BaseException] = []
+
+    def append(pk: bytes) -> None:
+        try:
+            log.append([put(pk)])
+        except UnavailableError as exc:
+            errors.append(exc)
+
+    with LocalLog(tmp_path, P, fs=fs) as log:
+        fs.gate.clear()
+        threads = [threading.Thread(target=append, args=(b"first",))]
+        threads[0].start()
+        while fs.waiting == 0:  # the flusher is in the sync of "first"
+            threading.Event().wait(0.001)
+        threads += [threading.Thread(target=append, args=(b"q%d" % i,)) for i in range(4)]
+        for th in threads[1:]:
+            th.start()
+        while len(log._queue) < 4:  # the others are queued behind it
+            threading.Event().wait(0.001)
+        fs.fail_sync = True
+        fs.gate.set()
+        for th in threads:
+            th.join(5)
+        assert len(errors) == 5
+        assert all("fsync" in str(e) for e in errors)
+        assert sum(log.end_offsets().values()) == 0
+
+
+def test_a_failure_after_the_fsync_keeps_the_group_acknowledged(tmp_path: Path) -> None:
+    """The roll after a group fails: the group was durable, so its append succeeds."""
+    fs = FaultyFs()
+    with LocalLog(tmp_path, P, fs=fs, segment_bytes=1) as log:
+        fs.fail_open = True  # the next segment cannot be created
+        ((p, o),) = log.append([put(b"durable")])
+        with pytest.raises(UnavailableError, match="cannot open"):
+            log.append([put(b"later")])
+        assert log.end_offset(p) == o + 1
+    fs.fail_open = False
+    with LocalLog(tmp_path, P) as log:
+        assert [e.record.pk for e in drain(log.consumer({}))] == [b"durable"]
+
+
 def test_write_failure_fails_the_append(tmp_path: Path) -> None:
     fs = FaultyFs()
     with LocalLog(tmp_path, P, fs=fs) as log:
@@ -527,16 +578,37 @@ def test_an_append_in_flight_cannot_be_cancelled(tmp_path: Path) -> None:
         assert len(fut.result(timeout=5)) == 1
 
 
-def test_records_that_do_not_encode_are_rejected(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (Mutation(1, 0, b"pk", b"", 1, None), "value: NoneType"),  # type: ignore[arg-type]
+        (Mutation(1, 0, b"pk", "sk", 1, b""), "sk: str"),  # type: ignore[arg-type]
+        (Mutation(1, 0, b"pk", b"", True, b""), "ts: bool"),
+        (Mutation(1, 0, b"pk", b"", 2**64, b""), "serialize ints"),
+        ("not a mutation", r"records\[1\] is not a Mutation.*\(str\)"),
+    ],
+)
+def test_records_that_would_not_decode_are_rejected(
+    tmp_path: Path, bad: object, message: str
+) -> None:
     with LocalLog(tmp_path, P) as log:
-        for bad in (
-            Mutation(1, 0, b"pk", b"", 1, None),  # type: ignore[arg-type]
-            Mutation(1, 0, b"pk", b"", 2**64, b""),
-            "not a mutation",
-        ):
-            with pytest.raises(InvalidRequestError):
-                log.append([put(b"fine"), bad])  # type: ignore[list-item]
+        with pytest.raises(InvalidRequestError, match=message):
+            log.append([put(b"fine"), bad])  # type: ignore[list-item]
+        with pytest.raises(InvalidRequestError, match=message):
+            log.append_async([put(b"fine"), bad])  # type: ignore[list-item]
         assert sum(log.end_offsets().values()) == 0
+        log.append([put(b"next")])
+    with LocalLog(tmp_path, P) as log:  # nothing unreadable reached the file
+        assert [e.record.pk for e in drain(log.consumer({}))] == [b"next"]
+
+
+def test_a_reused_records_list_does_not_change_what_consumers_get(tmp_path: Path) -> None:
+    with LocalLog(tmp_path, P) as log:
+        consumer = log.consumer({})
+        batch = keys(3)
+        log.append(batch)
+        batch[:] = keys(3, prefix="changed")
+        assert {e.record.pk for e in consumer.poll(10, 1.0)} == {b"k0", b"k1", b"k2"}
 
 
 _CHILD = """

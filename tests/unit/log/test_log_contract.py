@@ -64,6 +64,19 @@ def test_append_returns_partition_for_and_dense_offsets(wlog: WriteLog) -> None:
     assert wlog.end_offsets() == {p: len(per_partition.get(p, [])) for p in range(P)}
 
 
+def test_end_offset_is_one_partition_of_end_offsets(wlog: WriteLog) -> None:
+    assert [wlog.end_offset(p) for p in range(P)] == [0] * P
+    for i in range(3):
+        wlog.append(keys(13, prefix=f"{i}-"))
+        ends = wlog.end_offsets()
+        assert {p: wlog.end_offset(p) for p in range(P)} == ends
+    wlog.release(ends)
+    assert {p: wlog.end_offset(p) for p in range(P)} == ends
+    for bad in (-1, P):
+        with pytest.raises(InvalidRequestError):
+            wlog.end_offset(bad)
+
+
 def test_consumer_round_trips_every_record_in_offset_order(wlog: WriteLog) -> None:
     batches = [keys(7, prefix=f"b{i}-") for i in range(20)]
     placed = {}
@@ -194,6 +207,7 @@ def test_after_close_every_method_is_unavailable(wlog: WriteLog) -> None:
         lambda: wlog.append(keys(1)),
         lambda: wlog.append_async(keys(1)),
         wlog.end_offsets,
+        lambda: wlog.end_offset(0),
         lambda: wlog.consumer({}),
         lambda: wlog.release({}),
         lambda: consumer.poll(1, 0.01),

@@ -1,0 +1,124 @@
+"""What the client returns for namespaces and tables (SPEC §4 resource shapes).
+
+Cells, rows and scans come back as the model's own ``Cell``, ``RowPage``,
+``ScanCell`` and ``ScanPage``; only the catalog resources, which the server answers
+with usage and stats attached, need types of their own. Fields the server adds later
+are ignored, so an older client keeps working against a newer server.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+from mussel.model import Consistency, Partitioning, Quotas
+
+__all__ = ["NamespaceDescription", "NamespaceUsage", "TableDescription", "TableStats"]
+
+
+class NamespaceUsage(msgspec.Struct, frozen=True):
+    """What a namespace uses now: bytes stored (approximate), tables, request rates."""
+
+    bytes: int = 0
+    tables: int = 0
+    read_qps: float = 0.0
+    write_qps: float = 0.0
+
+
+class NamespaceDescription(msgspec.Struct, frozen=True):
+    """A namespace as the server describes it (``GET /v1/namespaces/{ns}``)."""
+
+    name: str
+    consistency: Consistency = "strong"
+    quotas: Quotas = msgspec.field(default_factory=Quotas)
+    usage: NamespaceUsage = msgspec.field(default_factory=NamespaceUsage)
+
+
+class TableStats(msgspec.Struct, frozen=True):
+    """Approximate size of a table."""
+
+    approx_cells: int = 0
+    approx_bytes: int = 0
+
+
+class TableDescription(msgspec.Struct, frozen=True):
+    """A table with its options and stats (``GET .../tables/{t}``).
+
+    ``consistency`` is None when the table follows its namespace's default.
+    """
+
+    namespace: str
+    name: str
+    ttl_seconds: int | None = None
+    max_versions: int = 1
+    consistency: Consistency | None = None
+    partitioning: Partitioning = msgspec.field(default_factory=Partitioning)
+    stats: TableStats = msgspec.field(default_factory=TableStats)
+
+
+# -- answers as they arrive (private) ---------------------------------------
+
+
+class NamespaceReply(msgspec.Struct):
+    namespace: NamespaceDescription
+
+
+class NamespacesReply(msgspec.Struct):
+    namespaces: list[NamespaceDescription]
+
+
+class PartitioningOut(msgspec.Struct):
+    """Split points arrive like keys: ``bin`` in msgpack, base64 in JSON."""
+
+    kind: Literal["hash", "range"] = "hash"
+    shards: int | None = None
+    split_points: list[bytes] | None = None
+
+
+class TableOut(msgspec.Struct):
+    namespace: str
+    name: str
+    ttl_seconds: int | None = None
+    max_versions: int = 1
+    consistency: Consistency | None = None
+    partitioning: PartitioningOut = msgspec.field(default_factory=PartitioningOut)
+    stats: TableStats = msgspec.field(default_factory=TableStats)
+
+    def public(self) -> TableDescription:
+        p = self.partitioning
+        if p.kind == "range":
+            points = list(p.split_points or [])
+            partitioning = Partitioning(kind="range", shards=None, split_points=points)
+        else:
+            partitioning = Partitioning(kind="hash", shards=p.shards)
+        return TableDescription(
+            namespace=self.namespace,
+            name=self.name,
+            ttl_seconds=self.ttl_seconds,
+            max_versions=self.max_versions,
+            consistency=self.consistency,
+            partitioning=partitioning,
+            stats=self.stats,
+        )
+
+
+class TableReply(msgspec.Struct):
+    table: TableOut
+
+
+class TablesReply(msgspec.Struct):
+    tables: list[TableOut]
+
+
+class Written(msgspec.Struct):
+    written: int
+
+
+class ErrorDetail(msgspec.Struct):
+    code: str = "internal"
+    message: str = ""
+
+
+class ErrorReply(msgspec.Struct):
+    error: ErrorDetail

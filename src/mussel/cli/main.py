@@ -1,82 +1,114 @@
-"""Entry point of the ``mussel`` command."""
+"""Entry point of the ``mussel`` command: one click group over the library.
+
+::
+
+    mussel serve                                the embedded server     (serve.py)
+    mussel ns create|list|describe|drop         namespaces              (namespaces.py)
+    mussel table create|list|describe|drop      tables                  (tables.py)
+    mussel put|delete|get|scan                  cells                   (data.py)
+    mussel version
+
+Every command but ``serve`` talks to a server through ``mussel.client.Client``, the
+library users call. A subcommand's module is imported only when it runs (or when
+help lists it), so ``mussel serve`` loads neither the HTTP client nor rich, and
+``mussel get`` does not load the server. The reference is ``docs/cli.md``.
+"""
 
 from __future__ import annotations
 
-import argparse
+import importlib
+import json
+import os
 import sys
-import tomllib
-from dataclasses import fields, replace
-from pathlib import Path
+from collections.abc import Mapping
+from typing import Any
+
+import click
 
 import mussel
-from mussel.dispatch.server import ServerConfig, run_server
-from mussel.engine import StoreConfig
+from mussel.cli._errors import CliError
 from mussel.errors import MusselError
-from mussel.limits import Limits
-from mussel.storage.rocksdb import RocksConfig
+
+__all__ = ["cli", "main"]
+
+_LAZY: Mapping[str, str] = {
+    "serve": "mussel.cli.serve:serve",
+    "ns": "mussel.cli.namespaces:ns",
+    "table": "mussel.cli.tables:table",
+    "put": "mussel.cli.data:put",
+    "get": "mussel.cli.data:get",
+    "delete": "mussel.cli.data:delete",
+    "scan": "mussel.cli.data:scan",
+}
 
 
-def _load_config(path: Path | None) -> ServerConfig:
-    cfg = ServerConfig()
-    if path is None:
-        return cfg
-    try:
-        raw = tomllib.loads(path.read_text())
-    except OSError as exc:
-        raise SystemExit(f"mussel: cannot read config {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise SystemExit(f"mussel: config {path} is not valid TOML: {exc}") from None
-    sections = {
-        "server": (ServerConfig, {"max_body_bytes", "drain_timeout_s", "host", "port"}),
-        "store": (StoreConfig, {"partitions", "strong_read_timeout_s", "applied_ack_timeout_s"}),
-        "limits": (Limits, {f.name for f in fields(Limits)}),
-        "rocksdb": (RocksConfig, {"block_cache_bytes", "write_buffer_bytes", "compression"}),
-    }
-    unknown = set(raw) - set(sections)
-    if unknown:
-        raise SystemExit(f"mussel: unknown config section(s): {', '.join(sorted(unknown))}")
-    parts = {}
-    for name, (_, allowed) in sections.items():
-        values = raw.get(name, {})
-        bad = set(values) - allowed
-        if bad:
-            raise SystemExit(f"mussel: unknown key(s) in [{name}]: {', '.join(sorted(bad))}")
-        parts[name] = values
-    store = replace(
-        cfg.store,
-        limits=replace(cfg.store.limits, **parts["limits"]),
-        rocks=replace(cfg.store.rocks, **parts["rocksdb"]),
-        **parts["store"],
-    )
-    return replace(cfg, store=store, **parts["server"])
+class MusselGroup(click.Group):
+    """The root group: lazily loaded subcommands, and no traceback ever reaches the user.
+
+    A ``MusselError`` a command lets out is ``CliError`` (exit status 1); any other
+    exception is reported as ``internal`` (``MUSSEL_DEBUG=1`` shows the traceback).
+    """
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [*_LAZY, *super().list_commands(ctx)]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = _LAZY.get(cmd_name)
+        if target is None:
+            return super().get_command(ctx, cmd_name)
+        module, _, attr = target.partition(":")
+        command = getattr(importlib.import_module(module), attr)
+        assert isinstance(command, click.Command)
+        return command
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort, BrokenPipeError):
+            raise
+        except MusselError as exc:
+            raise CliError(exc.message, exc.code) from exc
+        except Exception as exc:
+            if os.environ.get("MUSSEL_DEBUG"):
+                raise
+            raise CliError(
+                f"internal error: {type(exc).__name__}: {exc} (MUSSEL_DEBUG=1 shows the traceback)",
+                "internal",
+            ) from exc
+
+
+@click.group(
+    name="mussel", cls=MusselGroup, context_settings={"help_option_names": ["-h", "--help"]}
+)
+@click.version_option(mussel.__version__, prog_name="mussel", message="%(prog)s %(version)s")
+def cli() -> None:
+    """Mussel, a key-value store for derived data: run a server and use it.
+
+    Client commands reach the server at --url (env MUSSEL_URL, default
+    http://127.0.0.1:7070). Add --json to any of them for machine output.
+    """
+
+
+@cli.command()
+@click.option("--json", "json_output", is_flag=True, help="Print one JSON document.")
+def version(json_output: bool) -> None:
+    """Print the version of this command."""
+    if json_output:
+        click.echo(json.dumps({"version": mussel.__version__}))
+    else:
+        click.echo(f"mussel {mussel.__version__}")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="mussel", description="Mussel key-value store")
-    parser.add_argument("--version", action="version", version=f"mussel {mussel.__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="run the embedded server")
-    serve.add_argument("--data", type=Path, default=Path("./data"), help="data directory")
-    serve.add_argument("--host", default=None, help="listen address (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=None, help="listen port (default 7070)")
-    serve.add_argument("--config", type=Path, default=None, help="TOML configuration file")
-    serve.add_argument("--ready-fd", type=int, default=None, help=argparse.SUPPRESS)
-    sub.add_parser("version", help="print the version")
-    args = parser.parse_args(argv)
-    if args.command == "version":
-        print(f"mussel {mussel.__version__}")
-        return 0
-    cfg = _load_config(args.config)
-    cfg = replace(cfg, data_dir=args.data)
-    if args.host is not None:
-        cfg = replace(cfg, host=args.host)
-    if args.port is not None:
-        cfg = replace(cfg, port=args.port)
+    """Run ``mussel`` with ``argv`` (default: the process's); return the exit status."""
     try:
-        return run_server(cfg, args.ready_fd)
-    except MusselError as exc:
-        print(f"mussel: {exc.message}", file=sys.stderr)
+        cli.main(args=argv, prog_name="mussel")
+    except SystemExit as exc:
+        if exc.code is None or isinstance(exc.code, int):
+            return exc.code or 0
+        print(exc.code, file=sys.stderr)
         return 1
+    return 0
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ from mussel.model import (
     Cell,
     Consistency,
     Delete,
+    Mutation,
     NamespaceInfo,
     Put,
     RowPage,
@@ -212,11 +213,19 @@ class Store:
         Returns once the batch is durable in the log (``ack="durable"``) or also
         applied and visible to every read (``ack="applied"``).
         """
-        count, pending = self.submit_write(namespace, table, records, ack=ack)
-        placed = pending.result()
+        mutations = self._mutations(namespace, table, records, ack)
+        placed = self.log.append(mutations)
         if ack == "applied":
             self.wait_applied(placed)
-        return count
+        return len(mutations)
+
+    def _mutations(
+        self, namespace: str, table: str, records: Sequence[Put | Delete], ack: str
+    ) -> list[Mutation]:
+        if ack not in ("durable", "applied"):
+            raise InvalidRequestError("ack must be 'durable' or 'applied'")
+        info = self.catalog.get_table(namespace, table)
+        return to_mutations(info.id, records, self.clock.now_us(), self.limits)
 
     def submit_write(
         self,
@@ -232,10 +241,7 @@ class Store:
         when the batch is durable; with ``ack="applied"`` the caller then waits with
         ``wait_applied``.
         """
-        if ack not in ("durable", "applied"):
-            raise InvalidRequestError("ack must be 'durable' or 'applied'")
-        info = self.catalog.get_table(namespace, table)
-        mutations = to_mutations(info.id, records, self.clock.now_us(), self.limits)
+        mutations = self._mutations(namespace, table, records, ack)
         return len(mutations), self.log.append_async(mutations)
 
     def applied_target(self, placed: Sequence[tuple[int, int]]) -> dict[int, int]:

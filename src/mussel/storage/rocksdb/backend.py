@@ -7,6 +7,7 @@ snapshot makes the read consistent.
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -53,7 +54,6 @@ __all__ = ["RocksBackend", "RocksConfig"]
 _Stored = tuple[int, bool, int, bytes]
 _STATS = msgspec.msgpack.Decoder(tuple[int, int])
 _TS_BIAS = 0x7FFF_FFFF_FFFF_FFFF
-_VERSION_OVERHEAD_BYTES = 5 + 4 + 8 + 5  # value header, terminators, ts, table prefix
 _ENC = msgspec.msgpack.Encoder()
 
 
@@ -153,20 +153,21 @@ class RocksBackend:
         put = wb.put
         join = b"".join
         pack_ts = U64.pack
-        counts: dict[int, list[int]] = {}
+        # Per-table counters come from the batch's own size at each change of table,
+        # so the loop does no bookkeeping per record.
+        marks: list[tuple[int, int, int]] = []  # (table id, records before, bytes before)
         last_table = -1
         tp = h_put = h_del = b""
-        acc: list[int] = [0, 0]
         for m in mutations:
             if m.table_id != last_table:
                 epoch = epochs.get(m.table_id)
                 if epoch is None:
+                    last_table = -1
                     continue
                 last_table = m.table_id
+                marks.append((last_table, wb.len(), wb.size_in_bytes()))
                 tp = table_prefix(last_table)
                 h_put, h_del = self._header(OP_PUT, epoch), self._header(OP_DELETE, epoch)
-                acc = counts.setdefault(last_table, [0, 0])
-            value = m.value
             put(
                 join(
                     (
@@ -178,15 +179,15 @@ class RocksBackend:
                         pack_ts(_TS_BIAS - m.ts),
                     )
                 ),
-                (h_del if m.op else h_put) + value,
+                (h_del if m.op else h_put) + m.value,
             )
-            acc[0] += 1
-            acc[1] += len(m.pk) + len(m.sk) + len(value)
-        new_stats = {}
-        for tid, (n, nbytes) in counts.items():
-            old = self._stats.get(tid, (0, 0))
-            new_stats[tid] = (old[0] + n, old[1] + nbytes + n * _VERSION_OVERHEAD_BYTES)
-            put(stats_key(tid), _ENC.encode(new_stats[tid]))
+        marks.append((-1, wb.len(), wb.size_in_bytes()))
+        new_stats: dict[int, tuple[int, int]] = {}
+        for (tid, n0, b0), (_, n1, b1) in itertools.pairwise(marks):
+            old = new_stats.get(tid) or self._stats.get(tid, (0, 0))
+            new_stats[tid] = (old[0] + n1 - n0, old[1] + b1 - b0)
+        for tid, value in new_stats.items():
+            put(stats_key(tid), _ENC.encode(value))
         for partition, offset in positions.items():
             put(pos_key(partition), U64.pack(offset))
         with map_backend_errors("apply"):

@@ -1,0 +1,107 @@
+"""``mussel serve``: run the embedded server (SPEC §8), configured by flags and a TOML file.
+
+The configuration file has four sections, each optional; a key or section this
+server does not know is an error, not a silent default::
+
+    [server]   max_body_bytes, drain_timeout_s, host, port
+    [store]    partitions, strong_read_timeout_s, applied_ack_timeout_s
+    [limits]   any field of ``mussel.limits.Limits``
+    [rocksdb]  block_cache_bytes, write_buffer_bytes, compression
+
+Flags win over the file: ``--host`` and ``--port`` replace ``[server]``'s.
+"""
+
+from __future__ import annotations
+
+import sys
+import tomllib
+from dataclasses import fields, replace
+from pathlib import Path
+
+import click
+
+from mussel.dispatch.server import ServerConfig, run_server
+from mussel.engine import StoreConfig
+from mussel.errors import MusselError
+from mussel.limits import Limits
+from mussel.storage.rocksdb import RocksConfig
+
+__all__ = ["load_config", "serve"]
+
+
+def load_config(path: Path | None) -> ServerConfig:
+    """The server configuration in the TOML file at ``path`` (defaults if None).
+
+    A file that cannot be read or parsed, or an unknown section or key, ends the
+    process with a one-line message (``SystemExit``).
+    """
+    cfg = ServerConfig()
+    if path is None:
+        return cfg
+    try:
+        raw = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise SystemExit(f"mussel: cannot read config {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SystemExit(f"mussel: config {path} is not valid TOML: {exc}") from None
+    sections = {
+        "server": (ServerConfig, {"max_body_bytes", "drain_timeout_s", "host", "port"}),
+        "store": (StoreConfig, {"partitions", "strong_read_timeout_s", "applied_ack_timeout_s"}),
+        "limits": (Limits, {f.name for f in fields(Limits)}),
+        "rocksdb": (RocksConfig, {"block_cache_bytes", "write_buffer_bytes", "compression"}),
+    }
+    unknown = set(raw) - set(sections)
+    if unknown:
+        raise SystemExit(f"mussel: unknown config section(s): {', '.join(sorted(unknown))}")
+    parts = {}
+    for name, (_, allowed) in sections.items():
+        values = raw.get(name, {})
+        bad = set(values) - allowed
+        if bad:
+            raise SystemExit(f"mussel: unknown key(s) in [{name}]: {', '.join(sorted(bad))}")
+        parts[name] = values
+    store = replace(
+        cfg.store,
+        limits=replace(cfg.store.limits, **parts["limits"]),
+        rocks=replace(cfg.store.rocks, **parts["rocksdb"]),
+        **parts["store"],
+    )
+    return replace(cfg, store=store, **parts["server"])
+
+
+@click.command()
+@click.option(
+    "--data",
+    type=click.Path(path_type=Path),
+    default=Path("./data"),
+    show_default="./data",
+    help="Data directory (created if missing).",
+)
+@click.option("--host", default=None, help="Listen address (default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Listen port (default 7070; 0: any free).")
+@click.option(
+    "--config",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="TOML configuration file.",
+)
+@click.option("--ready-fd", type=int, default=None, hidden=True)
+def serve(
+    data: Path, host: str | None, port: int | None, config: Path | None, ready_fd: int | None
+) -> None:
+    """Run the embedded server until SIGTERM or SIGINT.
+
+    Data lives in a local directory (RocksDB and a durable write log). On SIGTERM
+    the server stops accepting, finishes requests in flight, flushes and exits 0.
+    """
+    cfg = replace(load_config(config), data_dir=data)
+    if host is not None:
+        cfg = replace(cfg, host=host)
+    if port is not None:
+        cfg = replace(cfg, port=port)
+    try:
+        code = run_server(cfg, ready_fd)
+    except MusselError as exc:
+        print(f"mussel: {exc.message}", file=sys.stderr)
+        code = 1
+    sys.exit(code)

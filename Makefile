@@ -27,7 +27,7 @@ check: $(STAMP)
 	$(BIN)/lint-imports
 
 faults: $(STAMP)
-	MUSSEL_CRASH_CYCLES=200 MUSSEL_HTTP_CRASH_CYCLES=100 $(BIN)/pytest -q -s tests/faults
+	MUSSEL_CRASH_CYCLES=200 MUSSEL_HTTP_CRASH_CYCLES=100 $(BIN)/pytest -q -s --timeout=3600 tests/faults
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run $(BENCH_SECONDS)

@@ -53,18 +53,23 @@ _SCAN_PARAMS = {
 
 
 def _query(request: Request, allowed: set[str]) -> dict[str, str]:
+    """The query parameters, percent-decoded to one character per byte (latin-1), so
+    that keys keep their exact bytes (see ``_key_param``)."""
     try:
         pairs = parse_qsl(
-            request.query_string.decode("latin-1"), keep_blank_values=True, strict_parsing=False
+            request.query_string.decode("latin-1"),
+            keep_blank_values=True,
+            strict_parsing=False,
+            encoding="latin-1",
         )
     except ValueError as exc:
         raise InvalidRequestError(f"malformed query string: {exc}") from exc
     out: dict[str, str] = {}
     for name, value in pairs:
         if name not in allowed:
+            takes = ", ".join(sorted(allowed)) if allowed else "no query parameters"
             raise InvalidRequestError(
-                f"unknown query parameter {name!r}; this endpoint takes "
-                + ", ".join(sorted(allowed))
+                f"unknown query parameter {name!r}; this endpoint takes {takes}"
             )
         if name in out:
             raise InvalidRequestError(f"query parameter {name!r} given twice")
@@ -98,10 +103,23 @@ def _base64(params: dict[str, str]) -> bool:
     return True
 
 
+def _key_param(params: dict[str, str], name: str, wire: Wire) -> bytes:
+    """A key given in the query: its bytes (UTF-8 text), or base64 text."""
+    raw = params[name]
+    if wire.base64:
+        return wire.key(raw, name)
+    return raw.encode("latin-1")
+
+
+def _path_bytes(raw: str) -> bytes:
+    """The bytes of a %-encoded path segment (``Request.path`` is latin-1 text)."""
+    return unquote_to_bytes(raw.encode("latin-1"))
+
+
 def _name(raw: str, what: str) -> str:
     """A namespace or table name from its path segment; 400 unless it is a valid name."""
     try:
-        name = unquote_to_bytes(raw).decode("utf-8")
+        name = _path_bytes(raw).decode("utf-8")
     except UnicodeDecodeError:
         raise InvalidRequestError(f"the {what} name in the path is not UTF-8") from None
     return check_name(name, f"{what} name")
@@ -164,6 +182,8 @@ class App:
         Raises for an unknown endpoint, a method it does not take, or a name in the
         path that is not a valid name (SPEC §1: 400 ``invalid_request``).
         """
+        if not request.path.startswith("/"):  # "*" (OPTIONS *) or another odd target
+            raise not_found(request.path)
         parts = request.path.split("/")[1:]
         method = request.method
         n = len(parts)
@@ -264,13 +284,16 @@ class App:
         return {"name": ns.name, "consistency": ns.consistency, "quotas": quotas, "usage": usage}
 
     def _list_namespaces(self, request: Request) -> Response:
+        _query(request, set())  # takes none: a typo must not pass unseen
         items = [self._namespace_json(ns) for ns in self.store.namespaces()]
         return _reply(request, {"namespaces": items})
 
     def _get_namespace(self, request: Request, name: str) -> Response:
+        _query(request, set())  # takes none: a typo must not pass unseen
         return _reply(request, {"namespace": self._namespace_json(self.store.namespace(name))})
 
     def _put_namespace(self, request: Request, name: str) -> Response:
+        _query(request, set())  # takes none: a typo must not pass unseen
         wire = Wire(request.header("content-type"), request.header("accept"), False)
         body = wire.decode(request.body, NamespaceBody) if request.body else NamespaceBody()
         fields = given(body)
@@ -282,6 +305,7 @@ class App:
         return _reply(request, {"namespace": self._namespace_json(ns)})
 
     def _delete_namespace(self, request: Request, name: str) -> Response:
+        _query(request, set())  # takes none: a typo must not pass unseen
         self.store.drop_namespace(name)
         return _reply(request, {"deleted": name})
 
@@ -333,6 +357,7 @@ class App:
         return Response(200, wire.encode(reply), wire.content_type)
 
     def _delete_table(self, request: Request, ns: str, table: str) -> Response:
+        _query(request, set())  # takes none: a typo must not pass unseen
         self.store.drop_table(ns, table)
         return _reply(request, {"deleted": f"{ns}/{table}"})
 
@@ -407,11 +432,11 @@ class App:
     def _read_row(self, request: Request, ns: str, table: str, raw_pk: str) -> Any:
         params = _query(request, _ROW_PARAMS)
         wire = Wire("", request.header("accept"), _base64(params))
-        pk = unquote_to_bytes(raw_pk)
+        pk = _path_bytes(raw_pk)
         if wire.base64:  # base64url (or standard, percent-encoded) text
             pk = wire.key(pk.decode("ascii", "replace"), "pk")
         keys = {
-            name: wire.key(params[name], name)
+            name: _key_param(params, name, wire)
             for name in ("sk", "sk_prefix", "sk_start", "sk_end")
             if name in params
         }
@@ -481,7 +506,7 @@ class App:
         params = _query(request, _SCAN_PARAMS)
         wire = Wire("", request.header("accept"), _base64(params))
         keys = {
-            name: wire.key(params[name], name)
+            name: _key_param(params, name, wire)
             for name in ("pk_start", "pk_end", "pk_prefix")
             if name in params
         }

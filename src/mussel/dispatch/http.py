@@ -166,7 +166,11 @@ class HttpServerProtocol(asyncio.Protocol):
         self._in_message = False
         if self._too_large or self._closing:
             return
-        parsed = httptools.parse_url(self._url)
+        try:
+            parsed = httptools.parse_url(self._url)
+        except httptools.HttpParserInvalidURLError:
+            self._fail(400, "invalid_request", "malformed request target")
+            return
         method = self._parser.get_method().decode("latin-1")
         head_only = method == "HEAD"  # answered as a GET, without the body
         request = Request(

@@ -120,12 +120,13 @@ def openapi_document() -> bytes:
         },
         "/v1/namespaces/{ns}/tables": {
             "parameters": [_NS],
-            "get": {"responses": _answers("TablesReply", 404)},
+            "get": {"parameters": [_ENCODING], "responses": _answers("TablesReply", 404)},
         },
         "/v1/namespaces/{ns}/tables/{table}": {
             "parameters": [_NS, _TABLE],
-            "get": {"responses": _answers("TableReply", 404)},
+            "get": {"parameters": [_ENCODING], "responses": _answers("TableReply", 404)},
             "put": {
+                "parameters": [_ENCODING],
                 "requestBody": _body("TableBody_str_", required=False),
                 "responses": _answers("TableReply", 404, 409, 413),
             },

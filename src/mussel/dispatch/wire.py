@@ -72,8 +72,8 @@ class Wire:
     __slots__ = ("base64", "msgpack_in", "msgpack_out")
 
     def __init__(self, content_type: str, accept: str, base64_mode: bool) -> None:
-        self.msgpack_in = content_type.startswith(MSGPACK)
-        self.msgpack_out = MSGPACK in accept
+        self.msgpack_in = content_type.lower().startswith(MSGPACK)  # media types: any case
+        self.msgpack_out = MSGPACK in accept.lower()
         self.base64 = base64_mode
 
     @property

@@ -46,6 +46,7 @@ _ROW_PARAMS = {
     "sk", "sk_prefix", "sk_start", "sk_end", "min_ts", "max_ts", "versions", "limit",
     "cursor", "consistency", "encoding",
 }  # fmt: skip
+_POINT_PARAMS = {"sk", "consistency", "encoding"}
 _SCAN_PARAMS = {
     "pk_start", "pk_end", "pk_prefix", "min_ts", "max_ts", "versions", "limit", "cursor",
     "consistency", "encoding",
@@ -55,15 +56,14 @@ _SCAN_PARAMS = {
 def _query(request: Request, allowed: set[str]) -> dict[str, str]:
     """The query parameters, percent-decoded to one character per byte (latin-1), so
     that keys keep their exact bytes (see ``_key_param``)."""
-    try:
-        pairs = parse_qsl(
-            request.query_string.decode("latin-1"),
-            keep_blank_values=True,
-            strict_parsing=False,
-            encoding="latin-1",
-        )
-    except ValueError as exc:
-        raise InvalidRequestError(f"malformed query string: {exc}") from exc
+    qs = request.query_string.decode("latin-1")
+    if "%" not in qs and "+" not in qs:  # the common case, without parse_qsl's cost
+        pairs = [part.partition("=")[::2] for part in qs.split("&") if part]
+    else:
+        try:
+            pairs = parse_qsl(qs, keep_blank_values=True, strict_parsing=False, encoding="latin-1")
+        except ValueError as exc:
+            raise InvalidRequestError(f"malformed query string: {exc}") from exc
     out: dict[str, str] = {}
     for name, value in pairs:
         if name not in allowed:
@@ -441,6 +441,10 @@ class App:
             if name in params
         }
         consistency = _consistency(params)
+        if "sk" in keys and params.keys() <= _POINT_PARAMS:
+            point = self._point_read(ns, table, pk, keys["sk"], consistency, wire)
+            if point is not None:
+                return point
         versions = _int(params, "versions")
         limit = _int(params, "limit")
 
@@ -470,6 +474,29 @@ class App:
 
         self.store.table_info(ns, table)  # 404 before any wait
         return self._with_barrier(ns, table, [pk], consistency, read)
+
+    def _point_read(
+        self, ns: str, table: str, pk: bytes, sk: bytes, consistency: Any, wire: Wire
+    ) -> Response | None:
+        """The hot path: one cell, newest version. None when a strong read must wait
+        (the caller then takes the general path, which waits off the event loop)."""
+        strong = self.store.is_strong(ns, table, consistency)
+        if strong and self.store.strong_target(ns, table, [pk], consistency) is not None:
+            return None
+        cells = self.store.get(ns, table, pk, sk, consistency="eventual")
+        if not cells:
+            raise KeyNotFoundError("no visible cell at that pk and sk")
+        c = cells[0]
+        body = {
+            "pk": wire.out(pk),
+            "cells": [{"sk": wire.out(c.sk), "ts": c.ts, "value": wire.out(c.value)}],
+            "cursor": None,
+        }
+        resp = Response(200, wire.encode(body), wire.content_type)
+        if not strong:
+            staleness = self.store.staleness_ms(ns, table, pk)
+            resp.headers.append(("mussel-staleness-ms", str(int(staleness))))
+        return resp
 
     def _multi_get(self, request: Request, ns: str, table: str) -> Any:
         params = _query(request, {"encoding"})

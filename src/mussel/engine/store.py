@@ -279,11 +279,16 @@ class Store:
         strong = ctx.strong if consistency is None else check_consistency(consistency) == "strong"
         if not strong:
             return None
+        wm = self.replayer.watermark
+        if pks is not None and len(pks) == 1:  # a row or a cell: one partition
+            p = crc32(pks[0], ctx.info.id) % self._partitions
+            end = self.log.end_offset(p)
+            return None if wm.position(p) >= end else {p: end}
         ends = self.log.end_offsets()
         if pks is not None:
             parts = {partition_for(ctx.info.id, pk, self._partitions) for pk in pks}
             ends = {p: ends.get(p, 0) for p in parts}
-        return None if self.replayer.watermark.reached(ends) else ends
+        return None if wm.reached(ends) else ends
 
     # -- reads ----------------------------------------------------------------
 
@@ -328,12 +333,16 @@ class Store:
             parts = {partition_for(table_id, pk, self._partitions) for pk in pks}
             self._barrier({p: ends.get(p, 0) for p in parts})
 
-    def staleness_ms(self) -> float:
+    def staleness_ms(self, namespace: str = "", table: str = "", pk: bytes | None = None) -> float:
         """Upper estimate of how much an eventual read may lag acknowledged writes:
-        0 when every acknowledged write is applied, else the time since that was last
-        true."""
+        0 when every acknowledged write (of ``pk``'s partition, when given) is applied,
+        else the time since the replayer was last caught up."""
         wm = self.replayer.watermark
-        if wm.reached(self.log.end_offsets()):
+        if pk is not None:
+            p = crc32(pk, self._read_ctx(namespace, table).info.id) % self._partitions
+            if wm.position(p) >= self.log.end_offset(p):
+                return 0.0
+        elif wm.reached(self.log.end_offsets()):
             return 0.0
         return wm.staleness_ms()
 

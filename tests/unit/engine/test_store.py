@@ -182,3 +182,18 @@ def test_everything_survives_reopen(tmp_path: Path) -> None:
         assert info.options.ttl_seconds == 3600 and info.options.max_versions == 3
         cells = s.get("ns", "t", "k", versions=3, consistency="strong")
         assert [c.value for c in cells] == [b"v2", b"v1", b"v0"]
+
+
+def test_applied_log_segments_are_removed(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    cfg = replace(CONFIG, segment_bytes=64 << 10)
+    with Store.open(tmp_path / "s", cfg) as s:
+        s.put_namespace("ns")
+        t = s.put_table("ns", "t")
+        for i in range(50):
+            t.write([Put(f"k{i}-{j}", "", "x" * 100) for j in range(100)])
+    segments = list((tmp_path / "s" / "log").glob("*.log"))
+    assert len(segments) <= 2  # everything was applied and synced on close
+    with Store.open(tmp_path / "s", cfg) as s:
+        assert len(list(s.scan_all("ns", "t", limit=1000))) == 5000

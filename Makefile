@@ -30,6 +30,8 @@ faults: $(STAMP)
 	MUSSEL_CRASH_CYCLES=200 MUSSEL_HTTP_CRASH_CYCLES=100 $(BIN)/pytest -q -s --timeout=3600 tests/faults
 
 bench: $(STAMP)
+	@command -v wrk >/dev/null && command -v redis-benchmark >/dev/null || \
+		(apt-get update -q >/dev/null && apt-get install -y -q wrk redis-tools >/dev/null)
 	$(BIN)/python -m bench.run $(BENCH_SECONDS)
 
 clean:

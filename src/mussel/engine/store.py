@@ -112,6 +112,9 @@ class Store:
         self.replayer = Replayer(wlog, backend, self.catalog, self.clock)
         self._partitions = wlog.partitions
         self._ctx: dict[tuple[str, str], _ReadCtx] = {}
+        self._applied = self.replayer.watermark.live
+        self._end_offset = wlog.end_offset
+        self._latest = backend.get_latest
         self._closed = False
         self.replayer.start()
 
@@ -388,16 +391,18 @@ class Store:
         if ctx is None or ctx.generation != self.catalog.generation:
             ctx = self._read_ctx(namespace, table)
         tid = ctx.info.id
-        vis = ctx.vis or Visibility.of(ctx.info, self.clock.now_us())
-        if versions == 1 and min_ts is None and max_ts is None:
-            rf = _RF1
-        else:
-            rf = self._read_filter(min_ts, max_ts, versions)
         if ctx.strong if consistency is None else check_consistency(consistency) == "strong":
             p = crc32(pk, tid) % self._partitions
-            end = self.log.end_offset(p)
-            if self.replayer.watermark.position(p) < end:
+            end = self._end_offset(p)
+            if self._applied.get(p, 0) < end:
                 self._barrier({p: end})
+        if versions == 1 and min_ts is None and max_ts is None and not ctx.info.floors:
+            ttl = ctx.info.options.ttl_seconds
+            expired_before = None if ttl is None else self.clock.now_us() - ttl * 1_000_000
+            cell = self._latest(tid, pk, sk, expired_before)
+            return [] if cell is None else [cell]
+        vis = ctx.vis or Visibility.of(ctx.info, self.clock.now_us())
+        rf = self._read_filter(min_ts, max_ts, versions)
         return self.backend.get_cell(tid, vis, pk, sk, rf)
 
     def read_row(

@@ -37,6 +37,12 @@ class Watermark:
         with self._cond:
             return dict(self._applied)
 
+    @property
+    def live(self) -> dict[int, int]:
+        """The applied positions themselves (not a copy), for lock-free reads on hot
+        paths. Callers must not modify it."""
+        return self._applied
+
     def position(self, partition: int) -> int:
         """The next offset to apply in ``partition`` (lock-free read)."""
         return self._applied.get(partition, 0)

@@ -119,6 +119,14 @@ class Backend(Protocol):
         """The visible versions of one cell admitted by ``rf``, newest first."""
         ...
 
+    def get_latest(
+        self, table_id: int, pk: bytes, sk: bytes, expired_before_us: int | None
+    ) -> Cell | None:
+        """The newest visible version of a cell of a table WITHOUT replace floors and
+        with no time range: ``get_cell(..., Visibility(1, expired_before_us), ReadFilter())``
+        as one value. The point-read fast path."""
+        ...
+
     def multi_get(
         self,
         table_id: int,

@@ -77,6 +77,13 @@ class MemoryBackend:
     ) -> list[Cell]:
         return self.read_row(table_id, vis, pk, RowQuery(SkRange(sk=sk), rf, rf.versions))[0]
 
+    def get_latest(
+        self, table_id: int, pk: bytes, sk: bytes, expired_before_us: int | None
+    ) -> Cell | None:
+        vis = Visibility(expired_before_us=expired_before_us)
+        found = self.get_cell(table_id, vis, pk, sk, ReadFilter())
+        return found[0] if found else None
+
     def multi_get(
         self,
         table_id: int,

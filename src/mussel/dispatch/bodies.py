@@ -28,10 +28,14 @@ __all__ = [
 K = TypeVar("K", str, bytes)
 """Keys and values: ``str`` in JSON bodies, ``bytes`` (msgpack bin) in msgpack bodies."""
 
+INT64_MAX = 2**63 - 1
+"""The bound of every integer in a body: what is stored is echoed in answers, and
+msgpack (and clients in most languages) carry 64-bit integers only."""
+
 Ts = Annotated[int, Meta(ge=TS_MIN, le=TS_MAX)]
 """A timestamp: microseconds since the epoch, a signed 64-bit integer."""
-Count = Annotated[int, Meta(ge=0)]
-Positive = Annotated[int, Meta(ge=1)]
+Count = Annotated[int, Meta(ge=0, le=INT64_MAX)]
+Positive = Annotated[int, Meta(ge=1, le=INT64_MAX)]
 
 
 class _Strict(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -76,7 +80,7 @@ class NamespaceBody(_Strict):
 
 class PresplitBody(_Strict):
     sample: str
-    shards: int
+    shards: Positive
 
 
 class PartitioningBody(_Strict, Generic[K]):

@@ -81,7 +81,6 @@ class _ReadCtx:
     vis: Visibility | None  # None when it depends on the clock (TTL)
 
 
-_RF1 = ReadFilter()
 
 
 def _b(value: Key | None, what: str) -> bytes | None:

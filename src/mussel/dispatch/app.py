@@ -12,6 +12,7 @@ SPEC §5 envelope in one place (``errors.py``); nothing a client sends can cause
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -113,9 +114,12 @@ def _key_param(params: dict[str, str], name: str, wire: Wire) -> bytes:
 
 def _path_bytes(raw: str) -> bytes:
     """The bytes of a %-encoded path segment (``Request.path`` is latin-1 text)."""
+    if "%" not in raw:
+        return raw.encode("latin-1")
     return unquote_to_bytes(raw.encode("latin-1"))
 
 
+@functools.lru_cache(maxsize=4096)
 def _name(raw: str, what: str) -> str:
     """A namespace or table name from its path segment; 400 unless it is a valid name."""
     try:

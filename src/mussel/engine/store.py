@@ -283,7 +283,7 @@ class Store:
             return None
         wm = self.replayer.watermark
         if pks is not None and len(pks) == 1:  # a row or a cell: one partition
-            p = crc32(pks[0], ctx.info.id) % self._partitions
+            p = crc32(pks[0], ctx.info.id) % self._partitions  # partition_for, inlined
             end = self.log.end_offset(p)
             return None if wm.position(p) >= end else {p: end}
         ends = self.log.end_offsets()
@@ -391,7 +391,7 @@ class Store:
             ctx = self._read_ctx(namespace, table)
         tid = ctx.info.id
         if ctx.strong if consistency is None else check_consistency(consistency) == "strong":
-            p = crc32(pk, tid) % self._partitions
+            p = crc32(pk, tid) % self._partitions  # log.base.partition_for, inlined
             end = self._end_offset(p)
             if self._applied.get(p, 0) < end:
                 self._barrier({p: end})

@@ -81,8 +81,6 @@ class _ReadCtx:
     vis: Visibility | None  # None when it depends on the clock (TTL)
 
 
-
-
 def _b(value: Key | None, what: str) -> bytes | None:
     if value is None or type(value) is bytes:
         return value

@@ -17,7 +17,6 @@ from typing import Any
 
 import msgspec
 from rocksdict import (
-    AccessType,
     BlockBasedOptions,
     Cache,
     DBCompressionType,
@@ -67,7 +66,6 @@ class RocksConfig:
     write_buffer_bytes: int = 64 << 20
     max_background_jobs: int = 2
     compression: str = "lz4"
-    secondary_path: str | None = None  # open as a read-only secondary of the primary
 
 
 def _options(cfg: RocksConfig) -> Options:
@@ -99,12 +97,8 @@ class RocksBackend:
         self._path = Path(path)
         self._closed = False
         with map_backend_errors("open"):
-            if self._cfg.secondary_path is None:
-                self._path.mkdir(parents=True, exist_ok=True)
-                self._db = Rdict(str(self._path), _options(self._cfg))
-            else:
-                access = AccessType.secondary(self._cfg.secondary_path)
-                self._db = Rdict(str(self._path), _options(self._cfg), access_type=access)
+            self._path.mkdir(parents=True, exist_ok=True)
+            self._db = Rdict(str(self._path), _options(self._cfg))
         self._ro = ReadOptions()
         # Point reads reuse one tailing iterator per thread (see ``_point_iter``).
         self._ro_tailing = ReadOptions()
@@ -132,11 +126,6 @@ class RocksBackend:
     def db(self) -> Rdict:
         """The rocksdict handle, for sibling adapters (bulk ingest, checkpoints)."""
         return self._db
-
-    def catch_up(self) -> None:
-        """On a secondary instance: replay the primary's new WAL and manifest entries."""
-        with map_backend_errors("catch up with primary"):
-            self._db.try_catch_up_with_primary()
 
     # -- writes ---------------------------------------------------------------
 
@@ -474,6 +463,5 @@ class RocksBackend:
             self._point_iters.clear()
             self._local = threading.local()
         with map_backend_errors("close"):
-            if self._cfg.secondary_path is None:
-                self._db.flush(True)
+            self._db.flush(True)
             self._db.close()

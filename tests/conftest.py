@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import socket
 import subprocess
@@ -25,14 +27,32 @@ class ServerProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def pids(self) -> list[int]:
+        """The server's processes: the owner first, then its followers."""
+        path = self.data_dir / "run" / "pids"
+        return [int(line) for line in path.read_text().split()]
+
+    def kill_all(self) -> None:
+        """kill -9 of every server process at once; waits for the owner."""
+        for pid in self.pids():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.proc.wait()
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
         return self.proc.wait(timeout)
 
 
-def start_server(data_dir: Path, *extra: str, timeout: float = 60.0) -> ServerProcess:
-    """Start ``mussel serve`` on an OS-chosen port; return once it is listening."""
+def start_server(
+    data_dir: Path, *extra: str, processes: int = 2, timeout: float = 60.0
+) -> ServerProcess:
+    """Start ``mussel serve`` on an OS-chosen port; return once it is listening.
+
+    Two processes by default (an owner and a follower), whatever the machine's
+    cores, so that every server test also covers requests handed between them.
+    """
     parent, child = socket.socketpair()
     proc = subprocess.Popen(
         [
@@ -46,6 +66,8 @@ def start_server(data_dir: Path, *extra: str, timeout: float = 60.0) -> ServerPr
             "0",
             "--ready-fd",
             str(child.fileno()),
+            "--processes",
+            str(processes),
             *extra,
         ],
         pass_fds=(child.fileno(),),

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 import mussel
 from mussel.cli.main import cli, main
 from mussel.cli.serve import load_config
+from mussel.dispatch.server import default_processes
 
 
 def test_version_human_and_json() -> None:
@@ -51,17 +52,17 @@ def test_serve_help_hides_the_ready_fd() -> None:
 def test_load_config_applies_every_section(tmp_path: Path) -> None:
     path = tmp_path / "mussel.toml"
     path.write_text(
-        "[server]\nport = 9999\nmax_body_bytes = 1024\n"
+        "[server]\nport = 9999\nmax_body_bytes = 1024\nprocesses = 3\n"
         "[store]\nstrong_read_timeout_s = 2.5\n"
         "[limits]\nmax_value_bytes = 4096\n"
         "[rocksdb]\nblock_cache_bytes = 1048576\n"
     )
     cfg = load_config(path)
-    assert (cfg.port, cfg.max_body_bytes) == (9999, 1024)
+    assert (cfg.port, cfg.max_body_bytes, cfg.processes) == (9999, 1024, 3)
     assert cfg.store.strong_read_timeout_s == 2.5
     assert cfg.store.limits.max_value_bytes == 4096
     assert cfg.store.rocks.block_cache_bytes == 1048576
-    assert load_config(None) == type(cfg)()
+    assert load_config(None) == type(cfg)(processes=default_processes())
 
 
 @pytest.mark.parametrize(

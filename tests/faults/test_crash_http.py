@@ -1,4 +1,6 @@
-"""kill -9 of the server under durable write load from several HTTP clients, many times.
+"""kill -9 of every server process under durable write load from several HTTP clients,
+many times (the server runs its default number of processes: the owner and followers,
+which hand writes to the owner).
 
 Every write the server acknowledged (200 with ``ack=durable``) must be readable after
 the restart. ``MUSSEL_HTTP_CRASH_CYCLES`` sets the cycles (default 3 in ``make test``;
@@ -9,7 +11,6 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import threading
 import time
 from pathlib import Path
@@ -51,8 +52,7 @@ def test_acknowledged_http_writes_survive_kill_9(tmp_path: Path) -> None:
             for t in writers:
                 t.start()
             time.sleep(rng.uniform(0.1, 0.6))
-            srv.proc.send_signal(signal.SIGKILL)
-            srv.proc.wait()
+            srv.kill_all()
             stop.set()
             for t in writers:
                 t.join()

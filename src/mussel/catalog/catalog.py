@@ -19,7 +19,7 @@ be taken for a later table's.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import msgspec
@@ -59,6 +59,9 @@ class Catalog:
         self._tables: dict[tuple[str, str], TableInfo] = {}
         self._by_id: dict[int, TableInfo] = {}
         self.generation = 0
+        self.listeners: list[Callable[[], None]] = []
+        """Called (under the catalog lock) after each change is durable, before the
+        call that made it returns. Must not raise."""
         self.reload()
 
     def reload(self) -> None:
@@ -84,7 +87,12 @@ class Catalog:
     def _publish_tables(self, tables: dict[tuple[str, str], TableInfo]) -> None:
         self._tables = tables
         self._by_id = {t.id: t for t in tables.values()}
+        self._changed()
+
+    def _changed(self) -> None:
         self.generation += 1
+        for listener in self.listeners:
+            listener()
 
     # -- namespaces -----------------------------------------------------------
 
@@ -105,7 +113,7 @@ class Catalog:
             if ns != current:
                 self._backend.meta_write({meta_key("ns", name): msgspec.json.encode(ns)})
                 self._namespaces = {**self._namespaces, name: ns}
-                self.generation += 1
+                self._changed()
             return ns
 
     def get_namespace(self, name: str) -> NamespaceInfo:
@@ -124,6 +132,7 @@ class Catalog:
                 raise ConflictError(f"namespace {name!r} still has tables; drop them first")
             self._backend.meta_write({meta_key("ns", name): None})
             self._namespaces = {k: v for k, v in self._namespaces.items() if k != name}
+            self._changed()
 
     # -- tables ---------------------------------------------------------------
 

@@ -3,12 +3,13 @@
 The configuration file has four sections, each optional; a key or section this
 server does not know is an error, not a silent default::
 
-    [server]   max_body_bytes, drain_timeout_s, host, port
+    [server]   max_body_bytes, drain_timeout_s, host, port, processes
     [store]    partitions, strong_read_timeout_s, applied_ack_timeout_s
     [limits]   any field of ``mussel.limits.Limits``
     [rocksdb]  block_cache_bytes, write_buffer_bytes, compression
 
-Flags win over the file: ``--host`` and ``--port`` replace ``[server]``'s.
+Flags win over the file: ``--host``, ``--port`` and ``--processes`` replace
+``[server]``'s. ``processes`` defaults to the number of cores.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import click
 
-from mussel.dispatch.server import ServerConfig, run_server
+from mussel.dispatch.server import ServerConfig, default_processes, run_server
 from mussel.engine import StoreConfig
 from mussel.errors import MusselError
 from mussel.limits import Limits
@@ -35,7 +36,7 @@ def load_config(path: Path | None) -> ServerConfig:
     A file that cannot be read or parsed, or an unknown section or key, ends the
     process with a one-line message (``SystemExit``).
     """
-    cfg = ServerConfig()
+    cfg = ServerConfig(processes=default_processes())
     if path is None:
         return cfg
     try:
@@ -45,7 +46,10 @@ def load_config(path: Path | None) -> ServerConfig:
     except tomllib.TOMLDecodeError as exc:
         raise SystemExit(f"mussel: config {path} is not valid TOML: {exc}") from None
     sections = {
-        "server": (ServerConfig, {"max_body_bytes", "drain_timeout_s", "host", "port"}),
+        "server": (
+            ServerConfig,
+            {"max_body_bytes", "drain_timeout_s", "host", "port", "processes"},
+        ),
         "store": (StoreConfig, {"partitions", "strong_read_timeout_s", "applied_ack_timeout_s"}),
         "limits": (Limits, {f.name for f in fields(Limits)}),
         "rocksdb": (RocksConfig, {"block_cache_bytes", "write_buffer_bytes", "compression"}),
@@ -85,9 +89,20 @@ def load_config(path: Path | None) -> ServerConfig:
     default=None,
     help="TOML configuration file.",
 )
+@click.option(
+    "--processes",
+    type=click.IntRange(min=1, max=64),
+    default=None,
+    help="Serving processes: one owns the data, the others serve reads (default: one per core).",
+)
 @click.option("--ready-fd", type=int, default=None, hidden=True)
 def serve(
-    data: Path, host: str | None, port: int | None, config: Path | None, ready_fd: int | None
+    data: Path,
+    host: str | None,
+    port: int | None,
+    config: Path | None,
+    processes: int | None,
+    ready_fd: int | None,
 ) -> None:
     """Run the embedded server until SIGTERM or SIGINT.
 
@@ -99,6 +114,10 @@ def serve(
         cfg = replace(cfg, host=host)
     if port is not None:
         cfg = replace(cfg, port=port)
+    if processes is not None:
+        cfg = replace(cfg, processes=processes)
+    if not 1 <= cfg.processes <= 64:
+        raise SystemExit("mussel: processes must be from 1 to 64")
     try:
         code = run_server(cfg, ready_fd)
     except MusselError as exc:

@@ -25,6 +25,7 @@ from mussel.dispatch.errors import error_to_response, method_not_allowed, not_fo
 from mussel.dispatch.http import Request, Response
 from mussel.dispatch.metrics import ServerMetrics
 from mussel.dispatch.openapi import openapi_document
+from mussel.dispatch.proxy import OwnerProxy
 from mussel.dispatch.wire import Wire
 from mussel.engine import Store
 from mussel.errors import (
@@ -129,13 +130,28 @@ def _name(raw: str, what: str) -> str:
     return check_name(name, f"{what} name")
 
 
-class App:
-    """The ASGI-free application: ``app(request) -> Response | Awaitable[Response]``."""
+_FOLLOWER_OPS = frozenset({"read_row", "get", "scan"})
+"""What a follower process answers itself (besides /healthz, /readyz, /openapi.json)."""
+_LOCAL_OPS = _FOLLOWER_OPS | {"healthz", "readyz", "openapi.json"}
 
-    def __init__(self, store: Store, metrics: ServerMetrics | None = None) -> None:
+
+class App:
+    """The ASGI-free application: ``app(request) -> Response | Awaitable[Response]``.
+
+    In a follower process (``proxy`` given, ``store`` a follower view) the App
+    serves reads and hands every other request to the owner through ``proxy``.
+    """
+
+    def __init__(
+        self, store: Store, metrics: ServerMetrics | None = None, proxy: OwnerProxy | None = None
+    ) -> None:
         self.store = store
         self.metrics = metrics or ServerMetrics(store)
         self.ready = True
+        self.proxy = proxy
+        self.refresh_peers: Callable[[], Awaitable[None]] | None = None
+        """In the owner of several processes: refreshes ``metrics.peers`` (awaited
+        before ``/metrics`` renders, so that it counts every process's requests)."""
         self._openapi: bytes | None = None
 
     # -- entry point ----------------------------------------------------------
@@ -147,6 +163,16 @@ class App:
         except MusselError as exc:  # no such endpoint, method or name: no labels
             self.metrics.observe("unknown", "", "", exc.http_status, started)
             return error_to_response(exc, request)
+        if self.proxy is not None:
+            if op not in _LOCAL_OPS:  # the owner answers and counts it
+                return self._forwarded(request)
+            if op in _FOLLOWER_OPS:
+                follower = self.store.follower
+                assert follower is not None
+                try:
+                    follower.ensure_catalog()
+                except MusselError as exc:
+                    return self._failed(exc, request, op, ns, table, started)
         try:
             result = handler()
         except MusselError as exc:
@@ -179,6 +205,13 @@ class App:
             return self._failed(exc, request, op, ns, table, started)
         self.metrics.observe(op, ns, table, resp.status, started)
         return resp
+
+    async def _forwarded(self, request: Request) -> Response:
+        assert self.proxy is not None
+        try:
+            return await self.proxy.forward(request)
+        except MusselError as exc:
+            return error_to_response(exc, request)
 
     def _dispatch(self, request: Request) -> tuple[str, str, str, Callable[[], Any]]:
         """Route; return (operation, namespace, table, handler).
@@ -264,8 +297,23 @@ class App:
             raise UnavailableError("not ready: the server is starting or stopping")
         return Response(200, b'{"status":"ready"}')
 
-    def _metrics(self) -> Response:
-        return Response(200, self.metrics.render(), "text/plain; version=0.0.4; charset=utf-8")
+    def _with_peers(self, answer: Callable[[], Response]) -> Response | Awaitable[Response]:
+        """``answer()``, after refreshing the other processes' metrics if there are any."""
+        if self.refresh_peers is None:
+            return answer()
+        return self._after_refresh(self.refresh_peers(), answer)
+
+    @staticmethod
+    async def _after_refresh(
+        refreshed: Awaitable[None], answer: Callable[[], Response]
+    ) -> Response:
+        await refreshed
+        return answer()
+
+    def _metrics(self) -> Response | Awaitable[Response]:
+        return self._with_peers(
+            lambda: Response(200, self.metrics.render(), "text/plain; version=0.0.4; charset=utf-8")
+        )
 
     def _openapi_json(self) -> Response:
         if self._openapi is None:
@@ -287,14 +335,21 @@ class App:
         usage = {"bytes": nbytes, "tables": len(tables), "read_qps": reads, "write_qps": writes}
         return {"name": ns.name, "consistency": ns.consistency, "quotas": quotas, "usage": usage}
 
-    def _list_namespaces(self, request: Request) -> Response:
+    def _list_namespaces(self, request: Request) -> Response | Awaitable[Response]:
         _query(request, set())  # takes none: a typo must not pass unseen
-        items = [self._namespace_json(ns) for ns in self.store.namespaces()]
-        return _reply(request, {"namespaces": items})
+        return self._with_peers(
+            lambda: _reply(
+                request,
+                {"namespaces": [self._namespace_json(ns) for ns in self.store.namespaces()]},
+            )
+        )
 
-    def _get_namespace(self, request: Request, name: str) -> Response:
+    def _get_namespace(self, request: Request, name: str) -> Response | Awaitable[Response]:
         _query(request, set())  # takes none: a typo must not pass unseen
-        return _reply(request, {"namespace": self._namespace_json(self.store.namespace(name))})
+        self.store.namespace(name)  # 404 before anything else
+        return self._with_peers(
+            lambda: _reply(request, {"namespace": self._namespace_json(self.store.namespace(name))})
+        )
 
     def _put_namespace(self, request: Request, name: str) -> Response:
         _query(request, set())  # takes none: a typo must not pass unseen
@@ -392,7 +447,7 @@ class App:
         if ack == "applied":
             target = self.store.applied_target(placed)
             wm = self.store.replayer.watermark
-            if not wm.reached(target):
+            if not (wm.reached(target) and self.store.followers_reached(target)):
                 loop = asyncio.get_running_loop()
                 await loop.run_in_executor(None, self.store.wait_applied, placed)
         return Response(200, wire.encode({"written": count}), wire.content_type)

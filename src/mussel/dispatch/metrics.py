@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from mussel.engine import Store
 from mussel.observability.metrics import Registry
@@ -35,13 +36,17 @@ class _Rates:
             slots[1][i] = 0
         slots[1][i] += 1
 
-    def rate(self, ns: str, now: float) -> float:
-        slots = self._slots.get(ns)
-        if slots is None:
-            return 0.0
+    def rate(self, ns: str, now: float, others: Sequence[Mapping[str, Any]] = ()) -> float:
+        """This process's rate plus those in ``others`` (other processes' snapshots)."""
         oldest = int(now) - RATE_WINDOW_S
-        total = sum(n for sec, n in zip(*slots, strict=True) if sec > oldest)
+        total = 0
+        for slots in (self._slots.get(ns), *(o.get(ns) for o in others)):
+            if slots is not None:
+                total += sum(n for sec, n in zip(*slots, strict=True) if sec > oldest)
         return total / RATE_WINDOW_S
+
+    def snapshot(self) -> dict[str, list[list[int]]]:
+        return {ns: [list(secs), list(counts)] for ns, (secs, counts) in self._slots.items()}
 
 
 class ServerMetrics:
@@ -49,6 +54,9 @@ class ServerMetrics:
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        self.peers: list[dict[str, Any]] = []
+        """Other server processes' latest ``snapshot()``s, merged into ``render`` and
+        ``rates`` (the owner refreshes them)."""
         self._reads = _Rates()
         self._writes = _Rates()
         self.registry = r = Registry()
@@ -118,9 +126,24 @@ class ServerMetrics:
                 self._writes.hit(ns, time.monotonic())
 
     def rates(self, ns: str) -> tuple[float, float]:
-        """(reads/s, writes/s) of a namespace's requests over the last ``RATE_WINDOW_S``."""
+        """(reads/s, writes/s) of a namespace's requests over the last ``RATE_WINDOW_S``,
+        in every server process."""
         now = time.monotonic()
-        return self._reads.rate(ns, now), self._writes.rate(ns, now)
+        peers = self.peers
+        return (
+            self._reads.rate(ns, now, [p.get("reads", {}) for p in peers]),
+            self._writes.rate(ns, now, [p.get("writes", {}) for p in peers]),
+        )
+
+    def snapshot(self) -> dict[str, Any]:
+        """This process's request counters, latencies and rates, as plain data."""
+        return {
+            "registry": self.registry.snapshot(),
+            "reads": self._reads.snapshot(),
+            "writes": self._writes.snapshot(),
+        }
 
     def render(self) -> bytes:
-        return self.registry.render()
+        """Prometheus text: this process's metrics plus the peers' counters and
+        histograms (their gauges are left out: the owner's are the server's)."""
+        return self.registry.render([p.get("registry", {}) for p in self.peers])

@@ -1,26 +1,60 @@
-"""``mussel serve``: the embedded server — one process, the engine and the HTTP API.
+"""``mussel serve``: the embedded server — an owner process and follower processes.
+
+Python runs one thread at a time per process, so one process cannot use a second
+core. ``processes=N`` runs N serving processes on one port (``SO_REUSEPORT``: the
+kernel spreads connections over them):
+
+* the **owner** (this process) opens the store: the write log, the replayer and
+  the primary RocksDB. It answers every request it receives, and requests handed
+  over by followers on a Unix socket. It publishes its progress (log ends before
+  each acknowledgement, applied positions, catalog changes) in shared memory
+  (``log/shared.py``).
+* N-1 **followers** (``python -m mussel.dispatch.follower``) read from RocksDB
+  secondaries kept close behind the owner (``replay/follower.py``). They answer
+  reads (point, row, multi-get, scan; strong ones after waiting for the writes
+  acknowledged before them) and hand everything else to the owner.
+
+Only the owner writes anything durable, so kill -9 of any or all processes loses
+no acknowledged write. Followers die with the owner (``PR_SET_PDEATHSIG``); one
+that dies alone is started again.
 
 Start-up opens the store (recovering the log and replaying what was not applied),
-then listens. SIGTERM or SIGINT: stop accepting, let in-flight requests finish (up
-to ``drain_timeout_s``), close the store (the replayer applies everything durable,
-RocksDB is flushed), exit 0.
+starts the followers, then reports ready. SIGTERM or SIGINT: stop accepting; the
+followers drain and exit; in-flight requests finish (up to ``drain_timeout_s``);
+the store is closed (the replayer applies everything durable, RocksDB is
+flushed); exit 0.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
+import os
+import pickle
+import secrets
 import signal
 import socket
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
+import msgspec
 import uvloop
 
 from mussel.dispatch.app import App
-from mussel.dispatch.http import HttpServerProtocol
+from mussel.dispatch.serving import (
+    RUN_DIR,
+    Connections,
+    fetch_snapshot,
+    protocol_factory,
+    stop_event,
+    write_atomic,
+)
 from mussel.engine import Store, StoreConfig
+from mussel.log.shared import SharedState
 
 __all__ = ["ServerConfig", "run_server"]
 
@@ -34,60 +68,165 @@ class ServerConfig:
     port: int = 7070
     max_body_bytes: int = 64 << 20
     drain_timeout_s: float = 10.0
+    processes: int = 1
+    """Serving processes: the owner and ``processes - 1`` followers."""
     store: StoreConfig = field(default_factory=StoreConfig)
 
 
-class _Connections:
-    def __init__(self) -> None:
-        self.live: set[HttpServerProtocol] = set()
-        self.idle = asyncio.Event()
-        self.idle.set()
+def default_processes() -> int:
+    """One serving process per core this process may run on."""
+    return max(1, len(os.sched_getaffinity(0)))
 
-    @property
-    def count(self) -> int:
-        return len(self.live)
 
-    def opened(self, proto: HttpServerProtocol) -> None:
-        self.live.add(proto)
-        self.idle.clear()
+class _Followers:
+    """The owner's follower processes: start, watch (restart the dead), stop."""
 
-    def closed(self, proto: HttpServerProtocol) -> None:
-        self.live.discard(proto)
-        if not self.live:
-            self.idle.set()
+    def __init__(self, cfg: ServerConfig, port: int, address: str, state: SharedState):
+        self._cfg = cfg
+        self._port = port
+        self._address = address  # the owner's is address + "-owner"; see follower.py
+        self._state = state
+        self._procs: dict[int, asyncio.subprocess.Process] = {}
+        self._stopping = False
+        self._pids_path = cfg.data_dir / RUN_DIR / "pids"
 
-    def shutdown(self) -> None:
-        """Close idle keep-alive connections; the others close after their answers."""
-        for proto in list(self.live):
-            proto.shutdown()
+    def write_pids(self) -> None:
+        """``<data>/run/pids``: the owner's pid, then the followers' (for operators)."""
+        pids = [os.getpid(), *(p.pid for p in self._procs.values())]
+        write_atomic(self._pids_path, "".join(f"{p}\n" for p in pids).encode())
+
+    async def start_all(self) -> None:
+        await asyncio.gather(*(self._start(slot) for slot in range(self._state.slots)))
+
+    async def _start(self, slot: int) -> None:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "mussel.dispatch.follower",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        assert proc.stdin is not None and proc.stdout is not None
+        args = (self._cfg, slot, self._port, self._address, os.getpid())
+        proc.stdin.write(pickle.dumps(args))
+        await proc.stdin.drain()
+        proc.stdin.close()
+        try:
+            line = await asyncio.wait_for(proc.stdout.readline(), 60.0)
+        except TimeoutError:
+            line = b""
+        if line.strip() != b"ready":
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+            raise SystemExit(f"mussel: follower process {slot} failed to start (see above)")
+        self._procs[slot] = proc
+
+    async def watch(self) -> None:
+        """Start again any follower that exits while the server runs."""
+        while True:
+            await asyncio.sleep(0.5)
+            for slot, proc in list(self._procs.items()):
+                if proc.returncode is None or self._stopping:
+                    continue
+                log.error("follower %d exited with %s; starting it again", slot, proc.returncode)
+                self._state.clear_slot(slot)
+                del self._procs[slot]
+                try:
+                    await self._start(slot)
+                    self.write_pids()
+                except SystemExit as exc:
+                    log.error("%s", exc)
+                    await asyncio.sleep(5.0)
+
+    async def snapshots(self) -> list[dict[str, Any]]:
+        """Every live follower's metrics snapshot, now."""
+        answers = await asyncio.gather(
+            *(fetch_snapshot(f"{self._address}-f{slot}") for slot in self._procs)
+        )
+        out = []
+        for data in answers:
+            if data:
+                with contextlib.suppress(msgspec.DecodeError):
+                    out.append(_SNAPSHOT.decode(data))
+        return out
+
+    async def refresh(self, app: App) -> None:
+        """Fetch the followers' metrics into ``app.metrics.peers`` (before ``/metrics``
+        or namespace usage is rendered)."""
+        app.metrics.peers = await self.snapshots()
+
+    async def stop(self, timeout_s: float) -> None:
+        self._stopping = True
+        for proc in self._procs.values():
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+        for slot, proc in self._procs.items():
+            try:
+                await asyncio.wait_for(proc.wait(), timeout_s)
+            except TimeoutError:
+                log.warning("follower %d did not stop in time; killing it", slot)
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+
+
+_SNAPSHOT = msgspec.msgpack.Decoder(dict[str, Any])
 
 
 async def _serve(cfg: ServerConfig, ready_fd: int | None) -> None:
-    store = Store.open(cfg.data_dir, cfg.store)
+    followers = cfg.processes - 1
+    store_cfg = cfg.store
+    if followers:  # followers see applies only through RocksDB's WAL
+        store_cfg = replace(store_cfg, rocks=replace(store_cfg.rocks, wal=True))
+    store = Store.open(cfg.data_dir, store_cfg)
+    run = cfg.data_dir / RUN_DIR
     app = App(store)
-    conns = _Connections()
+    conns = Connections()
     loop = asyncio.get_running_loop()
-
-    def protocol() -> HttpServerProtocol:
-        proto = HttpServerProtocol(app, cfg.max_body_bytes, on_close=lambda: conns.closed(proto))
-        conns.opened(proto)
-        return proto
-
+    protocol = protocol_factory(app, conns, cfg.max_body_bytes)
     try:
         server = await loop.create_server(
-            protocol, cfg.host, cfg.port, backlog=2048, reuse_address=True
+            protocol,
+            cfg.host,
+            cfg.port,
+            backlog=2048,
+            reuse_address=True,
+            reuse_port=followers > 0,
         )
     except OSError as exc:
         store.close()
         raise SystemExit(
             f"mussel: cannot listen on {cfg.host}:{cfg.port}: {exc.strerror}"
         ) from None
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     port = server.sockets[0].getsockname()[1]
+    stop = stop_event(loop)
+    pool: _Followers | None = None
+    owner_server: asyncio.Server | None = None
+    tasks: list[asyncio.Task[None]] = []
+    if followers:
+        state = SharedState.create(run / "state", store_cfg.partitions, followers)
+        store.publish_to(state)
+        address = f"\0mussel-{os.getpid()}-{secrets.token_hex(6)}"
+        owner_server = await loop.create_unix_server(protocol, f"{address}-owner", backlog=2048)
+        pool = _Followers(cfg, port, address, state)
+        try:
+            await pool.start_all()
+        except SystemExit:
+            await pool.stop(5.0)
+            server.close()
+            store.close()
+            raise
+        app.refresh_peers = functools.partial(pool.refresh, app)
+        tasks = [asyncio.create_task(pool.watch())]
+    if pool is not None:
+        pool.write_pids()
+    else:
+        run.mkdir(parents=True, exist_ok=True)
+        write_atomic(run / "pids", f"{os.getpid()}\n".encode())
     print(
-        f"mussel: serving http://{cfg.host}:{port} (data in {cfg.data_dir})",
+        f"mussel: serving http://{cfg.host}:{port} with {cfg.processes} process(es) "
+        f"(data in {cfg.data_dir})",
         file=sys.stderr,
         flush=True,
     )
@@ -98,11 +237,13 @@ async def _serve(cfg: ServerConfig, ready_fd: int | None) -> None:
     log.info("stopping: no new connections; draining")
     app.ready = False
     server.close()
-    conns.shutdown()
-    try:
-        await asyncio.wait_for(conns.idle.wait(), cfg.drain_timeout_s)
-    except TimeoutError:
-        log.warning("drain timed out with %d connections open", conns.count)
+    for task in tasks:
+        task.cancel()
+    if pool is not None:
+        await pool.stop(cfg.drain_timeout_s + 5.0)  # they may still hand requests over
+    await conns.drain(cfg.drain_timeout_s)
+    if owner_server is not None:
+        owner_server.close()
     await loop.run_in_executor(None, store.close)
 
 

@@ -20,9 +20,10 @@ acknowledged before the read began (in the partitions the read touches);
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 from zlib import crc32
@@ -36,6 +37,8 @@ from mussel.limits import DEFAULT_LIMITS, Limits, check_ts
 from mussel.log.base import WriteLog, partition_for
 from mussel.log.local import LocalLog
 from mussel.log.memory import MemoryLog
+from mussel.log.published import PublishedLog
+from mussel.log.shared import SharedState
 from mussel.model import (
     Cell,
     Consistency,
@@ -50,6 +53,7 @@ from mussel.model import (
     check_consistency,
 )
 from mussel.replay import Replayer
+from mussel.replay.follower import Follower
 from mussel.storage.base import Backend, RowQuery, ScanQuery, SkRange, TableStats
 from mussel.storage.memory import MemoryBackend
 from mussel.storage.rocksdb import RocksBackend, RocksConfig
@@ -69,6 +73,8 @@ class StoreConfig:
     applied_ack_timeout_s: float = 30.0
     segment_bytes: int = 64 << 20
     rocks: RocksConfig = field(default_factory=RocksConfig)
+    follower_interval_s: float = 0.005
+    """On a follower: the shortest time between two catch-ups with the owner."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +105,7 @@ class Store:
         *,
         clock: Clock | None = None,
         config: StoreConfig | None = None,
+        follow: tuple[SharedState, int] | None = None,
     ) -> None:
         self.config = config or StoreConfig()
         self.clock = clock or SystemClock()
@@ -106,7 +113,22 @@ class Store:
         self.log = wlog
         self.limits = self.config.limits
         self.catalog = Catalog(backend, self.clock)
-        self.replayer = Replayer(wlog, backend, self.catalog, self.clock)
+        self.follower: Follower | None = None
+        self.replayer: Replayer | Follower
+        self._shared: SharedState | None = None
+        if follow is None:
+            self.replayer = Replayer(wlog, backend, self.catalog, self.clock)
+        else:
+            assert isinstance(backend, RocksBackend)
+            state, slot = follow
+            self.replayer = self.follower = Follower(
+                backend,
+                self.catalog,
+                state,
+                slot,
+                self.clock,
+                interval_s=self.config.follower_interval_s,
+            )
         self._partitions = wlog.partitions
         self._ctx: dict[tuple[str, str], _ReadCtx] = {}
         self._applied = self.replayer.watermark.live
@@ -132,6 +154,50 @@ class Store:
             backend.close()
             raise
         return cls(backend, wlog, clock=clock, config=config)
+
+    @classmethod
+    def open_follower(
+        cls,
+        path: str | os.PathLike[str],
+        state: SharedState,
+        slot: int,
+        config: StoreConfig | None = None,
+        clock: Clock | None = None,
+    ) -> Store:
+        """A read-only view of the store at ``path`` that another process owns.
+
+        It reads from a RocksDB secondary kept close behind the owner by a
+        ``Follower``; strong reads wait for every write the owner acknowledged
+        before they began (published in ``state``). Writes and catalog changes
+        raise: they are the owner's.
+        """
+        config = config or StoreConfig()
+        root = Path(path)
+        secondary = str(root / "run" / f"secondary-{slot}")
+        backend = RocksBackend(root / "db", replace(config.rocks, secondary_path=secondary))
+        try:
+            log = PublishedLog(state)
+            return cls(backend, log, clock=clock, config=config, follow=(state, slot))
+        except BaseException:
+            backend.close()
+            raise
+
+    def publish_to(self, state: SharedState) -> None:
+        """Publish this (owner) store's progress in ``state`` for follower processes:
+        log ends before each acknowledgement, applied positions, catalog changes.
+        Thereafter ``ack="applied"`` also waits for every live follower."""
+        if not isinstance(self.log, LocalLog) or not isinstance(self.replayer, Replayer):
+            raise InvalidRequestError("only a store that owns a local log can publish")
+        state.publish_applied(self.replayer.watermark.applied())
+        self.log.on_durable = state.publish_ends
+        state.publish_ends([self.log.end_offset(p) for p in range(self._partitions)])
+        self.replayer.on_applied = state.publish_applied
+        self.catalog.listeners.append(state.bump_catalog)
+        self._shared = state
+
+    def followers_reached(self, target: Mapping[int, int]) -> bool:
+        """Whether every live follower process can read what ``target`` covers."""
+        return self._shared is None or self._shared.followers_reached(target)
 
     @classmethod
     def memory(cls, config: StoreConfig | None = None, clock: Clock | None = None) -> Store:
@@ -253,14 +319,21 @@ class Store:
         return needed
 
     def wait_applied(self, placed: Sequence[tuple[int, int]]) -> None:
-        """Block until the placed records are applied (``UnavailableError`` on timeout)."""
-        if not self.replayer.watermark.wait(
-            self.applied_target(placed), self.config.applied_ack_timeout_s
-        ):
-            raise UnavailableError(
-                "the write is durable but was not applied within "
-                f"{self.config.applied_ack_timeout_s:g}s; it will be applied"
-            )
+        """Block until the placed records are applied and readable in every process
+        (``UnavailableError`` on timeout)."""
+        timeout = self.config.applied_ack_timeout_s
+        deadline = time.monotonic() + timeout
+        target = self.applied_target(placed)
+        if self.replayer.watermark.wait(target, timeout):
+            while not self.followers_reached(target):
+                if time.monotonic() >= deadline:
+                    break
+                time.sleep(0.001)
+            else:
+                return
+        raise UnavailableError(
+            f"the write is durable but was not applied within {timeout:g}s; it will be applied"
+        )
 
     def is_strong(self, namespace: str, table: str, consistency: str | None) -> bool:
         """Whether a read with this ``consistency`` argument is strong (SPEC §3 defaults)."""

@@ -203,6 +203,9 @@ class LocalLog:
         self._reporter = reporter
         self._memory_records = memory_records
         self.stats = LogStats()
+        self.on_durable: Callable[[Sequence[int]], None] | None = None
+        """Called by the flusher with the new end offsets (one per partition) after each
+        fsync and before the appends it made durable complete. Must not raise."""
         self._lock = threading.Lock()
         # Held while the flusher has nothing to do; released (under _lock) by the append
         # that makes the queue non-empty, and by close.
@@ -538,6 +541,8 @@ class LocalLog:
                 self._tail_records -= len(self._tail.popleft().records)
                 self._tail_first += 1
             self._cond.notify_all()
+        if self.on_durable is not None:
+            self.on_durable(end)
         for b in group:
             if b.done is not None:
                 b.done.release()

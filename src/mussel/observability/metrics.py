@@ -11,7 +11,8 @@ from __future__ import annotations
 import bisect
 import math
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 __all__ = ["Counter", "Gauge", "Histogram", "Registry"]
 
@@ -52,8 +53,15 @@ class _Metric:
     def header(self) -> list[str]:
         return [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} {self.kind}"]
 
-    def render(self) -> list[str]:
+    def render(self, extra: Sequence[Sequence[Any]] = ()) -> list[str]:
+        """The metric's lines; ``extra`` holds other processes' ``snapshot()`` items,
+        added in (counters and histograms; a gauge is this process's alone)."""
         raise NotImplementedError
+
+    def snapshot(self) -> list[list[Any]]:
+        """The values as plain data (``[labels, value]`` items) for ``render(extra=)``
+        in another process; empty for gauges."""
+        return []
 
 
 class Counter(_Metric):
@@ -70,10 +78,18 @@ class Counter(_Metric):
     def value(self, labels: tuple[str, ...] = ()) -> float:
         return self._values.get(labels, 0.0)
 
-    def render(self) -> list[str]:
+    def snapshot(self) -> list[list[Any]]:
+        with self.lock:
+            return [[list(k), v] for k, v in self._values.items()]
+
+    def render(self, extra: Sequence[Sequence[Any]] = ()) -> list[str]:
         lines = self.header()
-        for key, v in sorted(self._values.items()):
-            lines.append(f"{self.name}{_labels(self.label_names, key)} {_num(v)}")
+        values = dict(self._values)
+        for key, v in extra:
+            k = tuple(key)
+            values[k] = values.get(k, 0.0) + float(v)
+        for k, v in sorted(values.items()):
+            lines.append(f"{self.name}{_labels(self.label_names, k)} {_num(v)}")
         return lines
 
 
@@ -96,7 +112,7 @@ class Gauge(_Metric):
     def set(self, value: float, labels: tuple[str, ...] = ()) -> None:
         self._values[labels] = value
 
-    def render(self) -> list[str]:
+    def render(self, extra: Sequence[Sequence[Any]] = ()) -> list[str]:
         lines = self.header()
         items = list(self._source()) if self._source is not None else []
         items += list(self._values.items())
@@ -132,9 +148,20 @@ class Histogram(_Metric):
         series = self._series.get(labels)
         return 0 if series is None else int(sum(series[:-1]))
 
-    def render(self) -> list[str]:
+    def snapshot(self) -> list[list[Any]]:
+        with self.lock:
+            return [[list(k), list(v)] for k, v in self._series.items()]
+
+    def render(self, extra: Sequence[Sequence[Any]] = ()) -> list[str]:
         lines = self.header()
-        for key, series in sorted(self._series.items()):
+        merged = {k: list(v) for k, v in self._series.items()}
+        for key, other in extra:
+            k = tuple(key)
+            series = merged.setdefault(k, [0.0] * (len(self.buckets) + 2))
+            if len(other) == len(series):
+                for i, n in enumerate(other):
+                    series[i] += n
+        for key, series in sorted(merged.items()):
             running = 0.0
             for bound, n in zip((*self.buckets, math.inf), series[:-1], strict=True):
                 running += n
@@ -185,8 +212,15 @@ class Registry:
     def names(self) -> list[str]:
         return [m.name for m in self._metrics]
 
-    def render(self) -> bytes:
+    def snapshot(self) -> dict[str, list[list[Any]]]:
+        """Counters and histograms as plain data (msgpack-able), for ``render``."""
+        return {m.name: snap for m in self._metrics if (snap := m.snapshot())}
+
+    def render(self, others: Sequence[Mapping[str, Sequence[Sequence[Any]]]] = ()) -> bytes:
+        """The text exposition; ``others`` are other processes' ``snapshot()``s,
+        summed into this process's counters and histograms."""
         lines: list[str] = []
         for m in self._metrics:
-            lines += m.render()
+            extra = [item for other in others for item in other.get(m.name, ())]
+            lines += m.render(extra)
         return ("\n".join(lines) + "\n").encode()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from operator import itemgetter
 
 from mussel.catalog import Catalog
@@ -57,6 +58,8 @@ class Replayer:
         self._thread: threading.Thread | None = None
         self.applied_records = 0
         self.error: MusselError | None = None
+        self.on_applied: Callable[[dict[int, int]], None] | None = None
+        """Called with the new positions after each applied batch (must not raise)."""
 
     def start(self) -> None:
         if self._thread is None:
@@ -88,6 +91,8 @@ class Replayer:
                     caught_up = len(entries) < self._batch_records and self._caught_up()
                     self.watermark.advance(positions, caught_up)
                     self.applied_records += len(entries)
+                    if self.on_applied is not None:
+                        self.on_applied(positions)
                 elif self._caught_up():
                     self.watermark.mark_caught_up()
                 now = self._clock.monotonic()

@@ -21,17 +21,20 @@ class Watermark:
         self._clock = clock
         self._caught_up_at = clock.monotonic()
 
-    def advance(self, positions: Mapping[int, int], caught_up: bool) -> None:
-        """Publish new applied positions; ``caught_up`` when nothing else is pending."""
+    def advance(
+        self, positions: Mapping[int, int], caught_up: bool, at: float | None = None
+    ) -> None:
+        """Publish new applied positions; ``caught_up`` when nothing acknowledged by
+        (monotonic) time ``at`` (default: now) is still pending."""
         with self._cond:
             self._applied.update(positions)
             if caught_up:
-                self._caught_up_at = self._clock.monotonic()
+                self._caught_up_at = self._clock.monotonic() if at is None else at
             self._cond.notify_all()
 
-    def mark_caught_up(self) -> None:
+    def mark_caught_up(self, at: float | None = None) -> None:
         with self._cond:
-            self._caught_up_at = self._clock.monotonic()
+            self._caught_up_at = self._clock.monotonic() if at is None else at
 
     def applied(self) -> dict[int, int]:
         with self._cond:

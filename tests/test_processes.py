@@ -129,3 +129,22 @@ def test_writes_through_any_process_are_read_strongly_through_any(
         and 'namespace="ns"' in line
     )
     assert reads == 30  # counted once each, in whichever process answered
+
+
+def test_a_client_cannot_pose_as_a_follower(three: ServerProcess) -> None:
+    """``Mussel-Internal: append`` counts only on the owner's Unix socket: from a client
+    it is an ordinary header, and the body must be an ordinary, valid write."""
+    import msgspec
+
+    from mussel.model import Mutation
+
+    bogus = msgspec.msgpack.encode([1, "durable", [Mutation(1, 0, b"", b"s", 1, b"v")]])
+    for _ in range(6):  # new connections: the owner and the followers
+        with httpx.Client(timeout=5.0) as c:
+            r = c.post(
+                f"{three.url}/v1/namespaces/ns/tables/t/write",
+                content=bogus,
+                headers={"content-type": "application/msgpack", "mussel-internal": "append"},
+            )
+        assert r.status_code == 400
+        assert r.json()["error"]["code"] == "invalid_request"

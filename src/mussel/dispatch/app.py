@@ -16,8 +16,10 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qsl, unquote_to_bytes
+
+import msgspec
 
 from mussel.catalog import UNSET
 from mussel.dispatch.bodies import GetBody, NamespaceBody, TableBody, WriteBody, given
@@ -36,7 +38,7 @@ from mussel.errors import (
     TableNotFoundError,
     UnavailableError,
 )
-from mussel.model import Delete, NamespaceInfo, Put, TableInfo, check_name
+from mussel.model import Delete, Mutation, NamespaceInfo, Put, TableInfo, check_name
 
 __all__ = ["App"]
 
@@ -130,9 +132,20 @@ def _name(raw: str, what: str) -> str:
     return check_name(name, f"{what} name")
 
 
-_FOLLOWER_OPS = frozenset({"read_row", "get", "scan"})
-"""What a follower process answers itself (besides /healthz, /readyz, /openapi.json)."""
+_FOLLOWER_OPS = frozenset({"read_row", "get", "scan", "write"})
+"""What a follower process handles itself (besides /healthz, /readyz, /openapi.json):
+reads, and writes, which it decodes and validates before handing the records over."""
 _LOCAL_OPS = _FOLLOWER_OPS | {"healthz", "readyz", "openapi.json"}
+_APPEND = "append"
+"""``Mussel-Internal`` of a write handed over by a follower, already validated."""
+
+
+class _Append(msgspec.Struct, array_like=True):
+    """The body of a handed-over write: records ``Store.prepare_write`` made."""
+
+    table_id: int
+    ack: Literal["durable", "applied"]
+    records: list[Mutation]
 
 
 class App:
@@ -163,6 +176,8 @@ class App:
         except MusselError as exc:  # no such endpoint, method or name: no labels
             self.metrics.observe("unknown", "", "", exc.http_status, started)
             return error_to_response(exc, request)
+        if request.internal and request.headers.get("mussel-internal") == _APPEND:
+            return self._appended(request, ns, table)  # the follower counts it
         if self.proxy is not None:
             if op not in _LOCAL_OPS:  # the owner answers and counts it
                 return self._forwarded(request)
@@ -205,6 +220,27 @@ class App:
             return self._failed(exc, request, op, ns, table, started)
         self.metrics.observe(op, ns, table, resp.status, started)
         return resp
+
+    def _appended(self, request: Request, ns: str, table: str) -> Response | Awaitable[Response]:
+        """A write a follower validated (``_Append``): append it, answer as ``_write``."""
+        wire = Wire("", request.header("accept"), False)
+        try:
+            body = msgspec.msgpack.decode(request.body, type=_Append)
+            pending = self.store.submit_mutations(ns, table, body.table_id, body.records)
+        except msgspec.DecodeError as exc:
+            return error_to_response(InvalidRequestError(f"bad hand-over: {exc}"), request)
+        except MusselError as exc:
+            return error_to_response(exc, request)
+        return self._unless_failed(
+            self._await_write(len(body.records), pending, body.ack, wire), request
+        )
+
+    @staticmethod
+    async def _unless_failed(pending: Awaitable[Response], request: Request) -> Response:
+        try:
+            return await pending
+        except MusselError as exc:
+            return error_to_response(exc, request)
 
     async def _forwarded(self, request: Request) -> Response:
         assert self.proxy is not None
@@ -439,6 +475,20 @@ class App:
                 if r.value is not None:
                     raise InvalidRequestError(f"{where}: a delete takes no value")
                 records.append(Delete(pk, sk, r.ts))
+        if self.proxy is not None:  # a follower: the owner appends
+            table_id, mutations = self.store.prepare_write(ns, table, records, ack=body.ack)
+            handed = Request(
+                "POST",
+                request.path,
+                b"",
+                {
+                    "accept": request.header("accept"),
+                    "content-type": "application/msgpack",
+                    "mussel-internal": _APPEND,
+                },
+                msgspec.msgpack.encode(_Append(table_id, body.ack, mutations)),
+            )
+            return self.proxy.forward(handed)
         count, pending = self.store.submit_write(ns, table, records, ack=body.ack)
         return self._await_write(count, pending, body.ack, wire)
 

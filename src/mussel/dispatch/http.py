@@ -46,6 +46,7 @@ class Request:
     headers: dict[str, str]  # lower-case names; repeated headers joined with ", "
     body: bytes = b""
     peer: Any = None
+    internal: bool = False  # came from another process of this server (a Unix socket)
     _query: dict[str, str] | None = field(default=None, repr=False)
 
     def header(self, name: str, default: str = "") -> str:
@@ -83,8 +84,15 @@ def _render(resp: Response, keep_alive: bool, head_only: bool = False) -> bytes:
 class HttpServerProtocol(asyncio.Protocol):
     """One connection. ``max_body_bytes`` is enforced from Content-Length and while reading."""
 
-    def __init__(self, app: App, max_body_bytes: int, on_close: Callable[[], None] | None = None):
+    def __init__(
+        self,
+        app: App,
+        max_body_bytes: int,
+        on_close: Callable[[], None] | None = None,
+        internal: bool = False,
+    ):
         self._app = app
+        self._internal = internal
         self._max_body = max_body_bytes
         self._on_close = on_close
         self._parser = httptools.HttpRequestParser(self)
@@ -180,6 +188,7 @@ class HttpServerProtocol(asyncio.Protocol):
             headers=self._headers,
             body=b"".join(self._body),
             peer=self._peer,
+            internal=self._internal,
         )
         keep_alive = self._parser.should_keep_alive() and not self._draining
         try:

@@ -208,7 +208,8 @@ async def _serve(cfg: ServerConfig, ready_fd: int | None) -> None:
         state = SharedState.create(run / "state", store_cfg.partitions, followers)
         store.publish_to(state)
         address = f"\0mussel-{os.getpid()}-{secrets.token_hex(6)}"
-        owner_server = await loop.create_unix_server(protocol, f"{address}-owner", backlog=2048)
+        internal = protocol_factory(app, conns, cfg.max_body_bytes, internal=True)
+        owner_server = await loop.create_unix_server(internal, f"{address}-owner", backlog=2048)
         pool = _Followers(cfg, port, address, state)
         try:
             await pool.start_all()

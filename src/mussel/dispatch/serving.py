@@ -62,10 +62,14 @@ class Connections:
 
 
 def protocol_factory(
-    app: App, conns: Connections, max_body_bytes: int
+    app: App, conns: Connections, max_body_bytes: int, *, internal: bool = False
 ) -> Callable[[], HttpServerProtocol]:
+    """Connections to ``app``; ``internal`` ones come from the server's own processes."""
+
     def protocol() -> HttpServerProtocol:
-        proto = HttpServerProtocol(app, max_body_bytes, on_close=lambda: conns.closed(proto))
+        proto = HttpServerProtocol(
+            app, max_body_bytes, on_close=lambda: conns.closed(proto), internal=internal
+        )
         conns.opened(proto)
         return proto
 

@@ -32,7 +32,7 @@ from mussel.catalog import UNSET, Catalog
 from mussel.clock import Clock, SystemClock
 from mussel.codec.cursor import decode_cursor, encode_cursor
 from mussel.engine.writes import to_mutations
-from mussel.errors import InvalidRequestError, UnavailableError
+from mussel.errors import InvalidRequestError, TableNotFoundError, UnavailableError
 from mussel.limits import DEFAULT_LIMITS, Limits, check_ts
 from mussel.log.base import WriteLog, partition_for
 from mussel.log.local import LocalLog
@@ -292,6 +292,33 @@ class Store:
             raise InvalidRequestError("ack must be 'durable' or 'applied'")
         info = self.catalog.get_table(namespace, table)
         return to_mutations(info.id, records, self.clock.now_us(), self.limits)
+
+    def prepare_write(
+        self, namespace: str, table: str, records: Sequence[Put | Delete], *, ack: Ack = "durable"
+    ) -> tuple[int, list[Mutation]]:
+        """Validate a batch into log records without writing it: (table id, records).
+
+        For a process that does not own the log (a follower): it validates and resolves
+        timestamps, and the owner appends with ``submit_mutations``.
+        """
+        mutations = self._mutations(namespace, table, records, ack)
+        return mutations[0].table_id, mutations
+
+    def submit_mutations(
+        self, namespace: str, table: str, table_id: int, mutations: Sequence[Mutation]
+    ) -> Future[list[tuple[int, int]]]:
+        """Append records that ``prepare_write`` validated (maybe in another process).
+
+        ``TableNotFoundError`` unless ``namespace/table`` still is table ``table_id``
+        (it may have been dropped, or dropped and created again, meanwhile);
+        ``InvalidRequestError`` if a record names another table.
+        """
+        info = self.catalog.get_table(namespace, table)
+        if info.id != table_id:
+            raise TableNotFoundError(f"table {namespace}/{table} was dropped meanwhile")
+        if any(m.table_id != table_id for m in mutations):
+            raise InvalidRequestError("every record must belong to the table written")
+        return self.log.append_async(mutations)
 
     def submit_write(
         self,

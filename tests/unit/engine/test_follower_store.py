@@ -144,3 +144,15 @@ def test_a_strong_read_times_out_when_the_owner_stops_applying(tmp_path: Path) -
     finally:
         follower.close()
         owner.close()
+
+
+def test_records_prepared_by_a_follower_are_appended_by_the_owner(pair: Pair) -> None:
+    table_id, records = pair.follower.prepare_write("ns", "t", [Put("h", "s", "handed")])
+    placed = pair.owner.submit_mutations("ns", "t", table_id, records).result()
+    pair.owner.wait_applied(placed)
+    assert pair.follower.get("ns", "t", "h", "s")[0].value == b"handed"
+    # a table dropped and created again meanwhile is another table
+    pair.owner.drop_table("ns", "t")
+    pair.owner.put_table("ns", "t")
+    with pytest.raises(TableNotFoundError, match="dropped meanwhile"):
+        pair.owner.submit_mutations("ns", "t", table_id, records)

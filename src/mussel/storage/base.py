@@ -29,7 +29,7 @@ from typing import Protocol
 from mussel.model import Cell, Mutation, ScanCell
 from mussel.storage.versions import ReadFilter, Visibility
 
-__all__ = ["Backend", "RowQuery", "ScanQuery", "SkRange", "TableStats"]
+__all__ = ["Backend", "RowQuery", "ScanQuery", "SkRange", "SweepPage", "TableStats"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +85,21 @@ class TableStats:
 
     approx_cells: int = 0
     approx_bytes: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SweepPage:
+    """What one step of an expiration sweep found (``Backend.sweep_scan``).
+
+    ``candidates`` are (key, token) pairs, opaque to callers: give them to
+    ``sweep_delete`` of a backend holding the same data (the primary the scanned
+    view follows). ``next_cell`` is the (pk, sk) to continue from, None at the end.
+    """
+
+    examined: int
+    candidates: list[tuple[bytes, bytes]]
+    candidate_bytes: int
+    next_cell: tuple[bytes, bytes] | None
 
 
 class Backend(Protocol):
@@ -147,6 +162,43 @@ class Backend(Protocol):
         ...
 
     def table_stats(self, table_id: int) -> TableStats: ...
+
+    # -- expiration (see ``storage.versions.removable_versions``) -------------
+
+    def sweep_scan(
+        self,
+        table_id: int,
+        vis: Visibility,
+        start: tuple[bytes, bytes] | None,
+        pk_end: bytes | None,
+        max_versions: int,
+        *,
+        pending: frozenset[int] = frozenset(),
+        tombstones_before_us: int | None = None,
+    ) -> SweepPage:
+        """Examine cells from ``start`` (pk, sk; None: the table's first) up to pk
+        ``pk_end`` (exclusive; None: the table's end), about ``max_versions`` stored
+        versions (whole cells), and list what ``removable_versions`` says may go.
+        Reads only: a read-only view may run it."""
+        ...
+
+    def sweep_delete(
+        self, table_id: int, candidates: Sequence[tuple[bytes, bytes]]
+    ) -> tuple[int, int]:
+        """Delete the candidates still stored as they were when scanned (a version
+        replaced since, by a write with the same ts, stays). Returns (versions,
+        bytes) removed. The caller keeps applies out meanwhile (``apply_lock``)."""
+        ...
+
+    def split_points(self, table_id: int, target_bytes: int) -> list[bytes]:
+        """pks that cut the table into ranges of about ``target_bytes`` each, from
+        storage estimates (ascending; may be empty)."""
+        ...
+
+    def compact(self, table_id: int, pk_start: bytes | None, pk_end: bytes | None) -> None:
+        """Compact the table's pk range (all of it for None, None; a dropped table's
+        too) so deleted versions give their space back to the file system."""
+        ...
 
     def meta_get(self, key: bytes) -> bytes | None: ...
 

@@ -9,11 +9,17 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping, Sequence
 
+from mussel.codec.keys import data_key, decode_data_key
 from mussel.model import OP_DELETE, Cell, Mutation, ScanCell
-from mussel.storage.base import RowQuery, ScanQuery, SkRange, TableStats
-from mussel.storage.versions import ReadFilter, Visibility, page_versions
+from mussel.storage.base import RowQuery, ScanQuery, SkRange, SweepPage, TableStats
+from mussel.storage.versions import ReadFilter, Visibility, page_versions, removable_versions
 
 __all__ = ["MemoryBackend"]
+
+
+def _token(tombstone: bool, epoch: int) -> bytes:
+    return bytes((int(tombstone),)) + epoch.to_bytes(4, "big")
+
 
 # ts -> (is_tombstone, epoch, value)
 _Versions = dict[int, tuple[bool, int, bytes]]
@@ -118,6 +124,75 @@ class MemoryBackend:
                     cells += len(versions)
                     nbytes += sum(len(pk) + len(sk) + 8 + len(v[2]) for v in versions.values())
             return TableStats(cells, nbytes)
+
+    # -- expiration -----------------------------------------------------------
+
+    def sweep_scan(
+        self,
+        table_id: int,
+        vis: Visibility,
+        start: tuple[bytes, bytes] | None,
+        pk_end: bytes | None,
+        max_versions: int,
+        *,
+        pending: frozenset[int] = frozenset(),
+        tombstones_before_us: int | None = None,
+    ) -> SweepPage:
+        with self._lock:
+            table = self._tables.get(table_id, {})
+            cells = sorted(
+                (pk, sk)
+                for pk, row in table.items()
+                if pk_end is None or pk < pk_end
+                for sk in row
+                if start is None or (pk, sk) >= start
+            )
+            examined = nbytes = 0
+            candidates: list[tuple[bytes, bytes]] = []
+            for n, (pk, sk) in enumerate(cells):
+                if examined >= max_versions:
+                    return SweepPage(examined, candidates, nbytes, cells[n])
+                stored = self._stored(table[pk][sk])
+                examined += len(stored)
+                gone = removable_versions(
+                    [(ts, tomb, epoch) for ts, tomb, epoch, _ in stored],
+                    vis,
+                    pending=pending,
+                    tombstones_before_us=tombstones_before_us,
+                )
+                for (ts, tomb, epoch, value), g in zip(stored, gone, strict=True):
+                    if g:
+                        candidates.append((data_key(table_id, pk, sk, ts), _token(tomb, epoch)))
+                        nbytes += len(pk) + len(sk) + 8 + len(value)
+            return SweepPage(examined, candidates, nbytes, None)
+
+    def sweep_delete(
+        self, table_id: int, candidates: Sequence[tuple[bytes, bytes]]
+    ) -> tuple[int, int]:
+        removed = nbytes = 0
+        with self._lock:
+            table = self._tables.get(table_id, {})
+            for key, token in candidates:
+                _, pk, sk, ts = decode_data_key(key)
+                versions = table.get(pk, {}).get(sk, {})
+                current = versions.get(ts)
+                if current is not None and _token(current[0], current[1]) == token:
+                    del versions[ts]
+                    removed += 1
+                    nbytes += len(pk) + len(sk) + 8 + len(current[2])
+                    if not versions:
+                        del table[pk][sk]
+                        if not table[pk]:
+                            del table[pk]
+        return removed, nbytes
+
+    def split_points(self, table_id: int, target_bytes: int) -> list[bytes]:
+        with self._lock:
+            pks = sorted(self._tables.get(table_id, {}))
+        return pks[len(pks) // 2 : len(pks) // 2 + 1] if len(pks) > 1 else []
+
+    def compact(self, table_id: int, pk_start: bytes | None, pk_end: bytes | None) -> None:
+        return None
 
     # -- metadata -------------------------------------------------------------
 

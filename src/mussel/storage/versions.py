@@ -24,13 +24,13 @@ service) never changes the answer of any read.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
 from mussel.model import Floor, TableInfo
 
-__all__ = ["ReadFilter", "Visibility", "visible_versions"]
+__all__ = ["ReadFilter", "Visibility", "removable_versions", "visible_versions"]
 
 V = TypeVar("V")
 
@@ -130,3 +130,62 @@ def page_versions(
                 return out, True
             out.append((key, ts, payload))
     return out, False
+
+
+def removable_versions(
+    stored: Sequence[tuple[int, bool, int]],
+    vis: Visibility,
+    *,
+    pending: frozenset[int] = frozenset(),
+    tombstones_before_us: int | None = None,
+) -> list[bool]:
+    """Which stored versions of one cell the expiration service may delete.
+
+    ``stored`` is (ts, is_tombstone, epoch) newest first, as for ``visible_versions``.
+    A version is removable when no read can ever see it again, whatever is written
+    later (without an option change):
+
+    * a version under a replace floor, or of an epoch ``vis`` hides, unless the epoch
+      is ``pending`` (a bulk load still running: it may yet commit);
+    * an expired version, and every version older than it;
+    * every version older than a tombstone (the tombstone hides them);
+    * every version older than the ``max_versions``-th visible put.
+
+    A tombstone that cuts the walk is removed only if it is older than
+    ``tombstones_before_us`` (a grace period: a late write older than a removed
+    tombstone would become visible, as in Cassandra's gc_grace) and no pending version
+    lies under it. Versions of pending epochs are never removed and are skipped by
+    the walk, as reads skip them. Removing everything this returns does not change
+    the answer of any read (the property tests check exactly that).
+    """
+    out = [False] * len(stored)
+    expired_before = vis.expired_before_us
+    kept = 0
+    cut: int | None = None  # index of the version from which everything older goes
+    for i, (ts, tombstone, epoch) in enumerate(stored):
+        if epoch in pending:
+            continue
+        if cut is not None:
+            out[i] = True
+            continue
+        if vis.floored(ts, epoch):
+            out[i] = True
+            continue
+        if expired_before is not None and ts < expired_before:
+            out[i] = True
+            cut = i
+            continue
+        if tombstone:
+            cut = i
+            below = stored[i + 1 :]
+            out[i] = (
+                tombstones_before_us is not None
+                and ts < tombstones_before_us
+                and not any(e in pending for _, _, e in below)
+            )
+            continue
+        kept += 1
+        if kept > vis.max_versions:
+            out[i] = True
+            cut = i
+    return out

@@ -4,7 +4,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mussel.model import Floor
-from mussel.storage.versions import ReadFilter, Visibility, visible_versions
+from mussel.storage.versions import (
+    ReadFilter,
+    Visibility,
+    removable_versions,
+    visible_versions,
+)
 from tests.unit.storage.model_history import ModelTable, W
 
 ALL = ReadFilter(versions=1000)
@@ -88,3 +93,118 @@ def test_visibility_matches_the_naive_model(
     for sk, by_ts in per_cell.items():
         got = visible_versions(stored(*by_ts.values()), vis, ALL)
         assert got == model.visible(b"pk", sk, now_us, ttl_s, max_versions)
+
+
+# -- what the expiration service may remove ------------------------------------
+
+cell_history = st.lists(
+    st.tuples(st.integers(0, 12), st.booleans(), st.integers(0, 2)),  # ts, delete, epoch
+    max_size=12,
+)
+
+
+def _cell(ops: list[tuple[int, bool, int]]) -> dict[int, tuple[int, bool, int, bytes]]:
+    """Stored versions by ts: the later write of a ts replaces the earlier one."""
+    by_ts: dict[int, tuple[int, bool, int, bytes]] = {}
+    for i, (ts, delete, epoch) in enumerate(ops):
+        by_ts[ts] = (ts, delete, epoch, b"" if delete else f"v{i}".encode())
+    return by_ts
+
+
+def _vis(max_versions: int, ttl: int | None, now: int, floors: list) -> Visibility:
+    return Visibility(
+        max_versions=max_versions,
+        expired_before_us=None if ttl is None else now - ttl,
+        floors=tuple(Floor(t, e) for t, e in floors),
+    )
+
+
+def _swept(
+    by_ts: dict[int, tuple[int, bool, int, bytes]], vis: Visibility, grace: int | None
+) -> dict[int, tuple[int, bool, int, bytes]]:
+    versions = stored(*by_ts.values())
+    gone = removable_versions(
+        [(ts, d, e) for ts, d, e, _ in versions], vis, tombstones_before_us=grace
+    )
+    return {v[0]: v for v, g in zip(versions, gone, strict=True) if not g}
+
+
+@settings(max_examples=500)
+@given(
+    cell_history,
+    st.integers(1, 3),
+    st.one_of(st.none(), st.integers(1, 8)),
+    st.integers(0, 20),
+    st.lists(st.tuples(st.integers(0, 12), st.integers(1, 2)), max_size=2),
+    st.one_of(st.none(), st.integers(0, 20)),
+)
+def test_removing_what_is_removable_changes_no_read(
+    ops: list, max_versions: int, ttl: int | None, now: int, floors: list, grace: int | None
+) -> None:
+    by_ts = _cell(ops)
+    vis = _vis(max_versions, ttl, now, floors)
+    swept = _swept(by_ts, vis, grace)
+    assert visible_versions(stored(*swept.values()), vis, ALL) == visible_versions(
+        stored(*by_ts.values()), vis, ALL
+    )
+
+
+@settings(max_examples=500)
+@given(
+    cell_history,
+    cell_history,
+    st.integers(1, 3),
+    st.one_of(st.none(), st.integers(1, 8)),
+    st.integers(0, 10),
+    st.integers(0, 10),
+    st.lists(st.tuples(st.integers(0, 12), st.integers(1, 2)), max_size=2),
+    st.lists(st.tuples(st.integers(0, 12), st.integers(3, 4)), max_size=1),
+)
+def test_what_was_removed_stays_invisible_whatever_comes_later(
+    before: list,
+    after: list,
+    max_versions: int,
+    ttl: int | None,
+    now: int,
+    later: int,
+    floors: list,
+    new_floors: list,
+) -> None:
+    """Sweep, then more writes (any ts, late ones too), time passing and new replace
+    floors: reads of the swept cell equal those of the cell never swept. (Tombstones
+    are kept here; removing them is the one documented exception, for late writes.)"""
+    by_ts = _cell(before)
+    swept = _swept(by_ts, _vis(max_versions, ttl, now, floors), None)
+    for ts, delete, epoch in after:
+        version = (ts, delete, epoch, b"" if delete else f"late{ts}".encode())
+        by_ts[ts] = version
+        swept[ts] = version
+    vis = _vis(max_versions, ttl, now + later, floors + new_floors)
+    assert visible_versions(stored(*swept.values()), vis, ALL) == visible_versions(
+        stored(*by_ts.values()), vis, ALL
+    )
+
+
+def test_removable_examples() -> None:
+    vis = Visibility(max_versions=2, expired_before_us=100)
+    s = [(500, False, 0), (400, False, 0), (300, False, 0), (50, False, 0)]
+    assert removable_versions(s, vis) == [False, False, True, True]
+    s = [(500, False, 0), (400, True, 0), (300, False, 0)]
+    assert removable_versions(s, vis) == [False, False, True]  # tombstone kept: no grace
+    assert removable_versions(s, vis, tombstones_before_us=450) == [False, True, True]
+    assert removable_versions(s, vis, tombstones_before_us=400) == [False, False, True]
+    # a pending epoch's version is never removed, and keeps the tombstone above it
+    s = [(500, True, 0), (300, False, 7)]
+    assert removable_versions(s, vis, pending=frozenset({7}), tombstones_before_us=999) == [
+        False,
+        False,
+    ]
+    # expired tombstones go with everything under them
+    assert removable_versions([(90, True, 0), (80, False, 0)], vis) == [True, True]
+    # floored versions go
+    floored = Visibility(max_versions=5, floors=(Floor(20, 1),))
+    assert removable_versions([(30, False, 0), (10, False, 0), (5, False, 1)], floored) == [
+        False,
+        True,
+        False,
+    ]

@@ -38,6 +38,7 @@ from rocksdict import (
 
 from mussel.codec.keys import (
     TERM,
+    decode_data_key,
     decode_ts,
     escape,
     prefix_end,
@@ -48,7 +49,7 @@ from mussel.codec.keys import (
 )
 from mussel.errors import InvalidRequestError
 from mussel.model import OP_DELETE, OP_PUT, Cell, Mutation, ScanCell
-from mussel.storage.base import RowQuery, ScanQuery, SkRange, TableStats
+from mussel.storage.base import RowQuery, ScanQuery, SkRange, SweepPage, TableStats
 from mussel.storage.rocksdb.errors import map_backend_errors
 from mussel.storage.rocksdb.layout import (
     KIND_PUT,
@@ -58,7 +59,13 @@ from mussel.storage.rocksdb.layout import (
     pos_key,
     stats_key,
 )
-from mussel.storage.versions import ReadFilter, Visibility, page_versions, visible_versions
+from mussel.storage.versions import (
+    ReadFilter,
+    Visibility,
+    page_versions,
+    removable_versions,
+    visible_versions,
+)
 
 __all__ = ["RocksBackend", "RocksConfig"]
 
@@ -469,6 +476,123 @@ class RocksBackend:
             groups = decoded(self._groups(it, end, len(tp), bool(vis.floors)))
             page, more = page_versions(groups, vis, q.rf, q.limit, after)
         return [ScanCell(pk, sk, ts, value) for (pk, sk), ts, value in page], more
+
+    # -- expiration -----------------------------------------------------------
+
+    def _pk_bound(self, table_id: int, pk: bytes | None) -> bytes | None:
+        tp = table_prefix(table_id)
+        return prefix_end(tp) if pk is None else tp + escape(pk)
+
+    def sweep_scan(
+        self,
+        table_id: int,
+        vis: Visibility,
+        start: tuple[bytes, bytes] | None,
+        pk_end: bytes | None,
+        max_versions: int,
+        *,
+        pending: frozenset[int] = frozenset(),
+        tombstones_before_us: int | None = None,
+    ) -> SweepPage:
+        tp = table_prefix(table_id)
+        first = tp if start is None else tp + escape(start[0]) + TERM + sk_part(start[1])
+        end = self._pk_bound(table_id, pk_end)
+        examined = nbytes = 0
+        candidates: list[tuple[bytes, bytes]] = []
+        next_cell: tuple[bytes, bytes] | None = None
+
+        def decide(versions: list[tuple[bytes, bytes, int]]) -> None:
+            nonlocal nbytes
+            stored = [
+                (decode_ts(k[-8:]), h[0] == KIND_TOMBSTONE, int.from_bytes(h[1:5], "big"))
+                for k, h, _ in versions
+            ]
+            gone = removable_versions(
+                stored, vis, pending=pending, tombstones_before_us=tombstones_before_us
+            )
+            for (k, h, size), g in zip(versions, gone, strict=True):
+                if g:
+                    candidates.append((k, h))
+                    nbytes += size
+
+        with map_backend_errors("sweep"):
+            it: Any = self._iter_from(first)
+            cell: bytes | None = None
+            versions: list[tuple[bytes, bytes, int]] = []  # (key, header, bytes)
+            while it.valid():
+                k: bytes = it.key()
+                if end is not None and k >= end:
+                    break
+                body = k[:-8]
+                if body != cell:
+                    if versions:
+                        decide(versions)
+                        if examined >= max_versions:
+                            _, pk, sk, _ = decode_data_key(k)
+                            next_cell = (pk, sk)
+                            versions = []
+                            break
+                    cell, versions = body, []
+                v: bytes = it.value()
+                versions.append((k, v[:5], len(k) + len(v)))
+                examined += 1
+                it.next()
+            if versions:
+                decide(versions)
+        return SweepPage(examined, candidates, nbytes, next_cell)
+
+    def sweep_delete(
+        self, table_id: int, candidates: Sequence[tuple[bytes, bytes]]
+    ) -> tuple[int, int]:
+        if not candidates:
+            return 0, 0
+        with map_backend_errors("sweep delete"):
+            current: list[bytes | None] = self._db.get([k for k, _ in candidates])  # type: ignore[assignment]
+            wb = WriteBatch(raw_mode=True)
+            removed = nbytes = 0
+            for (key, token), value in zip(candidates, current, strict=True):
+                if value is not None and value[:5] == token:
+                    wb.delete(key)
+                    removed += 1
+                    nbytes += len(key) + len(value)
+            if removed:
+                n, b = self._stats.get(table_id, (0, 0))
+                stats = (max(0, n - removed), max(0, b - nbytes))
+                wb.put(stats_key(table_id), _ENC.encode(stats))
+                self._db.write(wb, self._wo_apply)
+                self._stats[table_id] = stats
+        return removed, nbytes
+
+    def split_points(self, table_id: int, target_bytes: int) -> list[bytes]:
+        tp = table_prefix(table_id)
+        end = prefix_end(tp)
+        assert end is not None
+        with map_backend_errors("live files"):
+            files = self._db.live_files()
+        starts: list[tuple[bytes, int]] = []
+        for f in files:
+            lo, hi = f["start_key"], f["end_key"]
+            if hi < tp or lo >= end:
+                continue
+            starts.append((max(lo, tp), int(f["size"])))
+        starts.sort()
+        points: list[bytes] = []
+        acc = 0
+        for key, size in starts:
+            if acc >= target_bytes and key > tp:
+                cut = key.find(TERM, len(tp))
+                pk = unescape(key[len(tp) : cut if cut >= 0 else len(key)])
+                if not points or pk > points[-1]:
+                    points.append(pk)
+                    acc = 0
+            acc += size
+        return points
+
+    def compact(self, table_id: int, pk_start: bytes | None, pk_end: bytes | None) -> None:
+        tp = table_prefix(table_id)
+        lo = tp if pk_start is None else tp + escape(pk_start)
+        with map_backend_errors("compact"):
+            self._db.compact_range(lo, self._pk_bound(table_id, pk_end))
 
     def table_stats(self, table_id: int) -> TableStats:
         n, nbytes = self._stats.get(table_id, (0, 0))

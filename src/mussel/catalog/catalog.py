@@ -5,6 +5,8 @@ Items (JSON values)::
     meta_key("ns", name)              -> NamespaceInfo
     meta_key("table", "ns/table")     -> TableInfo
     meta_key("seq", "table_id")       -> next table id (decimal)
+    meta_key("dropped", "<id>")       -> TableInfo of a dropped table, until its space
+                                         is reclaimed (the expiration service)
 
 The whole catalog is cached in memory; every change is one atomic, durable
 ``meta_write`` made under the catalog lock, then published by swapping the cache.
@@ -42,11 +44,17 @@ from mussel.model import (
 )
 from mussel.storage.base import Backend
 
-__all__ = ["Catalog"]
+__all__ = ["DROPPED_PREFIX", "Catalog", "dropped_key"]
 
 _NS_PREFIX = meta_key("ns", "")
 _TABLE_PREFIX = meta_key("table", "")
 _SEQ_KEY = meta_key("seq", "table_id")
+DROPPED_PREFIX = meta_key("dropped", "")
+
+
+def dropped_key(table_id: int) -> bytes:
+    """A dropped table whose space the expiration service has yet to reclaim."""
+    return meta_key("dropped", f"{table_id:010d}")
 
 
 class Catalog:
@@ -199,7 +207,12 @@ class Catalog:
         """Remove a table and its data. Its id is never used again."""
         with self._lock, self.apply_lock:
             table = self.get_table(namespace, name)
-            self._backend.meta_write({meta_key("table", table.qualified): None})
+            self._backend.meta_write(
+                {
+                    meta_key("table", table.qualified): None,
+                    dropped_key(table.id): msgspec.json.encode(table),
+                }
+            )
             self._publish_tables({k: v for k, v in self._tables.items() if v.id != table.id})
             self._backend.drop_table_data(table.id)
             return table

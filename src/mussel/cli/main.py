@@ -39,6 +39,7 @@ _LAZY: Mapping[str, str] = {
     "get": "mussel.cli.data:get",
     "delete": "mussel.cli.data:delete",
     "scan": "mussel.cli.data:scan",
+    "expire": "mussel.cli.expire:expire",
 }
 
 

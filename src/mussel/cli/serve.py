@@ -7,6 +7,7 @@ server does not know is an error, not a silent default::
     [store]    partitions, strong_read_timeout_s, applied_ack_timeout_s
     [limits]   any field of ``mussel.limits.Limits``
     [rocksdb]  block_cache_bytes, write_buffer_bytes, compression
+    [expire]   any field of ``mussel.expire.ExpireConfig``
 
 Flags win over the file: ``--host``, ``--port`` and ``--processes`` replace
 ``[server]``'s. ``processes`` defaults to the number of cores.
@@ -24,6 +25,7 @@ import click
 from mussel.dispatch.server import ServerConfig, default_processes, run_server
 from mussel.engine import StoreConfig
 from mussel.errors import MusselError
+from mussel.expire import ExpireConfig
 from mussel.limits import Limits
 from mussel.storage.rocksdb import RocksConfig
 
@@ -53,6 +55,7 @@ def load_config(path: Path | None) -> ServerConfig:
         "store": (StoreConfig, {"partitions", "strong_read_timeout_s", "applied_ack_timeout_s"}),
         "limits": (Limits, {f.name for f in fields(Limits)}),
         "rocksdb": (RocksConfig, {"block_cache_bytes", "write_buffer_bytes", "compression"}),
+        "expire": (ExpireConfig, {f.name for f in fields(ExpireConfig)}),
     }
     unknown = set(raw) - set(sections)
     if unknown:
@@ -70,7 +73,8 @@ def load_config(path: Path | None) -> ServerConfig:
         rocks=replace(cfg.store.rocks, **parts["rocksdb"]),
         **parts["store"],
     )
-    return replace(cfg, store=store, **parts["server"])
+    expire = replace(cfg.expire, **parts["expire"])
+    return replace(cfg, store=store, expire=expire, **parts["server"])
 
 
 @click.command()

@@ -7,6 +7,8 @@ on its own. Requests, answers, errors and retries are built once in
 """
 
 from mussel.client._models import (
+    Expiration,
+    ExpirationRun,
     NamespaceDescription,
     NamespaceUsage,
     TableDescription,
@@ -21,6 +23,8 @@ __all__ = [
     "AsyncClient",
     "AsyncWriter",
     "Client",
+    "Expiration",
+    "ExpirationRun",
     "NamespaceDescription",
     "NamespaceUsage",
     "RetryPolicy",

@@ -42,6 +42,34 @@ class TableStats(msgspec.Struct, frozen=True):
     approx_bytes: int = 0
 
 
+class ExpirationRun(msgspec.Struct, frozen=True):
+    """One expiration run of a table (times: microseconds since the epoch)."""
+
+    started_us: int
+    ended_us: int | None = None
+    state: str = "running"  # running | done | failed
+    reason: str = "scheduled"  # scheduled | on_demand | resumed
+    subtasks: int = 0
+    examined: int = 0
+    removed: int = 0
+    removed_bytes: int = 0
+    throttled_steps: int = 0
+    error: str | None = None
+
+
+class Expiration(msgspec.Struct, frozen=True):
+    """A table's expiration service state: ``idle``, ``queued`` or ``running``."""
+
+    state: str = "idle"
+    running: ExpirationRun | None = None
+    last_run: ExpirationRun | None = None
+    next_run_us: int | None = None
+
+
+class ExpireReply(msgspec.Struct):
+    expiration: Expiration
+
+
 class TableDescription(msgspec.Struct, frozen=True):
     """A table with its options and stats (``GET .../tables/{t}``).
 
@@ -55,6 +83,7 @@ class TableDescription(msgspec.Struct, frozen=True):
     consistency: Consistency | None = None
     partitioning: Partitioning = msgspec.field(default_factory=Partitioning)
     stats: TableStats = msgspec.field(default_factory=TableStats)
+    expiration: Expiration = msgspec.field(default_factory=Expiration)
 
 
 # -- answers as they arrive (private) ---------------------------------------
@@ -84,6 +113,7 @@ class TableOut(msgspec.Struct):
     consistency: Consistency | None = None
     partitioning: PartitioningOut = msgspec.field(default_factory=PartitioningOut)
     stats: TableStats = msgspec.field(default_factory=TableStats)
+    expiration: Expiration = msgspec.field(default_factory=Expiration)
 
     def public(self) -> TableDescription:
         p = self.partitioning
@@ -100,6 +130,7 @@ class TableOut(msgspec.Struct):
             consistency=self.consistency,
             partitioning=partitioning,
             stats=self.stats,
+            expiration=self.expiration,
         )
 
 

@@ -260,6 +260,10 @@ class Api:
     def tables(self, namespace: str) -> Call:
         return Call("GET", f"{_ns_path(namespace)}/tables", dict(_B64), idempotent=True)
 
+    def expire(self, namespace: str, name: str) -> Call:
+        # idempotent: a second request while a run is queued or running adds none
+        return Call("POST", f"{_table_path(namespace, name)}/expire", idempotent=True)
+
     def drop_table(self, namespace: str, name: str) -> Call:
         return Call("DELETE", _table_path(namespace, name), idempotent=True)
 

@@ -25,6 +25,8 @@ import httpx
 from msgspec import UNSET, UnsetType
 
 from mussel.client._models import (
+    Expiration,
+    ExpireReply,
     NamespaceDescription,
     NamespaceReply,
     NamespacesReply,
@@ -194,6 +196,11 @@ class AsyncClient:
     async def tables(self, namespace: str) -> list[TableDescription]:
         reply = await self._call(self._api.tables(namespace), TablesReply)
         return [t.public() for t in reply.tables]
+
+    async def expire(self, namespace: str, name: str) -> Expiration:
+        """Start an expiration run of the table now (SPEC §4 ``POST .../expire``); returns
+        its state. The run goes on in the server: ``table(...).expiration`` shows it."""
+        return (await self._call(self._api.expire(namespace, name), ExpireReply)).expiration
 
     async def drop_table(self, namespace: str, name: str) -> None:
         """Drop a table and its data."""

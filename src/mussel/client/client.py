@@ -30,6 +30,8 @@ import httpx
 from msgspec import UNSET, UnsetType
 
 from mussel.client._models import (
+    Expiration,
+    ExpireReply,
     NamespaceDescription,
     NamespaceReply,
     NamespacesReply,
@@ -197,6 +199,11 @@ class Client:
 
     def tables(self, namespace: str) -> list[TableDescription]:
         return [t.public() for t in self._call(self._api.tables(namespace), TablesReply).tables]
+
+    def expire(self, namespace: str, name: str) -> Expiration:
+        """Start an expiration run of the table now (SPEC §4 ``POST .../expire``); returns
+        its state. The run goes on in the server: ``table(...).expiration`` shows it."""
+        return (self._call(self._api.expire(namespace, name), ExpireReply)).expiration
 
     def drop_table(self, namespace: str, name: str) -> None:
         """Drop a table and its data."""

@@ -38,6 +38,7 @@ from mussel.errors import (
     TableNotFoundError,
     UnavailableError,
 )
+from mussel.expire import ExpirationService
 from mussel.model import Delete, Mutation, NamespaceInfo, Put, TableInfo, check_name
 
 __all__ = ["App"]
@@ -162,6 +163,8 @@ class App:
         self.metrics = metrics or ServerMetrics(store)
         self.ready = True
         self.proxy = proxy
+        self.expiration: ExpirationService | None = None
+        """The owner's expiration service (``POST .../expire``, a table's ``expiration``)."""
         self.refresh_peers: Callable[[], Awaitable[None]] | None = None
         """In the owner of several processes: refreshes ``metrics.peers`` (awaited
         before ``/metrics`` renders, so that it counts every process's requests)."""
@@ -304,6 +307,7 @@ class App:
                 "write": ("POST", lambda: self._write(request, ns, table)),
                 "get": ("POST", lambda: self._multi_get(request, ns, table)),
                 "scan": ("GET", lambda: self._scan(request, ns, table)),
+                "expire": ("POST", lambda: self._expire(request, ns, table)),
             }
             if action in routes:
                 want, handler = routes[action]
@@ -422,7 +426,25 @@ class App:
             "consistency": t.options.consistency,
             "partitioning": partitioning,
             "stats": {"approx_cells": stats.approx_cells, "approx_bytes": stats.approx_bytes},
+            "expiration": self._expiration_json(t),
         }
+
+    def _expiration_json(self, t: TableInfo) -> dict[str, Any]:
+        if self.expiration is None:
+            return {"state": "idle", "running": None, "last_run": None, "next_run_us": None}
+        return self.expiration.state(t.namespace, t.name)
+
+    def _expire(self, request: Request, ns: str, table: str) -> Response:
+        _query(request, set())  # takes none: a typo must not pass unseen
+        if request.body:
+            raise InvalidRequestError("an expire request takes no body")
+        info = self.store.table_info(ns, table)
+        if self.expiration is None:
+            raise UnavailableError("this server runs no expiration service")
+        self.expiration.run_now(ns, table)
+        wire = Wire("", request.header("accept"), False)
+        body = {"expiration": self._expiration_json(info)}
+        return Response(202, wire.encode(body), wire.content_type)
 
     def _list_tables(self, request: Request, ns: str) -> Response:
         wire = _reply_wire(request)

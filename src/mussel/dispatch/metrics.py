@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from mussel.engine import Store
+from mussel.expire import ExpirationService
 from mussel.observability.metrics import Registry
 
 __all__ = ["RATE_WINDOW_S", "ServerMetrics"]
@@ -58,6 +60,7 @@ class ServerMetrics:
         """Other server processes' latest ``snapshot()``s, merged into ``render`` and
         ``rates`` (the owner refreshes them)."""
         self._reads = _Rates()
+        self._recent: deque[tuple[float, float]] = deque(maxlen=4096)
         self._writes = _Rates()
         self.registry = r = Registry()
         self.requests = r.counter(
@@ -117,13 +120,87 @@ class ServerMetrics:
         return source
 
     def observe(self, op: str, ns: str, table: str, status: int, started: float) -> None:
+        now = time.perf_counter()
         self.requests.inc((ns, table, op, str(status)))
-        self.latency.observe(time.perf_counter() - started, (ns, table, op))
+        self.latency.observe(now - started, (ns, table, op))
         if ns:
             if op in _READS:
+                self._recent.append((now, now - started))
                 self._reads.hit(ns, time.monotonic())
             elif op in _WRITES:
                 self._writes.hit(ns, time.monotonic())
+
+    def recent_read_p99(self, window_s: float = 5.0) -> float | None:
+        """The p99 latency (seconds) of this process's reads in the last ``window_s``;
+        None with fewer than 50 reads (batch work then needs no holding back)."""
+        oldest = time.perf_counter() - window_s
+        samples = sorted(lat for at, lat in list(self._recent) if at >= oldest)
+        if len(samples) < 50:
+            return None
+        return samples[int(len(samples) * 0.99) - 1]
+
+    def add_expiration(self, service: ExpirationService) -> None:
+        """Per-table gauges of the expiration service's last runs."""
+
+        def last(field: str, scale: float = 1.0):  # type: ignore[no-untyped-def]
+            def source() -> Iterable[tuple[tuple[str, ...], float]]:
+                out = []
+                for t in self.store.catalog.all_tables():
+                    run = service.last_run(t.id)
+                    value = None if run is None else getattr(run, field)
+                    if value is not None:
+                        out.append(((t.namespace, t.name), float(value) * scale))
+                return out
+
+            return source
+
+        r = self.registry
+        labels = ("namespace", "table")
+        r.gauge(
+            "mussel_expire_last_run_examined_versions",
+            "Stored versions the table's last expiration run examined.",
+            labels,
+            source=last("examined"),
+        )
+        r.gauge(
+            "mussel_expire_last_run_removed_versions",
+            "Versions the table's last expiration run removed.",
+            labels,
+            source=last("removed"),
+        )
+        r.gauge(
+            "mussel_expire_last_run_removed_bytes",
+            "Bytes of the versions the table's last expiration run removed.",
+            labels,
+            source=last("removed_bytes"),
+        )
+        r.gauge(
+            "mussel_expire_last_run_start_timestamp_seconds",
+            "When the table's last expiration run started (Unix time).",
+            labels,
+            source=last("started_us", 1e-6),
+        )
+        r.gauge(
+            "mussel_expire_last_run_end_timestamp_seconds",
+            "When the table's last expiration run ended (Unix time).",
+            labels,
+            source=last("ended_us", 1e-6),
+        )
+
+        def next_runs() -> Iterable[tuple[tuple[str, ...], float]]:
+            out = []
+            for t in self.store.catalog.all_tables():
+                due = service.next_run_us(t.id)
+                if due is not None:
+                    out.append(((t.namespace, t.name), due / 1e6))
+            return out
+
+        r.gauge(
+            "mussel_expire_next_run_timestamp_seconds",
+            "When the table's next scheduled expiration run is due (Unix time).",
+            labels,
+            source=next_runs,
+        )
 
     def rates(self, ns: str) -> tuple[float, float]:
         """(reads/s, writes/s) of a namespace's requests over the last ``RATE_WINDOW_S``,

@@ -38,6 +38,7 @@ def _schemas() -> dict[str, Any]:
         responses.NamespacesReply,
         responses.TableReply,
         responses.TablesReply,
+        responses.ExpireReply,
         responses.RowReply,
         responses.MultiGetReply,
         responses.ScanReply,
@@ -85,12 +86,14 @@ def _answers(
     *errors: int,
     ok_media: tuple[str, ...] = MEDIA_TYPES,
     ok_headers: dict[str, Any] | None = None,
+    ok_status: int = 200,
 ) -> dict[str, Any]:
-    """The answers of an operation: 200 with ``ok``, and the SPEC §5 envelope for 400 and
-    ``errors``, each in JSON or msgpack as the request's Accept asks."""
-    out: dict[str, Any] = {"200": {"description": "OK", "content": _content(_ref(ok), ok_media)}}
+    """The answers of an operation: ``ok_status`` with ``ok``, and the SPEC §5 envelope for
+    400 and ``errors``, each in JSON or msgpack as the request's Accept asks."""
+    good = str(ok_status)
+    out: dict[str, Any] = {good: {"description": "OK", "content": _content(_ref(ok), ok_media)}}
     if ok_headers:
-        out["200"]["headers"] = ok_headers
+        out[good]["headers"] = ok_headers
     for status in (400, *errors):
         answer = {"description": "error (SPEC §5)", "content": _content(_ref("ErrorBody"))}
         if status in (429, 503):
@@ -198,6 +201,10 @@ def openapi_document() -> bytes:
                 "requestBody": _body("GetBody_str_"),
                 "responses": _answers("MultiGetReply", 404, 413, 503, ok_headers=_STALENESS),
             },
+        },
+        "/v1/namespaces/{ns}/tables/{table}/expire": {
+            "parameters": [_NS, _TABLE],
+            "post": {"responses": _answers("ExpireReply", 404, 503, ok_status=202)},
         },
         "/v1/namespaces/{ns}/tables/{table}/scan": {
             "parameters": [_NS, _TABLE],

@@ -75,6 +75,37 @@ class StatsOut(msgspec.Struct):
     approx_bytes: int
 
 
+class ExpireRunOut(msgspec.Struct):
+    """One expiration run of a table (times: microseconds since the epoch)."""
+
+    table_id: int
+    namespace: str
+    table: str
+    started_us: int
+    ended_us: int | None
+    state: Literal["running", "done", "failed"]
+    reason: Literal["scheduled", "on_demand", "resumed"]
+    subtasks: int
+    examined: int
+    removed: int
+    removed_bytes: int
+    throttled_steps: int
+    error: str | None
+
+
+class ExpirationOut(msgspec.Struct):
+    """A table's expiration: what runs now, the last run, when the next is due."""
+
+    state: Literal["idle", "queued", "running"]
+    running: ExpireRunOut | None
+    last_run: ExpireRunOut | None
+    next_run_us: int | None
+
+
+class ExpireReply(msgspec.Struct):
+    expiration: ExpirationOut
+
+
 class TableOut(msgspec.Struct):
     namespace: str
     name: str
@@ -83,6 +114,7 @@ class TableOut(msgspec.Struct):
     consistency: Literal["strong", "eventual"] | None
     partitioning: PartitioningOut
     stats: StatsOut
+    expiration: ExpirationOut
 
 
 class TableReply(msgspec.Struct):

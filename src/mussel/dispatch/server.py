@@ -54,6 +54,7 @@ from mussel.dispatch.serving import (
     write_atomic,
 )
 from mussel.engine import Store, StoreConfig
+from mussel.expire import ExpirationService, ExpireConfig
 from mussel.log.shared import SharedState
 
 __all__ = ["ServerConfig", "run_server"]
@@ -71,6 +72,7 @@ class ServerConfig:
     processes: int = 1
     """Serving processes: the owner and ``processes - 1`` followers."""
     store: StoreConfig = field(default_factory=StoreConfig)
+    expire: ExpireConfig = field(default_factory=ExpireConfig)
 
 
 def default_processes() -> int:
@@ -220,6 +222,10 @@ async def _serve(cfg: ServerConfig, ready_fd: int | None) -> None:
             raise
         app.refresh_peers = functools.partial(pool.refresh, app)
         tasks = [asyncio.create_task(pool.watch())]
+    expiration = ExpirationService(store, cfg.expire, read_p99_s=app.metrics.recent_read_p99)
+    app.expiration = expiration
+    app.metrics.add_expiration(expiration)
+    expiration.start()
     if pool is not None:
         pool.write_pids()
     else:
@@ -245,6 +251,7 @@ async def _serve(cfg: ServerConfig, ready_fd: int | None) -> None:
     await conns.drain(cfg.drain_timeout_s)
     if owner_server is not None:
         owner_server.close()
+    await loop.run_in_executor(None, expiration.stop)
     await loop.run_in_executor(None, store.close)
 
 

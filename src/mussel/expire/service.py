@@ -1,0 +1,350 @@
+"""``ExpirationService``: sweeps tables so that invisible versions leave the disk.
+
+A *run* of one table:
+
+1. **plan**: split the table's pk space into subtasks of about
+   ``subtask_bytes`` each, from the backend's storage estimates
+   (``Backend.split_points``: RocksDB's live files), so subtasks take similar time;
+2. **sweep**: ``workers`` threads take subtasks; each scans its range in steps of
+   ``step_versions`` stored versions (``Backend.sweep_scan``, read-only, from a
+   snapshot), then deletes what ``storage.versions.removable_versions`` allows
+   (``Backend.sweep_delete``, holding the catalog's ``apply_lock`` so no apply
+   interleaves; a version replaced since the scan stays). Before each step a worker
+   takes its deletes from the shared ``DeleteBudget`` and pauses as the
+   ``LatencyGuard`` says (batch priority: online reads first);
+3. **checkpoint**: the run's state (each subtask's next cell) is written to the
+   backend's metadata every ``checkpoint_s``, so after a crash the run resumes
+   where it stopped (``start()`` resumes unfinished runs);
+4. **compact** each swept range, so the space returns to the file system, and
+   record the run's figures (``last_run``).
+
+Runs come from ``run_now`` (on demand: ``POST .../expire``, ``mussel expire``) and
+from the scheduler thread, which starts a run of each table ``interval_s`` after
+its previous one. Dropped tables' ranges are compacted (their data was removed at
+drop) and forgotten. Nothing visible is ever removed: see ``removable_versions``.
+The clock is the store's (injectable), so TTL is judged as reads judge it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import msgspec
+
+from mussel.catalog.catalog import DROPPED_PREFIX
+from mussel.codec.keys import meta_key
+from mussel.engine import Store
+from mussel.errors import MusselError, TableNotFoundError
+from mussel.expire.budget import DeleteBudget, LatencyGuard
+from mussel.model import TableInfo
+from mussel.storage.versions import Visibility
+
+__all__ = ["ExpireConfig", "ExpirationService", "RunStats"]
+
+log = logging.getLogger("mussel.expire")
+
+
+@dataclass(frozen=True)
+class ExpireConfig:
+    interval_s: float | None = 3600.0
+    """Time from the end of a table's run (or its creation) to its next scheduled run
+    (None: on demand only)."""
+    workers: int = 2
+    subtask_bytes: int = 64 << 20
+    step_versions: int = 2000
+    deletes_per_s: float | None = None
+    """The global budget of deletes per second (None: no limit)."""
+    tombstone_grace_s: float = 86400.0
+    """A tombstone that hides nothing any more goes once it is this old."""
+    latency_target_s: float = 0.005
+    """Sweeps slow down while the online read p99 is above this."""
+    checkpoint_s: float = 1.0
+    poll_s: float = 1.0
+
+
+class Subtask(msgspec.Struct):
+    pk_start: bytes | None
+    pk_end: bytes | None
+    next_cell: tuple[bytes, bytes] | None = None
+    done: bool = False
+
+
+class RunStats(msgspec.Struct):
+    """One run of one table. Times are microseconds since the epoch."""
+
+    table_id: int
+    namespace: str
+    table: str
+    started_us: int
+    ended_us: int | None = None
+    state: str = "running"  # running | done | failed
+    reason: str = "scheduled"  # scheduled | on_demand | resumed
+    subtasks: int = 0
+    examined: int = 0
+    removed: int = 0
+    removed_bytes: int = 0
+    throttled_steps: int = 0
+    error: str | None = None
+
+
+class _RunState(msgspec.Struct):
+    stats: RunStats
+    subtasks: list[Subtask]
+
+
+def _run_key(table_id: int) -> bytes:
+    return meta_key("expire-run", f"{table_id:010d}")
+
+
+def _last_key(table_id: int) -> bytes:
+    return meta_key("expire-last", f"{table_id:010d}")
+
+
+_RUN_PREFIX = meta_key("expire-run", "")
+_LAST = msgspec.json.Decoder(RunStats)
+_RUN = msgspec.json.Decoder(_RunState)
+
+
+class ExpirationService:
+    """Owns the sweeps of one ``Store`` (the process that owns its data)."""
+
+    def __init__(
+        self,
+        store: Store,
+        config: ExpireConfig | None = None,
+        *,
+        read_p99_s: Callable[[], float | None] | None = None,
+    ) -> None:
+        self.store = store
+        self.config = cfg = config or ExpireConfig()
+        self.budget = DeleteBudget(cfg.deletes_per_s)
+        self._guard_source = read_p99_s
+        self._lock = threading.Lock()
+        self._running: dict[int, RunStats] = {}
+        self._queued: dict[int, str] = {}  # table id -> reason
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pool = ThreadPoolExecutor(max(1, cfg.workers), thread_name_prefix="mussel-expire")
+
+    # -- control --------------------------------------------------------------
+
+    def start(self) -> None:
+        """Resume runs a crash interrupted, then schedule runs in a background thread."""
+        for _, raw in self.store.backend.meta_scan(_RUN_PREFIX):
+            state = _RUN.decode(raw)
+            self._queued[state.stats.table_id] = "resumed"
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="mussel-expire", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Stop after the current steps (runs resume at the next ``start``)."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        self._pool.shutdown(wait=True)
+
+    def run_now(self, namespace: str, table: str) -> RunStats | None:
+        """Queue a run of the table (no-op if one is queued or running); returns the
+        running run's figures, if there is one."""
+        info = self.store.table_info(namespace, table)
+        with self._lock:
+            running = self._running.get(info.id)
+            if running is None:
+                self._queued.setdefault(info.id, "on_demand")
+        self._wake.set()
+        return running
+
+    def state(self, namespace: str, table: str) -> dict[str, object]:
+        """What ``GET .../tables/{t}`` shows: running, queued, last run, next run."""
+        info = self.store.table_info(namespace, table)
+        with self._lock:
+            running = self._running.get(info.id)
+            queued = info.id in self._queued
+        last = self.last_run(info.id)
+        return {
+            "state": "running" if running else "queued" if queued else "idle",
+            "running": msgspec.to_builtins(running) if running else None,
+            "last_run": msgspec.to_builtins(last) if last else None,
+            "next_run_us": self.next_run_us(info.id, last),
+        }
+
+    def last_run(self, table_id: int) -> RunStats | None:
+        raw = self.store.backend.meta_get(_last_key(table_id))
+        return None if raw is None else _LAST.decode(raw)
+
+    def next_run_us(self, table_id: int, last: RunStats | None = None) -> int | None:
+        if self.config.interval_s is None:
+            return None
+        last = last if last is not None else self.last_run(table_id)
+        interval_us = int(self.config.interval_s * 1_000_000)
+        if last is not None and last.ended_us is not None:
+            return last.ended_us + interval_us
+        info = self.store.catalog.table_by_id(table_id)
+        return None if info is None else info.created_us + interval_us
+
+    def run(self, namespace: str, table: str, reason: str = "on_demand") -> RunStats:
+        """Run a sweep of the table now, in this thread; return its figures."""
+        return self._run(self.store.table_info(namespace, table), reason)
+
+    # -- the scheduler --------------------------------------------------------
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._reclaim_dropped()
+                self._schedule()
+                with self._lock:
+                    queued, self._queued = self._queued, {}
+                for table_id, reason in queued.items():
+                    if self._stop.is_set():
+                        break
+                    info = self.store.catalog.table_by_id(table_id)
+                    if info is None:  # dropped meanwhile
+                        self.store.backend.meta_write({_run_key(table_id): None})
+                        continue
+                    self._run(info, reason)
+            except MusselError as exc:
+                log.error("expiration: %s", exc)
+            self._wake.wait(self.config.poll_s)
+            self._wake.clear()
+
+    def _schedule(self) -> None:
+        if self.config.interval_s is None:
+            return
+        now = self.store.clock.now_us()
+        for info in self.store.catalog.all_tables():
+            due = self.next_run_us(info.id)
+            if due is not None and due <= now:
+                with self._lock:
+                    if info.id not in self._running:
+                        self._queued.setdefault(info.id, "scheduled")
+
+    def _reclaim_dropped(self) -> None:
+        for key, _ in self.store.backend.meta_scan(DROPPED_PREFIX):
+            table_id = int(key.rsplit(b"\x00", 1)[1])
+            self.store.backend.compact(table_id, None, None)
+            self.store.backend.meta_write(
+                {key: None, _run_key(table_id): None, _last_key(table_id): None}
+            )
+            log.info("expiration: reclaimed the space of dropped table %d", table_id)
+
+    # -- one run --------------------------------------------------------------
+
+    def _plan(self, info: TableInfo) -> list[Subtask]:
+        points = self.store.backend.split_points(info.id, self.config.subtask_bytes)
+        bounds: list[bytes | None] = [None, *points, None]
+        return [Subtask(lo, hi) for lo, hi in itertools.pairwise(bounds)]
+
+    def _run(self, info: TableInfo, reason: str) -> RunStats:
+        backend = self.store.backend
+        raw = backend.meta_get(_run_key(info.id))
+        if raw is not None:  # an interrupted run: resume it
+            state = _RUN.decode(raw)
+            state.stats.reason = "resumed"
+        else:
+            subtasks = self._plan(info)
+            stats = RunStats(
+                info.id,
+                info.namespace,
+                info.name,
+                self.store.clock.now_us(),
+                reason=reason,
+                subtasks=len(subtasks),
+            )
+            state = _RunState(stats, subtasks)
+        stats = state.stats
+        with self._lock:
+            if info.id in self._running:  # one run of a table at a time
+                return self._running[info.id]
+            self._running[info.id] = stats
+        guard = LatencyGuard(self._guard_source, self.config.latency_target_s)
+        progress = threading.Lock()
+        last_checkpoint = [time.monotonic()]
+
+        def checkpoint(force: bool = False) -> None:
+            now = time.monotonic()
+            if force or now - last_checkpoint[0] >= self.config.checkpoint_s:
+                backend.meta_write({_run_key(info.id): msgspec.json.encode(state)})
+                last_checkpoint[0] = now
+
+        def sweep(sub: Subtask) -> None:
+            while not sub.done and not self._stop.is_set():
+                pause = guard.pause()
+                if pause:
+                    self._stop.wait(pause)
+                current = self.store.catalog.table_by_id(info.id)
+                if current is None:
+                    raise TableNotFoundError(f"table {info.qualified} was dropped")
+                vis = Visibility.of(current, self.store.clock.now_us())
+                grace = self.store.clock.now_us() - int(self.config.tombstone_grace_s * 1e6)
+                page = backend.sweep_scan(
+                    info.id,
+                    vis,
+                    sub.next_cell,
+                    sub.pk_end,
+                    self.config.step_versions,
+                    pending=_pending(current),
+                    tombstones_before_us=grace,
+                )
+                self.budget.take(len(page.candidates), self._stop)
+                with self.store.catalog.apply_lock:
+                    removed, nbytes = backend.sweep_delete(info.id, page.candidates)
+                with progress:
+                    stats.examined += page.examined
+                    stats.removed += removed
+                    stats.removed_bytes += nbytes
+                    sub.next_cell = page.next_cell
+                    sub.done = page.next_cell is None
+                    checkpoint()
+
+        try:
+            for sub in state.subtasks:
+                if sub.next_cell is None and sub.pk_start is not None and not sub.done:
+                    sub.next_cell = (sub.pk_start, b"")
+            checkpoint(force=True)
+            futures = [self._pool.submit(sweep, s) for s in state.subtasks if not s.done]
+            for f in futures:
+                f.result()
+            if self._stop.is_set():
+                checkpoint(force=True)
+                return stats  # resumes at the next start
+            for sub in state.subtasks:
+                backend.compact(info.id, sub.pk_start, sub.pk_end)
+            stats.state = "done"
+        except MusselError as exc:
+            stats.state = "failed"
+            stats.error = exc.message
+            log.error("expiration of %s failed: %s", info.qualified, exc)
+        finally:
+            stats.throttled_steps += guard.throttled
+            if stats.state != "running":
+                stats.ended_us = self.store.clock.now_us()
+                backend.meta_write(
+                    {_run_key(info.id): None, _last_key(info.id): msgspec.json.encode(stats)}
+                )
+            with self._lock:
+                self._running.pop(info.id, None)
+        log.info(
+            "expiration of %s %s: %d versions examined, %d removed (%d bytes)",
+            info.qualified,
+            stats.state,
+            stats.examined,
+            stats.removed,
+            stats.removed_bytes,
+        )
+        return stats
+
+
+def _pending(info: TableInfo) -> frozenset[int]:
+    """Epochs of bulk loads still running on the table (never swept)."""
+    return frozenset(getattr(info, "pending_epochs", ()) or ())

@@ -7,7 +7,8 @@ pickled on stdin: ``(ServerConfig, slot, port, address, owner_pid)``. It writes
 
 Unix sockets (abstract namespace): the owner listens on ``<address>-owner`` for
 the requests followers hand over; follower i answers ``<address>-f<i>`` with its
-request metrics, which the owner adds to its ``/metrics``.
+request metrics, which the owner adds to its ``/metrics``, and ``<address>-s<i>`` with
+expiration sweep scans (``expire/remote.py``).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from mussel.dispatch.serving import (
 )
 from mussel.engine import Store
 from mussel.errors import MusselError
+from mussel.expire import ScanServer
 from mussel.log.shared import SharedState
 
 __all__ = ["main"]
@@ -69,6 +71,7 @@ async def _serve(cfg: ServerConfig, slot: int, port: int, address: str, ready: b
         lambda: SnapshotServer(lambda: msgspec.msgpack.encode(app.metrics.snapshot())),
         f"{address}-f{slot}",
     )
+    scans = await loop.create_unix_server(lambda: ScanServer(store.backend), f"{address}-s{slot}")
     if ready:
         sys.stdout.write("ready\n")
         sys.stdout.flush()
@@ -77,6 +80,7 @@ async def _serve(cfg: ServerConfig, slot: int, port: int, address: str, ready: b
     server.close()
     await conns.drain(cfg.drain_timeout_s)
     outlet.close()
+    scans.close()
     proxy.close()
     await loop.run_in_executor(None, store.close)
     state.close()

@@ -54,7 +54,7 @@ from mussel.dispatch.serving import (
     write_atomic,
 )
 from mussel.engine import Store, StoreConfig
-from mussel.expire import ExpirationService, ExpireConfig
+from mussel.expire import ExpirationService, ExpireConfig, RemoteScanner
 from mussel.log.shared import SharedState
 
 __all__ = ["ServerConfig", "run_server"]
@@ -222,7 +222,14 @@ async def _serve(cfg: ServerConfig, ready_fd: int | None) -> None:
             raise
         app.refresh_peers = functools.partial(pool.refresh, app)
         tasks = [asyncio.create_task(pool.watch())]
-    expiration = ExpirationService(store, cfg.expire, read_p99_s=app.metrics.recent_read_p99)
+    scan = None
+    if pool is not None:  # sweeps scan in the followers: the idle cores
+        scan = RemoteScanner(
+            [f"{address}-s{slot}" for slot in range(followers)], store.backend.sweep_scan
+        )
+    expiration = ExpirationService(
+        store, cfg.expire, read_p99_s=app.metrics.recent_read_p99, scan=scan
+    )
     app.expiration = expiration
     app.metrics.add_expiration(expiration)
     expiration.start()

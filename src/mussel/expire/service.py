@@ -7,7 +7,8 @@ A *run* of one table:
    (``Backend.split_points``: RocksDB's live files), so subtasks take similar time;
 2. **sweep**: ``workers`` threads take subtasks; each scans its range in steps of
    ``step_versions`` stored versions (``Backend.sweep_scan``, read-only, from a
-   snapshot), then deletes what ``storage.versions.removable_versions`` allows
+   snapshot; in a follower process when there are any, see ``remote.py``), then
+   deletes what ``storage.versions.removable_versions`` allows
    (``Backend.sweep_delete``, holding the catalog's ``apply_lock`` so no apply
    interleaves; a version replaced since the scan stays). Before each step a worker
    takes its deletes from the shared ``DeleteBudget`` and pauses as the
@@ -43,6 +44,7 @@ from mussel.engine import Store
 from mussel.errors import MusselError, TableNotFoundError
 from mussel.expire.budget import DeleteBudget, LatencyGuard
 from mussel.model import TableInfo
+from mussel.storage.base import SweepPage
 from mussel.storage.versions import Visibility
 
 __all__ = ["ExpireConfig", "ExpirationService", "RunStats"]
@@ -120,8 +122,12 @@ class ExpirationService:
         config: ExpireConfig | None = None,
         *,
         read_p99_s: Callable[[], float | None] | None = None,
+        scan: Callable[..., SweepPage] | None = None,
     ) -> None:
+        """``scan`` runs each step's scan (``Backend.sweep_scan``'s signature; default:
+        the store's backend, in this process; ``RemoteScanner``: in followers)."""
         self.store = store
+        self._scan = scan or store.backend.sweep_scan
         self.config = cfg = config or ExpireConfig()
         self.budget = DeleteBudget(cfg.deletes_per_s)
         self._guard_source = read_p99_s
@@ -287,7 +293,7 @@ class ExpirationService:
                     raise TableNotFoundError(f"table {info.qualified} was dropped")
                 vis = Visibility.of(current, self.store.clock.now_us())
                 grace = self.store.clock.now_us() - int(self.config.tombstone_grace_s * 1e6)
-                page = backend.sweep_scan(
+                page = self._scan(
                     info.id,
                     vis,
                     sub.next_cell,

@@ -141,9 +141,11 @@ def _mussel_argv() -> list[str]:
 class MusselServer:
     """``mussel serve --data DIR --port 0`` as a child process; stopped by ``close()``."""
 
-    def __init__(self, data: Path, logfile: Path, timeout: float = 120.0) -> None:
+    def __init__(
+        self, data: Path, logfile: Path, timeout: float = 120.0, extra: Sequence[str] = ()
+    ) -> None:
         parent, child = socket.socketpair()
-        self.argv = [*_mussel_argv(), "serve", "--data", str(data), "--port", "0"]
+        self.argv = [*_mussel_argv(), "serve", "--data", str(data), "--port", "0", *extra]
         self.logfile = logfile
         with logfile.open("ab") as log:
             self.proc = subprocess.Popen(

@@ -59,13 +59,16 @@ class ExpireConfig:
     (None: on demand only)."""
     workers: int = 2
     subtask_bytes: int = 64 << 20
-    step_versions: int = 2000
+    step_versions: int = 500
+    """Stored versions per step (small steps keep each GIL hold short for reads)."""
     deletes_per_s: float | None = None
     """The global budget of deletes per second (None: no limit)."""
     tombstone_grace_s: float = 86400.0
     """A tombstone that hides nothing any more goes once it is this old."""
     latency_target_s: float = 0.005
-    """Sweeps slow down while the online read p99 is above this."""
+    """Sweeps slow down while the online read p99 is above this, or above
+    ``latency_rise`` times the p99 when the run started, whichever is higher."""
+    latency_rise: float = 1.15
     checkpoint_s: float = 1.0
     poll_s: float = 1.0
 
@@ -273,7 +276,11 @@ class ExpirationService:
             if info.id in self._running:  # one run of a table at a time
                 return self._running[info.id]
             self._running[info.id] = stats
-        guard = LatencyGuard(self._guard_source, self.config.latency_target_s)
+        baseline = self._guard_source() if self._guard_source is not None else None
+        target = self.config.latency_target_s
+        if baseline is not None:
+            target = max(target, baseline * self.config.latency_rise)
+        guard = LatencyGuard(self._guard_source, target)
         progress = threading.Lock()
         last_checkpoint = [time.monotonic()]
 

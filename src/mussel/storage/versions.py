@@ -9,8 +9,10 @@ was current when it was applied.
 Given a cell's stored versions newest first, the *visible* versions are found by
 walking them in order and:
 
-1. skipping every version hidden by a replace floor (``ts <= floor.ts_us`` and
-   ``epoch < floor.epoch``), tombstones included: a floored tombstone hides nothing;
+1. skipping every version of a hidden epoch (a bulk load still running, or one
+   that failed or was cancelled) and every version hidden by a replace floor
+   (``ts <= floor.ts_us`` and ``epoch < floor.epoch``), tombstones included: a
+   skipped tombstone hides nothing;
 2. stopping at the first tombstone (it hides every version with ts <= its ts);
 3. stopping at the first expired version (``ts < now - ttl``; older ones are
    expired too);
@@ -42,6 +44,7 @@ class Visibility:
     max_versions: int = 1
     expired_before_us: int | None = None
     floors: tuple[Floor, ...] = ()
+    hidden_epochs: frozenset[int] = frozenset()
 
     @classmethod
     def of(cls, table: TableInfo, now_us: int) -> Visibility:
@@ -50,11 +53,20 @@ class Visibility:
             max_versions=table.options.max_versions,
             expired_before_us=None if ttl is None else now_us - ttl * 1_000_000,
             floors=table.floors,
+            hidden_epochs=table.hidden_epochs,
         )
 
+    @property
+    def uses_epochs(self) -> bool:
+        """True when a version's epoch matters (floors or hidden epochs): readers that
+        skip decoding epochs may do so only when this is False."""
+        return bool(self.floors or self.hidden_epochs)
+
     def floored(self, ts: int, epoch: int) -> bool:
-        """True when a replace floor hides the version (ts, epoch)."""
-        return any(ts <= f.ts_us and epoch < f.epoch for f in self.floors)
+        """True when a replace floor or a hidden epoch hides the version (ts, epoch)."""
+        return epoch in self.hidden_epochs or any(
+            ts <= f.ts_us and epoch < f.epoch for f in self.floors
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,10 +98,10 @@ def visible_versions(
     """
     out: list[tuple[int, V]] = []
     kept = 0
-    floors = vis.floors
+    epochs = vis.uses_epochs
     expired_before = vis.expired_before_us
     for ts, tombstone, epoch, payload in stored:
-        if floors and vis.floored(ts, epoch):
+        if epochs and vis.floored(ts, epoch):
             continue
         if tombstone or (expired_before is not None and ts < expired_before):
             break

@@ -42,6 +42,20 @@ def test_floored_tombstone_hides_nothing() -> None:
     assert visible_versions(s, vis, ALL) == [(5, b"loaded")]
 
 
+def test_versions_of_hidden_epochs_are_skipped_tombstones_included() -> None:
+    s = stored((30, False, 3, b"bulk"), (20, True, 3, b""), (10, False, 0, b"old"))
+    vis = Visibility(max_versions=5, hidden_epochs=frozenset({3}))
+    assert vis.uses_epochs
+    assert visible_versions(s, vis, ALL) == [(10, b"old")]
+    assert visible_versions(s, Visibility(max_versions=5), ALL) == [(30, b"bulk")]
+
+
+def test_hidden_versions_do_not_count_towards_max_versions() -> None:
+    s = stored((3, False, 2, b"c"), (2, False, 0, b"b"), (1, False, 0, b"a"))
+    vis = Visibility(max_versions=2, hidden_epochs=frozenset({2}))
+    assert visible_versions(s, vis, ALL) == [(2, b"b"), (1, b"a")]
+
+
 def test_time_range_filters_the_visible_set_not_the_stored_one() -> None:
     s = stored((1, False, 0, b"a"), (2, False, 0, b"b"), (3, False, 0, b"c"))
     vis = Visibility(max_versions=2)
@@ -68,11 +82,12 @@ history = st.lists(
     st.one_of(st.none(), st.integers(1, 10)),
     st.integers(0, 20),
     st.lists(st.tuples(st.integers(0, 12), st.integers(1, 2)), max_size=2),
+    st.sets(st.integers(0, 2), max_size=2),
 )
 def test_visibility_matches_the_naive_model(
-    ops: list, max_versions: int, ttl_s: int | None, now_s: int, floors: list
+    ops: list, max_versions: int, ttl_s: int | None, now_s: int, floors: list, hidden: set
 ) -> None:
-    model = ModelTable(floors=[(t * 1_000_000, e) for t, e in floors])
+    model = ModelTable(floors=[(t * 1_000_000, e) for t, e in floors], hidden_epochs=hidden)
     per_cell: dict[bytes, dict[int, tuple[int, bool, int, bytes]]] = {}
     for i, (sk, ts, delete, epoch) in enumerate(ops):
         value = b"" if delete else f"v{i}".encode()
@@ -84,6 +99,7 @@ def test_visibility_matches_the_naive_model(
         max_versions=max_versions,
         expired_before_us=None if ttl_s is None else now_us - ttl_s * 1_000_000,
         floors=tuple(Floor(t * 1_000_000, e) for t, e in floors),
+        hidden_epochs=frozenset(hidden),
     )
     for sk, by_ts in per_cell.items():
         got = visible_versions(stored(*by_ts.values()), vis, ALL)

@@ -86,5 +86,5 @@ def test_s3_missing_prefix_is_rejected(
     jobs: JobManager, bucket: pafs.S3FileSystem, s3_endpoint: str, tmp_path: Path
 ) -> None:
     url = f"s3://exports/nothing-here/?endpoint_override={s3_endpoint}&scheme=http"
-    with pytest.raises(InvalidRequestError, match="does not exist|no data files"):
+    with pytest.raises(InvalidRequestError, match=r"does not exist|no data files"):
         jobs.submit("ns", "t", url)

@@ -122,14 +122,9 @@ def _list(fs: pafs.FileSystem, path: str, url: str) -> tuple[str, list[pafs.File
     if any(c in _GLOB for c in path):
         cut = min(path.index(c) for c in _GLOB if c in path)
         base = posixpath.dirname(path[:cut]) or "/"
-        infos = fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
-        matched = [
-            i
-            for i in infos
-            if i.type == pafs.FileType.File
-            and fnmatch.fnmatchcase(i.path, path)
-            and not _hidden(posixpath.basename(i.path))
-        ]
+        if fs.get_file_info(base).type != pafs.FileType.Directory:
+            raise InvalidRequestError(f"no file matches the source {url!r}")
+        matched = [i for i in _walk(fs, base, url) if fnmatch.fnmatchcase(i.path, path)]
         if not matched:
             raise InvalidRequestError(f"no file matches the source {url!r}")
         return base, matched
@@ -138,19 +133,38 @@ def _list(fs: pafs.FileSystem, path: str, url: str) -> tuple[str, list[pafs.File
         raise InvalidRequestError(f"source {url!r} does not exist")
     if info.type == pafs.FileType.File:
         return posixpath.dirname(path), [info]
-    root = path.rstrip("/")
-    infos = fs.get_file_info(pafs.FileSelector(root, recursive=True))
-    files = []
-    for i in infos:
-        if i.type != pafs.FileType.File:
-            continue
-        rel = i.path[len(root) :].lstrip("/")
-        if any(_hidden(part) for part in rel.split("/")):
-            continue
-        files.append(i)
+    root = path.rstrip("/") or "/"
+    files = _walk(fs, root, url)
     if not files:
         raise InvalidRequestError(f"directory {url!r} has no data files")
     return root, files
+
+
+MAX_LISTED = 100_000
+"""Entries a directory source may hold (a guard against ``/`` and the like)."""
+
+
+def _walk(fs: pafs.FileSystem, root: str, url: str) -> list[pafs.FileInfo]:
+    """Data files below ``root``, not descending into hidden (``_``/``.``) directories."""
+    files: list[pafs.FileInfo] = []
+    todo = [root]
+    seen = 0
+    while todo:
+        listing = fs.get_file_info(pafs.FileSelector(todo.pop(), recursive=False))
+        seen += len(listing)
+        if seen > MAX_LISTED:
+            raise InvalidRequestError(
+                f"directory {url!r} holds more than {MAX_LISTED} entries; "
+                "name a narrower directory or a glob"
+            )
+        for i in listing:
+            if _hidden(posixpath.basename(i.path)):
+                continue
+            if i.type == pafs.FileType.Directory:
+                todo.append(i.path)
+            elif i.type == pafs.FileType.File:
+                files.append(i)
+    return files
 
 
 def open_source(url: str) -> ParquetSource:

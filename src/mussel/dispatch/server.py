@@ -18,6 +18,7 @@ from pathlib import Path
 
 import uvloop
 
+from mussel.bulkload import JobManager
 from mussel.dispatch.app import App
 from mussel.dispatch.http import HttpServerProtocol
 from mussel.engine import Store, StoreConfig
@@ -64,7 +65,7 @@ class _Connections:
 
 async def _serve(cfg: ServerConfig, ready_fd: int | None) -> None:
     store = Store.open(cfg.data_dir, cfg.store)
-    app = App(store)
+    app = App(store, jobs=JobManager(store, Path(cfg.data_dir) / "bulk"))
     conns = _Connections()
     loop = asyncio.get_running_loop()
 
@@ -103,6 +104,7 @@ async def _serve(cfg: ServerConfig, ready_fd: int | None) -> None:
         await asyncio.wait_for(conns.idle.wait(), cfg.drain_timeout_s)
     except TimeoutError:
         log.warning("drain timed out with %d connections open", conns.count)
+    await loop.run_in_executor(None, app.close)
     await loop.run_in_executor(None, store.close)
 
 

@@ -30,7 +30,7 @@ import re
 import shutil
 import tempfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -113,6 +113,31 @@ def _key(job_id: str) -> bytes:
     return meta_key("job", job_id)
 
 
+class _TableQueue:
+    """The jobs of one table, run one at a time in submission order (FIFO)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._order: list[str] = []
+
+    def enter(self, job_id: str) -> None:
+        with self._cond:
+            self._order.append(job_id)
+
+    @contextlib.contextmanager
+    def turn(self, job_id: str, cancelled: threading.Event) -> Iterator[None]:
+        """Wait until ``job_id`` is first in line (or cancelled), then hold the turn."""
+        try:
+            with self._cond:
+                while self._order[0] != job_id and not cancelled.is_set():
+                    self._cond.wait(0.1)
+            yield
+        finally:
+            with self._cond:
+                self._order.remove(job_id)
+                self._cond.notify_all()
+
+
 class _Running:
     def __init__(self, info: JobInfo) -> None:
         self.info = info
@@ -143,7 +168,7 @@ class JobManager:
         self._tuning = {"batch_rows": batch_rows, "run_bytes": run_bytes, "sst_cells": sst_cells}
         self._lock = threading.Lock()
         self._live: dict[str, _Running] = {}
-        self._table_locks: dict[int, threading.Lock] = {}
+        self._queues: dict[int, _TableQueue] = {}
         self._ids = itertools.count()
         self._closed = False
         self._recover()
@@ -231,7 +256,8 @@ class JobManager:
             self._write(info)
             run = _Running(info)
             self._live[job_id] = run
-            tlock = self._table_locks.setdefault(tinfo.id, threading.Lock())
+            tlock = self._queues.setdefault(tinfo.id, _TableQueue())
+            tlock.enter(job_id)
         plan_args = (lay, src, check_mode(mode))
         run.thread = threading.Thread(
             target=self._run,
@@ -332,12 +358,12 @@ class JobManager:
         info.progress.eta_s = None
         info.progress.phase = state
 
-    def _run(self, run: _Running, tlock: threading.Lock, plan_args: tuple[Any, ...]) -> None:
+    def _run(self, run: _Running, tlock: _TableQueue, plan_args: tuple[Any, ...]) -> None:
         info = run.info
         catalog = self.store.catalog
         epoch: int | None = None
         try:
-            with tlock:
+            with tlock.turn(info.id, run.cancelled):
                 if run.cancelled.is_set():
                     raise Cancelled
                 spec = info.spec

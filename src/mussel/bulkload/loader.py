@@ -153,12 +153,7 @@ def run_load(
                 return
             t = pa.concat_tables(pending)
             pending, pending_rows = [], 0
-            counts = ingest.add(
-                t.column("pk").to_pylist(),
-                t.column("sk").to_pylist(),
-                t.column("ts").to_pylist(),
-                t.column("value").to_pylist(),
-            )
+            counts = ingest.add(t.column("key").to_pylist(), t.column("value").to_pylist())
             with stats.lock:
                 stats.cells_ingested += counts.written + counts.deferred
                 stats.deferred += counts.deferred
@@ -176,7 +171,7 @@ def run_load(
                 with stats.lock:
                     stats.skipped_existing += sorted_chunk.num_rows - chunk.num_rows
             if chunk.num_rows:
-                pending.append(chunk.select(["pk", "sk", "ts", "value"]))
+                pending.append(chunk.select(["key", "value"]))
                 pending_rows += chunk.num_rows
             if pending_rows >= plan.sst_cells:
                 flush()

@@ -116,21 +116,16 @@ class IngestCounts:
 class BulkIngest(Protocol):
     """A bulk load's writer into one table at one pending epoch.
 
-    ``add`` takes put versions as four parallel sequences (pk, sk, ts, value), sorted
-    by (pk, sk) ascending then ts descending, no two with the same (pk, sk, ts), and
-    each call's first cell after the previous call's last. It prepares the data
-    without the apply lock, then holds ``lock`` (the catalog's apply lock) only while
-    it checks for stored versions at the same keys and publishes the data, so a
-    streaming write cannot slip in between the check and the publication.
+    ``add`` takes put versions as two parallel sequences: cell keys
+    (``codec.keys.cell_key(pk, sk, ts)``, a data key without its table prefix) in
+    ascending order, no two equal, each call's first after the previous call's last;
+    and their values. It prepares the data without the apply lock, then holds ``lock``
+    (the catalog's apply lock) only while it checks for stored versions at the same
+    keys and publishes the data, so a streaming write cannot slip in between the check
+    and the publication.
     """
 
-    def add(
-        self,
-        pks: Sequence[bytes],
-        sks: Sequence[bytes],
-        tss: Sequence[int],
-        values: Sequence[bytes],
-    ) -> IngestCounts: ...
+    def add(self, cell_keys: Sequence[bytes], values: Sequence[bytes]) -> IngestCounts: ...
 
     def commit_write(self, items: Mapping[bytes, bytes | None]) -> None:
         """Write catalog ``items`` and the deferred cells in one atomic, durable step.

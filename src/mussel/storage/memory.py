@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 
+from mussel.codec.keys import decode_cell_key
 from mussel.model import OP_DELETE, Cell, Mutation, ScanCell
 from mussel.storage.base import IngestCounts, RowQuery, ScanQuery, SkRange, TableStats
 from mussel.storage.versions import ReadFilter, Visibility, page_versions
@@ -164,25 +165,19 @@ class _MemoryIngest:
         self._lock = lock
         self._deferred: list[tuple[bytes, bytes, int, bytes]] = []
 
-    def add(
-        self,
-        pks: Sequence[bytes],
-        sks: Sequence[bytes],
-        tss: Sequence[int],
-        values: Sequence[bytes],
-    ) -> IngestCounts:
+    def add(self, cell_keys: Sequence[bytes], values: Sequence[bytes]) -> IngestCounts:
         written = deferred = nbytes = 0
-        entry = (False, self._epoch)
         with self._lock, self._b._lock:
             table = self._b._tables.setdefault(self._table_id, {})
-            for pk, sk, ts, value in zip(pks, sks, tss, values, strict=True):
+            for key, value in zip(cell_keys, values, strict=True):
+                pk, sk, ts = decode_cell_key(key)
                 versions = table.setdefault(pk, {}).setdefault(sk, {})
                 nbytes += len(pk) + len(sk) + 8 + len(value)
                 if ts in versions:
                     self._deferred.append((pk, sk, ts, value))
                     deferred += 1
                 else:
-                    versions[ts] = (*entry, value)
+                    versions[ts] = (False, self._epoch, value)
                     written += 1
         return IngestCounts(written, deferred, nbytes)
 

@@ -10,7 +10,7 @@ import pytest
 from mussel.bulkload import JobInfo, JobManager
 from mussel.bulkload.jobs import JobSpec
 from mussel.clock import ManualClock
-from mussel.codec.keys import meta_key
+from mussel.codec.keys import cell_key, meta_key
 from mussel.engine import Store
 from mussel.errors import ConflictError, InvalidRequestError, JobNotFoundError
 from mussel.model import Put
@@ -113,7 +113,7 @@ def test_a_running_job_is_failed_at_restart_and_its_epoch_stays_hidden(
     store.table("ns", "t").write([Put("a", "", "before", ts=1)], ack="applied")
     table, epoch = store.catalog.reserve_epoch("ns", "t")
     ing = store.backend.bulk_ingest(table.id, epoch, tmp_path / "w", store.catalog.apply_lock)
-    ing.add([b"a", b"b"], [b"", b""], [T0, T0], [b"bulk", b"bulk"])
+    ing.add([cell_key(b"a", b"", T0), cell_key(b"b", b"", T0)], [b"bulk", b"bulk"])
     info = JobInfo(
         id="crashed",
         spec=JobSpec("ns", "t", "file:///x"),

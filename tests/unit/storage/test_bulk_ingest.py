@@ -6,13 +6,21 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+from mussel.codec.keys import cell_key
 from mussel.model import OP_PUT, Cell, Floor, Mutation
-from mussel.storage.base import Backend, RowQuery, ScanQuery
+from mussel.storage.base import Backend, BulkIngest, IngestCounts, RowQuery, ScanQuery
 from mussel.storage.versions import ReadFilter, Visibility
 from tests.unit.storage.conftest import SMALL
 
 T = 1
 LOCK = threading.Lock()
+
+
+def add(
+    ing: BulkIngest, pks: list[bytes], sks: list[bytes], tss: list[int], values: list[bytes]
+) -> IngestCounts:
+    keys = [cell_key(pk, sk, ts) for pk, sk, ts in zip(pks, sks, tss, strict=True)]
+    return ing.add(keys, values)
 
 
 def cells(
@@ -28,7 +36,7 @@ def test_ingested_cells_are_invisible_while_pending_and_visible_after(
     backend.apply([Mutation(T, OP_PUT, b"r", b"a", 5, b"stream")], {T: 0}, {})
     assert backend.get_latest(T, b"s", b"", None) is None  # a point iterator before ingest
     ing = backend.bulk_ingest(T, 1, tmp_path / "job", LOCK)
-    counts = ing.add([b"r", b"r", b"s"], [b"a", b"b", b""], [9, 9, 9], [b"x", b"y", b"z"])
+    counts = add(ing, [b"r", b"r", b"s"], [b"a", b"b", b""], [9, 9, 9], [b"x", b"y", b"z"])
     assert (counts.written, counts.deferred) == (3, 0)
     pending = Visibility(hidden_epochs=frozenset({1}))
     assert cells(backend, pending) == [(b"a", 5, b"stream")]
@@ -61,7 +69,7 @@ def test_a_colliding_cell_is_deferred_and_the_stored_version_survives_an_abort(
         {},
     )
     ing = backend.bulk_ingest(T, 4, tmp_path / "job", LOCK)
-    counts = ing.add([b"r", b"r"], [b"a", b"b"], [7, 7], [b"loaded", b"new"])
+    counts = add(ing, [b"r", b"r"], [b"a", b"b"], [7, 7], [b"loaded", b"new"])
     assert (counts.written, counts.deferred) == (1, 1)
     # The job fails: its epoch is aborted; the stored version is untouched.
     ing.discard()
@@ -72,8 +80,8 @@ def test_a_colliding_cell_is_deferred_and_the_stored_version_survives_an_abort(
 def test_deferred_cells_land_with_the_commit(backend: Backend, tmp_path: Path) -> None:
     backend.apply([Mutation(T, OP_PUT, b"r", b"a", 7, b"stored")], {T: 0}, {})
     ing = backend.bulk_ingest(T, 2, tmp_path / "job", LOCK)
-    ing.add([b"r"], [b"a"], [7], [b"loaded"])
-    ing.add([b"r"], [b"b"], [7], [b"fresh"])
+    add(ing, [b"r"], [b"a"], [7], [b"loaded"])
+    add(ing, [b"r"], [b"b"], [7], [b"fresh"])
     pending = Visibility(hidden_epochs=frozenset({2}))
     assert cells(backend, pending) == [(b"a", 7, b"stored")]
     ing.commit_write({b"\x00test\x00commit": b"1"})
@@ -94,7 +102,7 @@ def test_many_files_with_stored_keys_between_them(backend: Backend, tmp_path: Pa
     total_deferred = 0
     for start in range(0, 300, 50):
         pks = [f"k{i:04d}".encode() for i in range(start, start + 50)]
-        c = ing.add(pks, [b""] * 50, [3] * 50, [b"new"] * 50)
+        c = add(ing, pks, [b""] * 50, [3] * 50, [b"new"] * 50)
         total_deferred += c.deferred
     assert total_deferred == len(range(0, 300, 7))
     ing.commit_write({b"\x00test\x00x": b""})
@@ -108,7 +116,7 @@ def test_rocks_ingest_survives_reopen(tmp_path: Path) -> None:
 
     b = RocksBackend(tmp_path / "db", SMALL)
     ing = b.bulk_ingest(T, 1, tmp_path / "job", LOCK)
-    ing.add([b"p"], [b"s"], [1], [b"v"])
+    add(ing, [b"p"], [b"s"], [1], [b"v"])
     ing.commit_write({b"\x00test\x00c": b"1"})
     ing.discard()
     assert not (tmp_path / "job").exists()

@@ -33,17 +33,15 @@ from typing import TYPE_CHECKING
 
 from rocksdict import IngestExternalFileOptions, Options, SstFileWriter
 
-from mussel.codec.keys import TERM, table_prefix
+from mussel.codec.keys import table_prefix
 from mussel.storage.base import IngestCounts
 from mussel.storage.rocksdb.errors import map_backend_errors
-from mussel.storage.rocksdb.layout import KIND_PUT, U64, header
+from mussel.storage.rocksdb.layout import KIND_PUT, header
 
 if TYPE_CHECKING:
     from mussel.storage.rocksdb.backend import RocksBackend
 
 __all__ = ["RocksIngest"]
-
-_TS_BIAS = 0x7FFF_FFFF_FFFF_FFFF
 
 
 def _ingest_options() -> IngestExternalFileOptions:
@@ -83,30 +81,11 @@ class RocksIngest:
         w.open(str(path))
         return w
 
-    def add(
-        self,
-        pks: Sequence[bytes],
-        sks: Sequence[bytes],
-        tss: Sequence[int],
-        values: Sequence[bytes],
-    ) -> IngestCounts:
-        if not pks:
+    def add(self, cell_keys: Sequence[bytes], values: Sequence[bytes]) -> IngestCounts:
+        if not cell_keys:
             return IngestCounts()
         tp, h = self._prefix, self._header
-        pack = U64.pack
-        keys = [
-            b"".join(
-                (
-                    tp,
-                    pk.replace(b"\x00", b"\x00\xff"),
-                    TERM,
-                    sk.replace(b"\x00", b"\x00\xff"),
-                    TERM,
-                    pack(_TS_BIAS - ts),
-                )
-            )
-            for pk, sk, ts in zip(pks, sks, tss, strict=True)
-        ]
+        keys = [tp + k for k in cell_keys]
         vals = [h + v for v in values]
         self._files += 1
         path = self._workdir / f"{self._files:06d}.sst"

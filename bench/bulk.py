@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import resource
 import shutil
 import tempfile
@@ -147,7 +148,9 @@ def main() -> None:
     try:
         source = workdir / "source"
         t0 = time.perf_counter()
-        cells = write_source(source, args.cells)
+        # in a child process, so that this process's peak RSS is the load's alone
+        with multiprocessing.get_context("spawn").Pool(1) as pool:
+            cells = pool.apply(write_source, (source, args.cells))
         gen_s = time.perf_counter() - t0
         src_bytes = sum(p.stat().st_size for p in source.iterdir())
         print(f"source: {cells:,} cells, {src_bytes / 2**20:.0f} MiB, written in {gen_s:.1f}s")

@@ -158,7 +158,7 @@ class JobManager:
         *,
         batch_rows: int = 65_536,
         run_bytes: int = 256 << 20,
-        sst_cells: int = 1_000_000,
+        sst_cells: int = 500_000,
     ) -> None:
         self.store = store
         self._own_workdir = workdir is None

@@ -55,7 +55,7 @@ class LoadPlan:
     workdir: Path
     batch_rows: int = 65_536
     run_bytes: int = 256 << 20
-    sst_cells: int = 1_000_000
+    sst_cells: int = 500_000
 
 
 @dataclass

@@ -51,6 +51,21 @@ def sort_keys(cells: pa.Table) -> pa.Array:
     return joined
 
 
+_CHUNK_ROWS = 262_144
+
+
+def _unique_order(t: pa.Table) -> pa.Array:
+    """Row indices of ``t`` sorted by key, keeping the last row (in ``t``'s order) of
+    each key; ``t`` must be in source order (see ``_dedup``)."""
+    idx = pc.sort_indices(t, sort_keys=_ORDER)
+    n = len(idx)
+    if n < 2:
+        return idx
+    key = pc.take(t.column("key"), idx).combine_chunks()
+    differs = pc.not_equal(key.slice(0, n - 1), key.slice(1))
+    return idx.filter(pa.concat_arrays([differs, pa.array([True])]))
+
+
 def _dedup(t: pa.Table) -> tuple[pa.Table, int]:
     """Sort by key and keep the last row of each key in source order.
 
@@ -61,7 +76,7 @@ def _dedup(t: pa.Table) -> tuple[pa.Table, int]:
     """
     if t.num_rows == 0:
         return t, 0
-    t = t.take(pc.sort_indices(t, sort_keys=_ORDER))
+    t = t.combine_chunks().take(pc.sort_indices(t, sort_keys=_ORDER))
     key = t.column("key").combine_chunks()
     n = len(key)
     if n < 2:
@@ -111,9 +126,16 @@ class Sorter:
     def sorted_chunks(self) -> Iterator[pa.Table]:
         """Every cell once, sorted by key, in chunks; call after the last ``add``."""
         if not self._runs:
-            t = self._sorted_buffer()
-            for rb in t.to_batches(max_chunksize=262_144):
-                yield pa.Table.from_batches([rb])
+            # One run in memory: sort and de-duplicate the keys only, then gather each
+            # chunk's rows (no second full copy of the values).
+            t = pa.concat_tables(self._buffer) if self._buffer else KEYED_SCHEMA.empty_table()
+            self._buffer, self._buffered = [], 0
+            t = t.combine_chunks()  # take() from one chunk is several times faster
+            order = _unique_order(t)
+            self.duplicates += t.num_rows - len(order)
+            self.cells += len(order)
+            for start in range(0, len(order), _CHUNK_ROWS):
+                yield t.take(order.slice(start, _CHUNK_ROWS))
             return
         if self._buffer:
             self._spill()

@@ -215,8 +215,13 @@ class TableInfo(msgspec.Struct, frozen=True):
 
     ``id`` is unique for the life of the store and never reused, so log records
     and data of a dropped table can never be mistaken for a newer table's.
-    ``epoch`` is stamped on every version applied to the table; a committed replace
-    increments it and adds a ``Floor``.
+    ``epoch`` is stamped on every version the replayer applies to the table (the
+    *streaming* epoch). Bulk loads stamp their cells with an epoch reserved from
+    ``epoch_seq`` (a counter that only grows, so an epoch is never reused, even
+    after a crash): while the job runs its epoch is in ``pending_epochs``, after a
+    failure or cancel in ``aborted_epochs``; versions of either are invisible.
+    Committing a job removes its epoch from ``pending_epochs``; a committed replace
+    also adds a ``Floor`` and makes the job's epoch the streaming epoch.
     """
 
     namespace: str
@@ -226,6 +231,19 @@ class TableInfo(msgspec.Struct, frozen=True):
     epoch: int = 0
     floors: tuple[Floor, ...] = ()
     created_us: int = 0
+    epoch_seq: int = 0
+    pending_epochs: tuple[int, ...] = ()
+    aborted_epochs: tuple[int, ...] = ()
+
+    @property
+    def hidden_epochs(self) -> frozenset[int]:
+        """Epochs whose versions no read may see: pending and aborted bulk loads."""
+        return frozenset(self.pending_epochs) | frozenset(self.aborted_epochs)
+
+    @property
+    def plain(self) -> bool:
+        """True when only TTL and tombstones decide visibility (the point-read fast path)."""
+        return not (self.floors or self.pending_epochs or self.aborted_epochs)
 
     @property
     def qualified(self) -> str:

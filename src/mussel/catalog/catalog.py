@@ -16,6 +16,10 @@ be taken for a later table's.
 
 ``apply_lock`` is held by the replayer while it applies a batch and by
 ``drop_table`` while it removes data, so a batch never lands in a dropped table.
+
+Bulk-load epochs (see ``TableInfo``): ``reserve_epoch`` hands a job a fresh epoch
+(pending, so invisible), ``commit_epoch`` makes it visible in one catalog write
+(for a replace, with its floor), ``abort_epoch`` hides it for good.
 """
 
 from __future__ import annotations
@@ -228,12 +232,109 @@ class Catalog:
             # Versions applied so far must keep their old epoch after a crash, so they
             # are made durable before the new epoch is.
             self._backend.sync()
-            epoch = table.epoch + 1
+            epoch = max(table.epoch, table.epoch_seq) + 1
             table = msgspec.structs.replace(
-                table, epoch=epoch, floors=(*table.floors, Floor(ts_us, epoch))
+                table, epoch=epoch, epoch_seq=epoch, floors=(*table.floors, Floor(ts_us, epoch))
             )
             self._write_table(table)
             return table
+
+    def _table_by_id_checked(self, namespace: str, name: str, table_id: int) -> TableInfo:
+        table = self.get_table(namespace, name)
+        if table.id != table_id:
+            raise TableNotFoundError(
+                f"table {namespace}/{name} was dropped (and created again) during the job"
+            )
+        return table
+
+    def reserve_epoch(self, namespace: str, name: str) -> tuple[TableInfo, int]:
+        """Reserve a fresh epoch for a bulk load of the table; it starts pending.
+
+        The counter is persisted before the epoch is handed out, so an epoch is never
+        given twice, even after a crash.
+        """
+        with self._lock:
+            table = self.get_table(namespace, name)
+            epoch = max(table.epoch, table.epoch_seq) + 1
+            table = msgspec.structs.replace(
+                table, epoch_seq=epoch, pending_epochs=(*table.pending_epochs, epoch)
+            )
+            self._write_table(table)
+            return table, epoch
+
+    def commit_epoch(
+        self,
+        namespace: str,
+        name: str,
+        table_id: int,
+        epoch: int,
+        floor_ts_us: int | None = None,
+        write: Callable[[Mapping[bytes, bytes | None]], None] | None = None,
+    ) -> TableInfo:
+        """Make the versions of a pending ``epoch`` visible: ONE catalog write.
+
+        With ``floor_ts_us`` (a replace at T) the same write adds ``Floor(T, epoch)`` and
+        makes ``epoch`` the streaming epoch, so older-epoch versions with ts <= T vanish
+        at the same instant as the loaded cells appear. A replace may commit only when
+        no other load of the table is pending (``ConflictError``), since a floor hides
+        exactly the epochs below its own. ``write`` (default ``backend.meta_write``)
+        writes the catalog items; a bulk ingest passes its own to write deferred cells
+        in the same atomic step.
+        """
+        with self._lock, self.apply_lock:
+            table = self._table_by_id_checked(namespace, name, table_id)
+            if epoch not in table.pending_epochs:
+                raise ConflictError(
+                    f"epoch {epoch} of table {table.qualified} is not pending (aborted?)"
+                )
+            pending = tuple(e for e in table.pending_epochs if e != epoch)
+            changes: dict[str, Any] = {"pending_epochs": pending}
+            if floor_ts_us is not None:
+                if pending:
+                    raise ConflictError(
+                        f"a replace of {table.qualified} cannot commit while other loads "
+                        "of the table are running"
+                    )
+                # Versions applied so far must keep their old epoch after a crash (the
+                # replayer would stamp them again with the new one), so they are made
+                # durable before the new streaming epoch is.
+                self._backend.sync()
+                changes["epoch"] = epoch
+                changes["floors"] = (*table.floors, Floor(floor_ts_us, epoch))
+            table = msgspec.structs.replace(table, **changes)
+            key = meta_key("table", table.qualified)
+            (write or self._backend.meta_write)({key: msgspec.json.encode(table)})
+            self._publish_tables({**self._tables, (table.namespace, table.name): table})
+            return table
+
+    def abort_epoch(self, namespace: str, name: str, table_id: int, epoch: int) -> None:
+        """Hide a pending epoch for good (a failed or cancelled load). No-op when the
+        table is gone or the epoch is not pending."""
+        with self._lock:
+            try:
+                table = self._table_by_id_checked(namespace, name, table_id)
+            except (TableNotFoundError, NamespaceNotFoundError):
+                return
+            if epoch not in table.pending_epochs:
+                return
+            self._write_table(
+                msgspec.structs.replace(
+                    table,
+                    pending_epochs=tuple(e for e in table.pending_epochs if e != epoch),
+                    aborted_epochs=(*table.aborted_epochs, epoch),
+                )
+            )
+
+    def abort_pending_epochs(self) -> list[tuple[str, int]]:
+        """At start-up, no load is running: every pending epoch is aborted.
+        Returns (table, epoch) for each one aborted."""
+        aborted: list[tuple[str, int]] = []
+        with self._lock:
+            for table in list(self._tables.values()):
+                for epoch in table.pending_epochs:
+                    self.abort_epoch(table.namespace, table.name, table.id, epoch)
+                    aborted.append((table.qualified, epoch))
+        return aborted
 
     def consistency_of(self, table: TableInfo) -> Consistency:
         """The table's default read consistency (its own, else its namespace's)."""

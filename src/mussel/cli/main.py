@@ -6,6 +6,7 @@
     mussel ns create|list|describe|drop         namespaces              (namespaces.py)
     mussel table create|list|describe|drop      tables                  (tables.py)
     mussel put|delete|get|scan                  cells                   (data.py)
+    mussel load, mussel job list|show|cancel    bulk loads              (load.py)
     mussel version
 
 Every command but ``serve`` talks to a server through ``mussel.client.Client``, the
@@ -40,6 +41,8 @@ _LAZY: Mapping[str, str] = {
     "delete": "mussel.cli.data:delete",
     "scan": "mussel.cli.data:scan",
     "expire": "mussel.cli.expire:expire",
+    "load": "mussel.cli.load:load",
+    "job": "mussel.cli.load:job",
 }
 
 

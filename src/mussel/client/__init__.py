@@ -9,6 +9,9 @@ on its own. Requests, answers, errors and retries are built once in
 from mussel.client._models import (
     Expiration,
     ExpirationRun,
+    JobDescription,
+    JobErrorDetail,
+    JobProgress,
     NamespaceDescription,
     NamespaceUsage,
     TableDescription,
@@ -16,15 +19,19 @@ from mussel.client._models import (
 )
 from mussel.client._transport import RetryPolicy
 from mussel.client.async_client import AsyncClient
-from mussel.client.client import Client
+from mussel.client.client import BulkLoad, Client
 from mussel.client.writer import AsyncWriter, Writer
 
 __all__ = [
     "AsyncClient",
     "AsyncWriter",
+    "BulkLoad",
     "Client",
     "Expiration",
     "ExpirationRun",
+    "JobDescription",
+    "JobErrorDetail",
+    "JobProgress",
     "NamespaceDescription",
     "NamespaceUsage",
     "RetryPolicy",

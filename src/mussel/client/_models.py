@@ -14,7 +14,15 @@ import msgspec
 
 from mussel.model import Consistency, Partitioning, Quotas
 
-__all__ = ["NamespaceDescription", "NamespaceUsage", "TableDescription", "TableStats"]
+__all__ = [
+    "JobDescription",
+    "JobErrorDetail",
+    "JobProgress",
+    "NamespaceDescription",
+    "NamespaceUsage",
+    "TableDescription",
+    "TableStats",
+]
 
 
 class NamespaceUsage(msgspec.Struct, frozen=True):
@@ -86,6 +94,51 @@ class TableDescription(msgspec.Struct, frozen=True):
     expiration: Expiration = msgspec.field(default_factory=Expiration)
 
 
+class JobProgress(msgspec.Struct, frozen=True):
+    """How far a bulk load is (``fraction`` from 0 to 1; ``eta_s`` may be None)."""
+
+    phase: str = ""
+    rows: int = 0
+    bytes: int = 0
+    fraction: float = 0.0
+    total_rows: int = 0
+    total_bytes: int = 0
+    cells: int = 0
+    duplicates_dropped: int = 0
+    skipped_existing: int = 0
+    rate_rows_s: float = 0.0
+    eta_s: float | None = None
+
+
+class JobErrorDetail(msgspec.Struct, frozen=True):
+    code: str = "internal"
+    message: str = ""
+
+
+class JobDescription(msgspec.Struct, frozen=True):
+    """A job as the server describes it (``GET /v1/jobs/{id}``)."""
+
+    id: str
+    state: Literal["pending", "running", "committed", "failed", "cancelled"]
+    kind: str = "bulkload"
+    namespace: str = ""
+    table: str = ""
+    source: str = ""
+    mode: str = "merge"
+    layout: str = "cells"
+    ts: int = 0
+    progress: JobProgress = msgspec.field(default_factory=JobProgress)
+    duplicates_dropped: int = 0
+    error: JobErrorDetail | None = None
+    created_us: int = 0
+    started_us: int | None = None
+    finished_us: int | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.state in ("committed", "failed", "cancelled")
+
+
 # -- answers as they arrive (private) ---------------------------------------
 
 
@@ -153,3 +206,11 @@ class ErrorDetail(msgspec.Struct):
 
 class ErrorReply(msgspec.Struct):
     error: ErrorDetail
+
+
+class JobReply(msgspec.Struct):
+    job: JobDescription
+
+
+class JobsReply(msgspec.Struct):
+    jobs: list[JobDescription]

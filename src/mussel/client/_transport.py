@@ -363,6 +363,27 @@ class Api:
     def health(self) -> Call:
         return Call("GET", "/healthz", idempotent=True)
 
+    # -- bulk loads and jobs --
+
+    def bulk_load(self, namespace: str, table: str, body: dict[str, Any]) -> Call:
+        # idempotent only with a client-chosen id: the server then returns the same job
+        return Call(
+            "POST",
+            f"{_table_path(namespace, table)}/bulkloads",
+            body=body,
+            idempotent="id" in body,
+        )
+
+    def job(self, job_id: str) -> Call:
+        return Call("GET", f"/v1/jobs/{_segment(job_id)}", idempotent=True)
+
+    def jobs(self, namespace: str | None) -> Call:
+        params = {} if namespace is None else {"namespace": namespace}
+        return Call("GET", "/v1/jobs", params, idempotent=True)
+
+    def cancel_job(self, job_id: str) -> Call:
+        return Call("POST", f"/v1/jobs/{_segment(job_id)}/cancel", idempotent=True)
+
 
 def _is_msgpack(resp: httpx.Response) -> bool:
     content_type: str = resp.headers.get("content-type", "")

@@ -32,6 +32,9 @@ from msgspec import UNSET, UnsetType
 from mussel.client._models import (
     Expiration,
     ExpireReply,
+    JobDescription,
+    JobReply,
+    JobsReply,
     NamespaceDescription,
     NamespaceReply,
     NamespacesReply,
@@ -208,6 +211,42 @@ class Client:
     def drop_table(self, namespace: str, name: str) -> None:
         """Drop a table and its data."""
         self._send(self._api.drop_table(namespace, name))
+
+    # -- bulk loads and jobs ---------------------------------------------------
+
+    def bulk_load(
+        self,
+        namespace: str,
+        table: str,
+        source: str,
+        *,
+        mode: str = "merge",
+        layout: str = "cells",
+        columns: Mapping[str, str] | None = None,
+        ts: int | None = None,
+        job_id: str | None = None,
+    ) -> BulkLoad:
+        """Start a bulk load of Parquet at ``source`` (a URL the server can read);
+        returns a handle whose ``wait()`` blocks until the job is final (SPEC §2)."""
+        body: dict[str, Any] = {"source": source, "mode": mode, "layout": layout}
+        if columns is not None:
+            body["columns"] = dict(columns)
+        if ts is not None:
+            body["ts"] = ts
+        if job_id is not None:
+            body["id"] = job_id
+        job = self._call(self._api.bulk_load(namespace, table, body), JobReply).job
+        return BulkLoad(self, job)
+
+    def job(self, job_id: str) -> JobDescription:
+        return self._call(self._api.job(job_id), JobReply).job
+
+    def jobs(self, namespace: str | None = None) -> list[JobDescription]:
+        return self._call(self._api.jobs(namespace), JobsReply).jobs
+
+    def cancel_job(self, job_id: str) -> JobDescription:
+        """Ask the server to cancel a job; the answer may still show it running."""
+        return self._call(self._api.cancel_job(job_id), JobReply).job
 
     # -- writes ---------------------------------------------------------------
 
@@ -449,3 +488,46 @@ class Client:
             if page.cursor is None:
                 return
             cursor = page.cursor
+
+
+class BulkLoad:
+    """A handle on a bulk-load job: ``job`` is its last known description."""
+
+    def __init__(self, client: Client, job: JobDescription) -> None:
+        self.client = client
+        self.job = job
+
+    def __repr__(self) -> str:
+        return f"BulkLoad({self.job.id}, {self.job.state})"
+
+    @property
+    def id(self) -> str:
+        return self.job.id
+
+    def refresh(self) -> JobDescription:
+        self.job = self.client.job(self.job.id)
+        return self.job
+
+    def cancel(self) -> JobDescription:
+        self.job = self.client.cancel_job(self.job.id)
+        return self.job
+
+    def wait(
+        self,
+        timeout_s: float | None = None,
+        *,
+        poll_s: float = 0.2,
+        on_progress: Callable[[JobDescription], None] | None = None,
+    ) -> JobDescription:
+        """Poll until the job is committed, failed or cancelled; returns it.
+        ``on_progress`` sees every description polled. Raises ``TimeoutError``."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            job = self.refresh()
+            if on_progress is not None:
+                on_progress(job)
+            if job.done:
+                return job
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"job {job.id} is still {job.state} after {timeout_s:g}s")
+            time.sleep(poll_s)

@@ -29,8 +29,10 @@ import struct
 __all__ = [
     "META",
     "TERM",
+    "cell_key",
     "cell_prefix",
     "data_key",
+    "decode_cell_key",
     "decode_data_key",
     "decode_ts",
     "encode_ts",
@@ -96,6 +98,29 @@ def data_key(table_id: int, pk: bytes, sk: bytes, ts: int) -> bytes:
         + TERM
         + _U64.pack(_TS_BIAS - ts)
     )
+
+
+def cell_key(pk: bytes, sk: bytes, ts: int) -> bytes:
+    """``pk_part sk_part ts_desc``: a data key without its ``0x01 table_id`` prefix.
+
+    Bulk loads sort and hand over cells in this form (its bytewise order is the
+    store's order, whatever the table)."""
+    return (
+        pk.replace(b"\x00", b"\x00\xff")
+        + TERM
+        + sk.replace(b"\x00", b"\x00\xff")
+        + TERM
+        + _U64.pack(_TS_BIAS - ts)
+    )
+
+
+def decode_cell_key(key: bytes) -> tuple[bytes, bytes, int]:
+    """Inverse of :func:`cell_key`: (pk, sk, ts)."""
+    end = key.find(TERM)
+    if end < 0 or len(key) < end + 2 + 2 + 8:
+        raise ValueError("not a cell key")
+    sk, ts = split_cell_suffix(key[end + 2 :])
+    return key[:end].replace(b"\x00\xff", b"\x00"), sk, ts
 
 
 def split_cell_suffix(suffix: bytes) -> tuple[bytes, int]:

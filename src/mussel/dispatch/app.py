@@ -21,8 +21,16 @@ from urllib.parse import parse_qsl, unquote_to_bytes
 
 import msgspec
 
+from mussel.bulkload import JobInfo, JobManager
 from mussel.catalog import UNSET
-from mussel.dispatch.bodies import GetBody, NamespaceBody, TableBody, WriteBody, given
+from mussel.dispatch.bodies import (
+    BulkLoadBody,
+    GetBody,
+    NamespaceBody,
+    TableBody,
+    WriteBody,
+    given,
+)
 from mussel.dispatch.errors import error_to_response, method_not_allowed, not_found
 from mussel.dispatch.http import Request, Response
 from mussel.dispatch.metrics import ServerMetrics
@@ -157,7 +165,11 @@ class App:
     """
 
     def __init__(
-        self, store: Store, metrics: ServerMetrics | None = None, proxy: OwnerProxy | None = None
+        self,
+        store: Store,
+        metrics: ServerMetrics | None = None,
+        proxy: OwnerProxy | None = None,
+        jobs: JobManager | None = None,
     ) -> None:
         self.store = store
         self.metrics = metrics or ServerMetrics(store)
@@ -169,6 +181,19 @@ class App:
         """In the owner of several processes: refreshes ``metrics.peers`` (awaited
         before ``/metrics`` renders, so that it counts every process's requests)."""
         self._openapi: bytes | None = None
+        self._jobs = jobs
+
+    @property
+    def jobs(self) -> JobManager:
+        """The bulk-load jobs (created on first use when none was given)."""
+        if self._jobs is None:
+            self._jobs = JobManager(self.store)
+        return self._jobs
+
+    def close(self) -> None:
+        """Stop background work (running bulk loads are cancelled)."""
+        if self._jobs is not None:
+            self._jobs.close()
 
     # -- entry point ----------------------------------------------------------
 
@@ -275,6 +300,8 @@ class App:
                     raise method_not_allowed(method, "GET")
                 return parts[0], "", "", simple
             raise not_found(request.path)
+        if parts[0] == "v1" and n >= 2 and parts[1] == "jobs":
+            return self._jobs_route(request, parts)
         if parts[0] != "v1" or n < 2 or parts[1] != "namespaces":
             raise not_found(request.path)
         if n == 2:
@@ -308,6 +335,7 @@ class App:
                 "get": ("POST", lambda: self._multi_get(request, ns, table)),
                 "scan": ("GET", lambda: self._scan(request, ns, table)),
                 "expire": ("POST", lambda: self._expire(request, ns, table)),
+                "bulkloads": ("POST", lambda: self._bulk_load(request, ns, table)),
             }
             if action in routes:
                 want, handler = routes[action]
@@ -318,6 +346,22 @@ class App:
             if method != "GET":
                 raise method_not_allowed(method, "GET")
             return "read_row", ns, table, lambda: self._read_row(request, ns, table, parts[6])
+        raise not_found(request.path)
+
+    def _jobs_route(
+        self, request: Request, parts: list[str]
+    ) -> tuple[str, str, str, Callable[[], Any]]:
+        method, n = request.method, len(parts)
+        if n == 2:
+            handlers = {"GET": lambda: self._list_jobs(request)}
+            return "list_jobs", "", "", self._route(method, handlers)
+        job_id = _path_bytes(parts[2]).decode("utf-8", "replace")
+        if n == 3:
+            handlers = {"GET": lambda: self._job_reply(request, self.jobs.get(job_id))}
+            return "get_job", "", "", self._route(method, handlers)
+        if n == 4 and parts[3] == "cancel":
+            handlers = {"POST": lambda: self._job_reply(request, self.jobs.cancel(job_id))}
+            return "cancel_job", "", "", self._route(method, handlers)
         raise not_found(request.path)
 
     @staticmethod
@@ -701,6 +745,79 @@ class App:
 
         self.store.table_info(ns, table)
         return self._with_barrier(ns, table, None, consistency, read)
+
+    # -- bulk loads and jobs ----------------------------------------------------
+
+    def _bulk_load(self, request: Request, ns: str, table: str) -> Awaitable[Response]:
+        _query(request, set())  # takes none: a typo must not pass unseen
+        wire = Wire(request.header("content-type"), request.header("accept"), False)
+        body = wire.decode(request.body, BulkLoadBody)
+        self.store.table_info(ns, table)  # 404 before any I/O
+
+        def submit() -> JobInfo:
+            return self.jobs.submit(
+                ns,
+                table,
+                body.source,
+                mode=body.mode,
+                layout=body.layout,
+                columns=body.columns,
+                ts=body.ts,
+                job_id=body.id,
+            )
+
+        async def run() -> Response:
+            # listing the source and reading its footers is I/O (maybe S3): off the loop
+            job = await asyncio.get_running_loop().run_in_executor(None, submit)
+            out = Wire("", request.header("accept"), False)
+            return Response(202, out.encode({"job": _job_json(job)}), out.content_type)
+
+        return run()
+
+    def _list_jobs(self, request: Request) -> Response:
+        params = _query(request, {"namespace"})
+        jobs = self.jobs.list(params.get("namespace"))
+        return _reply(request, {"jobs": [_job_json(j) for j in jobs]})
+
+    def _job_reply(self, request: Request, job: JobInfo) -> Response:
+        _query(request, set())
+        return _reply(request, {"job": _job_json(job)})
+
+
+def _job_json(job: JobInfo) -> dict[str, Any]:
+    spec = job.spec
+    p = job.progress
+    return {
+        "id": job.id,
+        "kind": job.kind,
+        "state": job.state,
+        "namespace": spec.namespace,
+        "table": spec.table,
+        "source": spec.source,
+        "mode": spec.mode,
+        "layout": spec.layout,
+        "ts": job.ts_us,
+        "progress": {
+            "phase": p.phase,
+            "rows": p.rows,
+            "bytes": p.bytes,
+            "fraction": p.fraction,
+            "total_rows": p.total_rows,
+            "total_bytes": p.total_bytes,
+            "cells": p.cells,
+            "duplicates_dropped": p.duplicates_dropped,
+            "skipped_existing": p.skipped_existing,
+            "rate_rows_s": p.rate_rows_s,
+            "eta_s": p.eta_s,
+        },
+        "duplicates_dropped": p.duplicates_dropped,
+        "error": None
+        if job.error is None
+        else {"code": job.error.code, "message": job.error.message},
+        "created_us": job.created_us,
+        "started_us": job.started_us,
+        "finished_us": job.finished_us,
+    }
 
 
 def _reply_wire(request: Request) -> Wire:

@@ -15,6 +15,7 @@ from msgspec import UNSET, Meta, UnsetType
 from mussel.limits import MAX_MAX_VERSIONS, TS_MAX, TS_MIN
 
 __all__ = [
+    "BulkLoadBody",
     "GetBody",
     "GetKey",
     "NamespaceBody",
@@ -106,3 +107,14 @@ def given(struct: msgspec.Struct) -> dict[str, object]:
             continue
         out[name] = given(value) if isinstance(value, msgspec.Struct) else value
     return out
+
+
+class BulkLoadBody(_Strict):
+    """``POST .../bulkloads``: a Parquet source URL and how to load it (SPEC §2)."""
+
+    source: Annotated[str, Meta(min_length=1)]
+    mode: Literal["merge", "replace", "insert_ignore"] = "merge"
+    layout: Literal["cells", "wide"] = "cells"
+    columns: dict[str, str] | None = None
+    ts: Ts | None = None
+    id: Annotated[str, Meta(pattern="^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")] | None = None

@@ -33,7 +33,10 @@ def _schemas() -> dict[str, Any]:
         bodies.GetBody[str],
         bodies.NamespaceBody,
         bodies.TableBody[str],
+        bodies.BulkLoadBody,
         responses.ErrorBody,
+        responses.JobReply,
+        responses.JobsReply,
         responses.NamespaceReply,
         responses.NamespacesReply,
         responses.TableReply,
@@ -213,6 +216,25 @@ def openapi_document() -> bytes:
                 "responses": _answers("ScanReply", 404, 413, 503, ok_headers=_STALENESS),
             },
         },
+    }
+    job_answers = _answers("JobReply", 404)
+    paths["/v1/namespaces/{ns}/tables/{table}/bulkloads"] = {
+        "parameters": [_NS, _TABLE],
+        "post": {
+            "requestBody": _body("BulkLoadBody"),
+            "responses": {
+                "202": {"description": "Accepted", "content": _content(_ref("JobReply"))},
+                **{k: v for k, v in _answers("JobReply", 404, 409, 413, 503).items() if k != "200"},
+            },
+        },
+    }
+    paths["/v1/jobs"] = {
+        "get": {"parameters": [_query("namespace")], "responses": _answers("JobsReply")}
+    }
+    paths["/v1/jobs/{id}"] = {"parameters": [_path_param("id")], "get": {"responses": job_answers}}
+    paths["/v1/jobs/{id}/cancel"] = {
+        "parameters": [_path_param("id")],
+        "post": {"responses": job_answers},
     }
     doc = {
         "openapi": "3.1.0",

@@ -13,6 +13,9 @@ import msgspec
 __all__ = [
     "Deleted",
     "ErrorBody",
+    "JobOut",
+    "JobReply",
+    "JobsReply",
     "MultiGetResult",
     "NamespaceOut",
     "NamespaceReply",
@@ -168,3 +171,43 @@ class Deleted(msgspec.Struct):
 
 class Health(msgspec.Struct):
     status: str
+
+
+class JobProgressOut(msgspec.Struct):
+    phase: str
+    rows: int
+    bytes: int
+    fraction: float
+    total_rows: int
+    total_bytes: int
+    cells: int
+    duplicates_dropped: int
+    skipped_existing: int
+    rate_rows_s: float
+    eta_s: float | None
+
+
+class JobOut(msgspec.Struct):
+    id: str
+    kind: str
+    state: Literal["pending", "running", "committed", "failed", "cancelled"]
+    namespace: str
+    table: str
+    source: str
+    mode: Literal["merge", "replace", "insert_ignore"]
+    layout: Literal["cells", "wide"]
+    ts: int
+    progress: JobProgressOut
+    duplicates_dropped: int
+    error: ErrorDetail | None
+    created_us: int
+    started_us: int | None
+    finished_us: int | None
+
+
+class JobReply(msgspec.Struct):
+    job: JobOut
+
+
+class JobsReply(msgspec.Struct):
+    jobs: list[JobOut]

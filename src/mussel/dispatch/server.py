@@ -44,6 +44,7 @@ from typing import Any
 import msgspec
 import uvloop
 
+from mussel.bulkload import JobManager
 from mussel.dispatch.app import App
 from mussel.dispatch.serving import (
     RUN_DIR,
@@ -183,7 +184,7 @@ async def _serve(cfg: ServerConfig, ready_fd: int | None) -> None:
         store_cfg = replace(store_cfg, rocks=replace(store_cfg.rocks, wal=True))
     store = Store.open(cfg.data_dir, store_cfg)
     run = cfg.data_dir / RUN_DIR
-    app = App(store)
+    app = App(store, jobs=JobManager(store, Path(cfg.data_dir) / "bulk"))
     conns = Connections()
     loop = asyncio.get_running_loop()
     protocol = protocol_factory(app, conns, cfg.max_body_bytes)
@@ -259,6 +260,7 @@ async def _serve(cfg: ServerConfig, ready_fd: int | None) -> None:
     if owner_server is not None:
         owner_server.close()
     await loop.run_in_executor(None, expiration.stop)
+    await loop.run_in_executor(None, app.close)
     await loop.run_in_executor(None, store.close)
 
 

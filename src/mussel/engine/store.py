@@ -493,7 +493,7 @@ class Store:
             end = self._end_offset(p)
             if self._applied.get(p, 0) < end:
                 self._barrier({p: end})
-        if versions == 1 and min_ts is None and max_ts is None and not ctx.info.floors:
+        if versions == 1 and min_ts is None and max_ts is None and ctx.info.plain:
             ttl = ctx.info.options.ttl_seconds
             expired_before = None if ttl is None else self.clock.now_us() - ttl * 1_000_000
             cell = self._latest(tid, pk, sk, expired_before)

@@ -42,6 +42,7 @@ class ScanRequest(msgspec.Struct, array_like=True):
     max_versions_kept: int
     expired_before_us: int | None
     floors: list[tuple[int, int]]
+    hidden_epochs: list[int]
     start: tuple[bytes, bytes] | None
     pk_end: bytes | None
     max_versions: int
@@ -66,6 +67,7 @@ def _vis(req: ScanRequest) -> Visibility:
         max_versions=req.max_versions_kept,
         expired_before_us=req.expired_before_us,
         floors=tuple(Floor(ts, epoch) for ts, epoch in req.floors),
+        hidden_epochs=frozenset(req.hidden_epochs),
     )
 
 
@@ -150,6 +152,7 @@ class RemoteScanner:
             vis.max_versions,
             vis.expired_before_us,
             [(f.ts_us, f.epoch) for f in vis.floors],
+            sorted(vis.hidden_epochs),
             start,
             pk_end,
             max_versions,

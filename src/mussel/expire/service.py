@@ -360,4 +360,4 @@ class ExpirationService:
 
 def _pending(info: TableInfo) -> frozenset[int]:
     """Epochs of bulk loads still running on the table (never swept)."""
-    return frozenset(getattr(info, "pending_epochs", ()) or ())
+    return frozenset(info.pending_epochs)

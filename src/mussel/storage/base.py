@@ -17,19 +17,36 @@ Contract of every implementation (the same contract test suite runs on each):
   positions stored with it, so the replayer applies it again.
 * Reads see a consistent view of the data as of the read's start.
 * ``meta_write`` is atomic and durable when it returns.
+* ``bulk_ingest`` adds bulk-loaded versions stamped with a (pending) epoch. It never
+  replaces a stored version: a loaded cell whose (pk, sk, ts) is already stored is
+  *deferred* and written only by ``BulkIngest.commit_write``, atomically with the
+  catalog item that makes the epoch visible. Everything it adds before that is
+  invisible (its epoch is pending) and is removed later by the expiration service if
+  the job never commits.
 * Library errors surface as ``UnavailableError`` or ``CorruptionError``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 from mussel.model import Cell, Mutation, ScanCell
 from mussel.storage.versions import ReadFilter, Visibility
 
-__all__ = ["Backend", "RowQuery", "ScanQuery", "SkRange", "SweepPage", "TableStats"]
+__all__ = [
+    "Backend",
+    "BulkIngest",
+    "IngestCounts",
+    "RowQuery",
+    "ScanQuery",
+    "SkRange",
+    "SweepPage",
+    "TableStats",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +117,40 @@ class SweepPage:
     candidates: list[tuple[bytes, bytes]]
     candidate_bytes: int
     next_cell: tuple[bytes, bytes] | None
+
+
+@dataclass(frozen=True, slots=True)
+class IngestCounts:
+    """What one ``BulkIngest.add`` did: versions written now, versions deferred to the
+    commit (their (pk, sk, ts) was already stored), and their bytes (keys and values)."""
+
+    written: int = 0
+    deferred: int = 0
+    nbytes: int = 0
+
+
+class BulkIngest(Protocol):
+    """A bulk load's writer into one table at one pending epoch.
+
+    ``add`` takes put versions as two parallel sequences: cell keys
+    (``codec.keys.cell_key(pk, sk, ts)``, a data key without its table prefix) in
+    ascending order, no two equal, each call's first after the previous call's last;
+    and their values. It prepares the data without the apply lock, then holds ``lock``
+    (the catalog's apply lock) only while it checks for stored versions at the same
+    keys and publishes the data, so a streaming write cannot slip in between the check
+    and the publication.
+    """
+
+    def add(self, cell_keys: Sequence[bytes], values: Sequence[bytes]) -> IngestCounts: ...
+
+    def commit_write(self, items: Mapping[bytes, bytes | None]) -> None:
+        """Write catalog ``items`` and the deferred cells in one atomic, durable step.
+        Called with the apply lock held (by ``Catalog.commit_epoch``)."""
+        ...
+
+    def discard(self) -> None:
+        """Remove temporary files. Safe to call more than once, after commit too."""
+        ...
 
 
 class Backend(Protocol):
@@ -208,6 +259,13 @@ class Backend(Protocol):
 
     def meta_write(self, items: Mapping[bytes, bytes | None]) -> None:
         """Atomically and durably put (or, for None, delete) metadata items."""
+        ...
+
+    def bulk_ingest(
+        self, table_id: int, epoch: int, workdir: Path, lock: AbstractContextManager[object]
+    ) -> BulkIngest:
+        """A writer of bulk-loaded versions of ``table_id`` stamped with ``epoch``;
+        ``workdir`` is an empty directory it may use for temporary files."""
         ...
 
     def close(self) -> None: ...

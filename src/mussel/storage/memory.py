@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
+from pathlib import Path
 
-from mussel.codec.keys import data_key, decode_data_key
+from mussel.codec.keys import data_key, decode_cell_key, decode_data_key
 from mussel.model import OP_DELETE, Cell, Mutation, ScanCell
-from mussel.storage.base import RowQuery, ScanQuery, SkRange, SweepPage, TableStats
+from mussel.storage.base import IngestCounts, RowQuery, ScanQuery, SkRange, SweepPage, TableStats
 from mussel.storage.versions import ReadFilter, Visibility, page_versions, removable_versions
 
 __all__ = ["MemoryBackend"]
@@ -212,5 +214,54 @@ class MemoryBackend:
                 else:
                     self._meta[k] = v
 
+    def bulk_ingest(
+        self, table_id: int, epoch: int, workdir: Path, lock: AbstractContextManager[object]
+    ) -> _MemoryIngest:
+        return _MemoryIngest(self, table_id, epoch, lock)
+
     def close(self) -> None:
         return None
+
+
+class _MemoryIngest:
+    """Direct inserts; cells colliding with a stored (pk, sk, ts) wait for the commit."""
+
+    def __init__(
+        self,
+        backend: MemoryBackend,
+        table_id: int,
+        epoch: int,
+        lock: AbstractContextManager[object],
+    ) -> None:
+        self._b = backend
+        self._table_id = table_id
+        self._epoch = epoch
+        self._lock = lock
+        self._deferred: list[tuple[bytes, bytes, int, bytes]] = []
+
+    def add(self, cell_keys: Sequence[bytes], values: Sequence[bytes]) -> IngestCounts:
+        written = deferred = nbytes = 0
+        with self._lock, self._b._lock:
+            table = self._b._tables.setdefault(self._table_id, {})
+            for key, value in zip(cell_keys, values, strict=True):
+                pk, sk, ts = decode_cell_key(key)
+                versions = table.setdefault(pk, {}).setdefault(sk, {})
+                nbytes += len(pk) + len(sk) + 8 + len(value)
+                if ts in versions:
+                    self._deferred.append((pk, sk, ts, value))
+                    deferred += 1
+                else:
+                    versions[ts] = (False, self._epoch, value)
+                    written += 1
+        return IngestCounts(written, deferred, nbytes)
+
+    def commit_write(self, items: Mapping[bytes, bytes | None]) -> None:
+        with self._b._lock:
+            table = self._b._tables.setdefault(self._table_id, {})
+            for pk, sk, ts, value in self._deferred:
+                table.setdefault(pk, {}).setdefault(sk, {})[ts] = (False, self._epoch, value)
+            self._b.meta_write(items)
+            self._deferred = []
+
+    def discard(self) -> None:
+        self._deferred = []

@@ -9,8 +9,10 @@ was current when it was applied.
 Given a cell's stored versions newest first, the *visible* versions are found by
 walking them in order and:
 
-1. skipping every version hidden by a replace floor (``ts <= floor.ts_us`` and
-   ``epoch < floor.epoch``), tombstones included: a floored tombstone hides nothing;
+1. skipping every version of a hidden epoch (a bulk load still running, or one
+   that failed or was cancelled) and every version hidden by a replace floor
+   (``ts <= floor.ts_us`` and ``epoch < floor.epoch``), tombstones included: a
+   skipped tombstone hides nothing;
 2. stopping at the first tombstone (it hides every version with ts <= its ts);
 3. stopping at the first expired version (``ts < now - ttl``; older ones are
    expired too);
@@ -42,6 +44,7 @@ class Visibility:
     max_versions: int = 1
     expired_before_us: int | None = None
     floors: tuple[Floor, ...] = ()
+    hidden_epochs: frozenset[int] = frozenset()
 
     @classmethod
     def of(cls, table: TableInfo, now_us: int) -> Visibility:
@@ -50,11 +53,20 @@ class Visibility:
             max_versions=table.options.max_versions,
             expired_before_us=None if ttl is None else now_us - ttl * 1_000_000,
             floors=table.floors,
+            hidden_epochs=table.hidden_epochs,
         )
 
+    @property
+    def uses_epochs(self) -> bool:
+        """True when a version's epoch matters (floors or hidden epochs): readers that
+        skip decoding epochs may do so only when this is False."""
+        return bool(self.floors or self.hidden_epochs)
+
     def floored(self, ts: int, epoch: int) -> bool:
-        """True when a replace floor hides the version (ts, epoch)."""
-        return any(ts <= f.ts_us and epoch < f.epoch for f in self.floors)
+        """True when a replace floor or a hidden epoch hides the version (ts, epoch)."""
+        return epoch in self.hidden_epochs or any(
+            ts <= f.ts_us and epoch < f.epoch for f in self.floors
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,10 +98,10 @@ def visible_versions(
     """
     out: list[tuple[int, V]] = []
     kept = 0
-    floors = vis.floors
+    epochs = vis.uses_epochs
     expired_before = vis.expired_before_us
     for ts, tombstone, epoch, payload in stored:
-        if floors and vis.floored(ts, epoch):
+        if epochs and vis.floored(ts, epoch):
             continue
         if tombstone or (expired_before is not None and ts < expired_before):
             break
@@ -148,20 +160,24 @@ def removable_versions(
     * a version under a replace floor, or of an epoch ``vis`` hides, unless the epoch
       is ``pending`` (a bulk load still running: it may yet commit);
     * an expired version, and every version older than it;
-    * every version older than a tombstone (the tombstone hides them);
-    * every version older than the ``max_versions``-th visible put.
+    * every version older than the ``max_versions``-th visible put;
+    * a tombstone older than ``tombstones_before_us`` with nothing pending under it,
+      and every version under it.
 
-    A tombstone that cuts the walk is removed only if it is older than
-    ``tombstones_before_us`` (a grace period: a late write older than a removed
-    tombstone would become visible, as in Cassandra's gc_grace) and no pending version
-    lies under it. Versions of pending epochs are never removed and are skipped by
-    the walk, as reads skip them. Removing everything this returns does not change
-    the answer of any read (the property tests check exactly that).
+    Under a younger tombstone only floored, hidden and expired versions go: a later
+    write with the tombstone's exact ts replaces it (the equal-timestamp rule), and the
+    versions it hid would be visible again. Past the grace period, writes at or below a
+    removed tombstone's ts are the one documented exception, as with Cassandra's
+    gc_grace: they are visible, where the tombstone would have hidden them. Versions of
+    pending epochs are never removed and are skipped by the walk, as reads skip them.
+    Removing everything this returns does not change the answer of any read, now, or
+    after later writes within the grace period (the property tests check exactly that).
     """
     out = [False] * len(stored)
     expired_before = vis.expired_before_us
     kept = 0
     cut: int | None = None  # index of the version from which everything older goes
+    shadowed = False  # under a tombstone still in its grace period
     for i, (ts, tombstone, epoch) in enumerate(stored):
         if epoch in pending:
             continue
@@ -175,14 +191,18 @@ def removable_versions(
             out[i] = True
             cut = i
             continue
+        if shadowed:
+            continue
         if tombstone:
-            cut = i
-            below = stored[i + 1 :]
-            out[i] = (
+            if (
                 tombstones_before_us is not None
                 and ts < tombstones_before_us
-                and not any(e in pending for _, _, e in below)
-            )
+                and not any(e in pending for _, _, e in stored[i + 1 :])
+            ):
+                out[i] = True
+                cut = i
+            else:
+                shadowed = True
             continue
         kept += 1
         if kept > vis.max_versions:

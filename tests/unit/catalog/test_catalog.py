@@ -6,7 +6,12 @@ import pytest
 
 from mussel.catalog import Catalog
 from mussel.clock import ManualClock
-from mussel.errors import ConflictError, InvalidRequestError, NamespaceNotFoundError
+from mussel.errors import (
+    ConflictError,
+    InvalidRequestError,
+    NamespaceNotFoundError,
+    TableNotFoundError,
+)
 from mussel.model import Floor, Partitioning
 from mussel.storage.memory import MemoryBackend
 from mussel.storage.rocksdb import RocksBackend, RocksConfig
@@ -89,6 +94,82 @@ def test_add_floor_starts_a_new_epoch() -> None:
     t = c.add_floor("ns", "t", 100)
     assert (t.epoch, t.floors) == (1, (Floor(100, 1),))
     assert c.epochs() == {t.id: 1}
+
+
+def _table(c: Catalog) -> None:
+    c.put_namespace("ns")
+    c.put_table("ns", "t", {})
+
+
+def test_reserved_epochs_are_fresh_and_pending_until_commit() -> None:
+    c = Catalog(MemoryBackend(), ManualClock())
+    _table(c)
+    t1, e1 = c.reserve_epoch("ns", "t")
+    t2, e2 = c.reserve_epoch("ns", "t")
+    assert (e1, e2) == (1, 2)
+    assert t2.pending_epochs == (1, 2) and not t2.plain
+    assert t2.hidden_epochs == {1, 2}
+    assert c.epochs() == {t1.id: 0}  # streaming writes keep the streaming epoch
+    t = c.commit_epoch("ns", "t", t1.id, e1)
+    assert (t.pending_epochs, t.epoch, t.floors) == ((2,), 0, ())
+
+
+def test_replace_commit_adds_the_floor_and_switches_the_streaming_epoch() -> None:
+    c = Catalog(MemoryBackend(), ManualClock())
+    _table(c)
+    t, e = c.reserve_epoch("ns", "t")
+    t = c.commit_epoch("ns", "t", t.id, e, floor_ts_us=500)
+    assert (t.epoch, t.floors, t.pending_epochs) == (e, (Floor(500, e),), ())
+    assert c.epochs() == {t.id: e}
+
+
+def test_replace_cannot_commit_while_another_load_is_pending() -> None:
+    c = Catalog(MemoryBackend(), ManualClock())
+    _table(c)
+    t, e1 = c.reserve_epoch("ns", "t")
+    _, e2 = c.reserve_epoch("ns", "t")
+    with pytest.raises(ConflictError, match="other loads"):
+        c.commit_epoch("ns", "t", t.id, e2, floor_ts_us=5)
+    assert c.get_table("ns", "t").pending_epochs == (e1, e2)
+
+
+def test_aborted_epoch_stays_hidden_and_cannot_commit() -> None:
+    c = Catalog(MemoryBackend(), ManualClock())
+    _table(c)
+    t, e = c.reserve_epoch("ns", "t")
+    c.abort_epoch("ns", "t", t.id, e)
+    t = c.get_table("ns", "t")
+    assert (t.pending_epochs, t.aborted_epochs) == ((), (e,))
+    with pytest.raises(ConflictError, match="not pending"):
+        c.commit_epoch("ns", "t", t.id, e)
+
+
+def test_epochs_are_never_reused_across_restarts(tmp_path: Path) -> None:
+    b = RocksBackend(tmp_path / "db", RocksConfig(block_cache_bytes=1 << 20))
+    c = Catalog(b, ManualClock())
+    _table(c)
+    c.reserve_epoch("ns", "t")
+    b.close()
+    b = RocksBackend(tmp_path / "db", RocksConfig(block_cache_bytes=1 << 20))
+    c = Catalog(b, ManualClock())
+    assert c.abort_pending_epochs() == [("ns/t", 1)]
+    _, e = c.reserve_epoch("ns", "t")
+    assert e == 2
+    t = c.get_table("ns", "t")
+    assert (t.pending_epochs, t.aborted_epochs) == ((2,), (1,))
+    b.close()
+
+
+def test_commit_refuses_a_table_dropped_and_created_again() -> None:
+    c = Catalog(MemoryBackend(), ManualClock())
+    _table(c)
+    t, e = c.reserve_epoch("ns", "t")
+    c.drop_table("ns", "t")
+    c.put_table("ns", "t", {})
+    with pytest.raises(TableNotFoundError, match="dropped"):
+        c.commit_epoch("ns", "t", t.id, e)
+    c.abort_epoch("ns", "t", t.id, e)  # a no-op, not an error
+    assert c.get_table("ns", "t").aborted_epochs == ()
 
 
 def test_generation_grows_with_every_change() -> None:

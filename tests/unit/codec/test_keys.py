@@ -84,3 +84,11 @@ def test_cursor_round_trip_and_rejects_foreign_tokens() -> None:
     for bad in ("", "!!!", "bm90IG1zZ3BhY2s", encode_cursor("row", 1, 2, 3)):
         with pytest.raises(InvalidCursorError):
             decode_cursor(bad, "row", (bytes, bytes, int))
+
+
+def test_cell_key_is_a_data_key_without_its_table_prefix() -> None:
+    from mussel.codec.keys import cell_key, data_key, decode_cell_key, table_prefix
+
+    for pk, sk, ts in [(b"a", b"", 0), (b"\x00\x01", b"s\x00", -5), (b"p", b"q", 2**62)]:
+        assert table_prefix(7) + cell_key(pk, sk, ts) == data_key(7, pk, sk, ts)
+        assert decode_cell_key(cell_key(pk, sk, ts)) == (pk, sk, ts)

@@ -23,6 +23,7 @@ class W:
 class ModelTable:
     writes: list[W] = field(default_factory=list)
     floors: list[tuple[int, int]] = field(default_factory=list)  # (ts, epoch)
+    hidden_epochs: set[int] = field(default_factory=set)  # pending or aborted bulk loads
 
     def visible(
         self, pk: bytes, sk: bytes, now_us: int, ttl_s: int | None, max_versions: int
@@ -36,6 +37,7 @@ class ModelTable:
             w
             for w in last_at_ts.values()
             if not any(w.ts <= f_ts and w.epoch < f_epoch for f_ts, f_epoch in self.floors)
+            and w.epoch not in self.hidden_epochs
         ]
         newest_tombstone = max((w.ts for w in alive if w.delete), default=None)
         puts = [

@@ -286,16 +286,16 @@ def test_a_sweep_removes_exactly_what_no_read_can_see(backend: Backend) -> None:
     backend.apply(muts, EPOCHS, {})
     vis = Visibility(max_versions=3, expired_before_us=2)
     before = backend.scan(T, vis, ALL_VERSIONS)[0]
-    assert _sweep_all(backend, vis, step=2) == 7 + 1 + 1  # p: 7 beyond max; q5; r: expired
+    # p: 7 beyond max_versions; r: expired; q/5 stays under its tombstone (no grace)
+    assert _sweep_all(backend, vis, step=2) == 7 + 1
     assert backend.scan(T, vis, ALL_VERSIONS)[0] == before
     everything = backend.scan(T, Visibility(max_versions=1000), ALL_VERSIONS)[0]
-    assert [(c.pk, c.ts) for c in everything] == [
-        (b"p", 10),
-        (b"p", 9),
-        (b"p", 8),
-        (b"q", 7),
-    ]  # fmt: skip  (the tombstone at q/6 stays: no grace given)
+    assert [(c.pk, c.ts) for c in everything] == [(b"p", 10), (b"p", 9), (b"p", 8), (b"q", 7)]
+    assert backend.table_stats(T).approx_cells == 6  # and q/6 (a tombstone), q/5
     assert _sweep_all(backend, vis, step=100) == 0  # nothing more
+    assert _sweep_all(backend, vis, step=100, grace=7) == 2  # q/6 and q/5, past the grace
+    assert backend.table_stats(T).approx_cells == 4
+    assert backend.scan(T, vis, ALL_VERSIONS)[0] == before
 
 
 def test_a_sweep_never_deletes_a_version_replaced_since_the_scan(backend: Backend) -> None:

@@ -47,6 +47,20 @@ def test_floored_tombstone_hides_nothing() -> None:
     assert visible_versions(s, vis, ALL) == [(5, b"loaded")]
 
 
+def test_versions_of_hidden_epochs_are_skipped_tombstones_included() -> None:
+    s = stored((30, False, 3, b"bulk"), (20, True, 3, b""), (10, False, 0, b"old"))
+    vis = Visibility(max_versions=5, hidden_epochs=frozenset({3}))
+    assert vis.uses_epochs
+    assert visible_versions(s, vis, ALL) == [(10, b"old")]
+    assert visible_versions(s, Visibility(max_versions=5), ALL) == [(30, b"bulk")]
+
+
+def test_hidden_versions_do_not_count_towards_max_versions() -> None:
+    s = stored((3, False, 2, b"c"), (2, False, 0, b"b"), (1, False, 0, b"a"))
+    vis = Visibility(max_versions=2, hidden_epochs=frozenset({2}))
+    assert visible_versions(s, vis, ALL) == [(2, b"b"), (1, b"a")]
+
+
 def test_time_range_filters_the_visible_set_not_the_stored_one() -> None:
     s = stored((1, False, 0, b"a"), (2, False, 0, b"b"), (3, False, 0, b"c"))
     vis = Visibility(max_versions=2)
@@ -73,11 +87,12 @@ history = st.lists(
     st.one_of(st.none(), st.integers(1, 10)),
     st.integers(0, 20),
     st.lists(st.tuples(st.integers(0, 12), st.integers(1, 2)), max_size=2),
+    st.sets(st.integers(0, 2), max_size=2),
 )
 def test_visibility_matches_the_naive_model(
-    ops: list, max_versions: int, ttl_s: int | None, now_s: int, floors: list
+    ops: list, max_versions: int, ttl_s: int | None, now_s: int, floors: list, hidden: set
 ) -> None:
-    model = ModelTable(floors=[(t * 1_000_000, e) for t, e in floors])
+    model = ModelTable(floors=[(t * 1_000_000, e) for t, e in floors], hidden_epochs=hidden)
     per_cell: dict[bytes, dict[int, tuple[int, bool, int, bytes]]] = {}
     for i, (sk, ts, delete, epoch) in enumerate(ops):
         value = b"" if delete else f"v{i}".encode()
@@ -89,6 +104,7 @@ def test_visibility_matches_the_naive_model(
         max_versions=max_versions,
         expired_before_us=None if ttl_s is None else now_us - ttl_s * 1_000_000,
         floors=tuple(Floor(t * 1_000_000, e) for t, e in floors),
+        hidden_epochs=frozenset(hidden),
     )
     for sk, by_ts in per_cell.items():
         got = visible_versions(stored(*by_ts.values()), vis, ALL)
@@ -170,12 +186,17 @@ def test_what_was_removed_stays_invisible_whatever_comes_later(
     floors: list,
     new_floors: list,
 ) -> None:
-    """Sweep, then more writes (any ts, late ones too), time passing and new replace
-    floors: reads of the swept cell equal those of the cell never swept. (Tombstones
-    are kept here; removing them is the one documented exception, for late writes.)"""
+    """Sweep, then more writes (any ts, late ones and equal-ts replacements too), time
+    passing and new replace floors: reads of the swept cell equal those of the cell
+    never swept. (No tombstone grace here: writes older than a removed tombstone are
+    the one documented exception.)"""
     by_ts = _cell(before)
     swept = _swept(by_ts, _vis(max_versions, ttl, now, floors), None)
-    for ts, delete, epoch in after:
+    # Later streaming writes carry the table's epoch then: never older than what is
+    # stored (epochs only grow; a replace makes its own the streaming epoch).
+    newest = max((v[2] for v in by_ts.values()), default=0)
+    for ts, delete, given_epoch in after:
+        epoch = max(given_epoch, newest)
         version = (ts, delete, epoch, b"" if delete else f"late{ts}".encode())
         by_ts[ts] = version
         swept[ts] = version
@@ -190,9 +211,11 @@ def test_removable_examples() -> None:
     s = [(500, False, 0), (400, False, 0), (300, False, 0), (50, False, 0)]
     assert removable_versions(s, vis) == [False, False, True, True]
     s = [(500, False, 0), (400, True, 0), (300, False, 0)]
-    assert removable_versions(s, vis) == [False, False, True]  # tombstone kept: no grace
+    # in its grace period a tombstone and what it hides stay (a write at ts 400 could
+    # replace it and show version 300 again); past it, both go
+    assert removable_versions(s, vis) == [False, False, False]
     assert removable_versions(s, vis, tombstones_before_us=450) == [False, True, True]
-    assert removable_versions(s, vis, tombstones_before_us=400) == [False, False, True]
+    assert removable_versions(s, vis, tombstones_before_us=400) == [False, False, False]
     # a pending epoch's version is never removed, and keeps the tombstone above it
     s = [(500, True, 0), (300, False, 7)]
     assert removable_versions(s, vis, pending=frozenset({7}), tombstones_before_us=999) == [

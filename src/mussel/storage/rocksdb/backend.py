@@ -19,6 +19,7 @@ import itertools
 import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,7 @@ from mussel.errors import InvalidRequestError
 from mussel.model import OP_DELETE, OP_PUT, Cell, Mutation, ScanCell
 from mussel.storage.base import RowQuery, ScanQuery, SkRange, SweepPage, TableStats
 from mussel.storage.rocksdb.errors import map_backend_errors
+from mussel.storage.rocksdb.ingest import RocksIngest
 from mussel.storage.rocksdb.layout import (
     KIND_PUT,
     KIND_TOMBSTONE,
@@ -337,7 +339,7 @@ class RocksBackend:
     def get_cell(
         self, table_id: int, vis: Visibility, pk: bytes, sk: bytes, rf: ReadFilter
     ) -> list[Cell]:
-        if rf.versions == 1 and rf.min_ts is None and rf.max_ts is None and not vis.floors:
+        if rf.versions == 1 and rf.min_ts is None and rf.max_ts is None and not vis.uses_epochs:
             cell = self.get_latest(table_id, pk, sk, vis.expired_before_us)
             return [] if cell is None else [cell]
         cp = (
@@ -351,7 +353,7 @@ class RocksBackend:
         try:
             it = self._db.iter(self._ro)
             it.seek(cp)
-            found = visible_versions(self._cell_versions(it, cp, bool(vis.floors)), vis, rf)
+            found = visible_versions(self._cell_versions(it, cp, vis.uses_epochs), vis, rf)
         except Exception as exc:
             with map_backend_errors("read"):
                 raise exc
@@ -420,7 +422,7 @@ class RocksBackend:
             it = self._iter_from(start)
             groups = (
                 (unescape(body[:-2]), versions)
-                for body, versions in self._groups(it, end, len(rp), bool(vis.floors))
+                for body, versions in self._groups(it, end, len(rp), vis.uses_epochs)
             )
             page, more = page_versions(groups, vis, q.rf, q.limit, q.after)
         return [Cell(sk, ts, value) for sk, ts, value in page], more
@@ -473,7 +475,7 @@ class RocksBackend:
 
         with map_backend_errors("scan"):
             it = self._iter_from(start)
-            groups = decoded(self._groups(it, end, len(tp), bool(vis.floors)))
+            groups = decoded(self._groups(it, end, len(tp), vis.uses_epochs))
             page, more = page_versions(groups, vis, q.rf, q.limit, after)
         return [ScanCell(pk, sk, ts, value) for (pk, sk), ts, value in page], more
 
@@ -626,6 +628,21 @@ class RocksBackend:
                 wb.put(k, v)
         with map_backend_errors("metadata write"):
             self._db.write(wb, self._wo_sync)
+
+    # -- bulk ingest (see ``ingest.py``) ----------------------------------------
+
+    def bulk_ingest(
+        self, table_id: int, epoch: int, workdir: Path, lock: AbstractContextManager[object]
+    ) -> RocksIngest:
+        return RocksIngest(self, table_id, epoch, workdir, lock)
+
+    def _count_ingested(self, table_id: int, cells: int, nbytes: int) -> None:
+        """Add ingested versions to the table's counters (caller holds the apply lock)."""
+        old = self._stats.get(table_id, (0, 0))
+        new = (old[0] + cells, old[1] + nbytes)
+        with map_backend_errors("bulk ingest (stats)"):
+            self._db.put(stats_key(table_id), _ENC.encode(new), self._wo_sync)
+        self._stats[table_id] = new
 
     def close(self) -> None:
         if self._closed:

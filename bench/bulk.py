@@ -1,0 +1,173 @@
+"""Bulk-load benchmark (issue 4): Parquet on local disk -> queryable, cells/s.
+
+``python -m bench.bulk [--cells N] [--no-postgres]``: writes N cells (default 10M) of
+100-byte values as Spark-style Parquet (10 ``part-*`` files, rows in random key
+order), loads them into a fresh embedded store with a ``replace`` job, checks a sample
+with point reads, and reports cells/s end to end (submission to committed), the
+phases, and the peak RSS of this process (the store runs in it). Then PostgreSQL
+``COPY`` of the same rows (read from the same Parquet files) into a table with the
+cells schema and its primary key, on the same machine, in the same run.
+
+Results: ``bench/results/bulk.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import resource
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from mussel.bulkload import JobManager
+from mussel.engine import Store, StoreConfig
+
+RESULTS = Path(__file__).parent / "results"
+VALUE_BYTES = 100
+FILES = 10
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def write_source(root: Path, cells: int, seed: int = 7) -> int:
+    """Spark-like output: part files + _SUCCESS, keys in random order."""
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    per_file = -(-cells // FILES)
+    order = rng.permutation(cells)
+    total = 0
+    for f in range(FILES):
+        ids = order[f * per_file : (f + 1) * per_file]
+        if len(ids) == 0:
+            break
+        pk = pc.binary_join_element_wise(
+            "user", pc.utf8_lpad(pa.array(ids).cast(pa.string()), 10, "0"), ""
+        )
+        raw = rng.integers(0, 256, size=len(ids) * VALUE_BYTES, dtype=np.uint8).tobytes()
+        values = pa.FixedSizeBinaryArray.from_buffers(
+            pa.binary(VALUE_BYTES), len(ids), [None, pa.py_buffer(raw)]
+        ).cast(pa.binary())
+        table = pa.table({"pk": pk, "sk": pa.array(["f"] * len(ids)), "value": values})
+        pq.write_table(table, root / f"part-{f:05d}.snappy.parquet", row_group_size=500_000)
+        total += len(ids)
+    (root / "_SUCCESS").write_bytes(b"")
+    return total
+
+
+def bench_mussel(source: Path, workdir: Path, cells: int) -> dict[str, Any]:
+    store = Store.open(workdir / "store", StoreConfig())
+    try:
+        store.put_namespace("bench")
+        store.put_table("bench", "bulk")
+        jobs = JobManager(store, workdir / "bulk")
+        t0 = time.perf_counter()
+        job = jobs.submit("bench", "bulk", str(source), mode="replace")
+        phases: dict[str, float] = {}
+        last = None
+        while True:
+            info = jobs.get(job.id)
+            if info.progress.phase != last:
+                phases[info.progress.phase] = time.perf_counter() - t0
+                last = info.progress.phase
+            if info.state in ("committed", "failed", "cancelled"):
+                break
+            time.sleep(0.05)
+        seconds = time.perf_counter() - t0
+        assert info.state == "committed", info.error
+        rng = np.random.default_rng(1)
+        sample = rng.integers(0, cells, 1000)
+        for i in sample:
+            got = store.get("bench", "bulk", f"user{int(i):010d}", "f")
+            assert len(got) == 1 and len(got[0].value) == VALUE_BYTES, i
+        jobs.close()
+        return {
+            "cells": cells,
+            "seconds": round(seconds, 2),
+            "cells_per_s": round(cells / seconds),
+            "phase_started_at_s": {k: round(v, 2) for k, v in phases.items()},
+            "peak_rss_mib": round(peak_rss_mib()),
+            "duplicates_dropped": info.progress.duplicates_dropped,
+        }
+    finally:
+        store.close()
+
+
+def bench_postgres(source: Path, workdir: Path, cells: int) -> dict[str, Any]:
+    from bench.peers.postgres import PostgresPeer
+
+    with PostgresPeer(workdir / "pg") as pg, pg.connect() as conn:
+        conn.execute("DROP TABLE IF EXISTS bulk")
+        conn.execute(
+            "CREATE TABLE bulk (pk bytea NOT NULL, sk bytea NOT NULL, ts bigint NOT NULL,"
+            " value bytea)"
+        )
+        t0 = time.perf_counter()
+        with (
+            conn.transaction(),
+            conn.cursor() as cur,
+            cur.copy("COPY bulk (pk, sk, ts, value) FROM STDIN (FORMAT BINARY)") as copy,
+        ):
+            copy.set_types(["bytea", "bytea", "int8", "bytea"])
+            ts = 1
+            for part in sorted(source.glob("part-*")):
+                for rb in pq.ParquetFile(part).iter_batches(batch_size=65_536):
+                    pks = rb.column("pk").cast(pa.binary()).to_pylist()
+                    sks = rb.column("sk").cast(pa.binary()).to_pylist()
+                    for pk, sk, value in zip(pks, sks, rb.column("value").to_pylist(), strict=True):
+                        copy.write_row((pk, sk, ts, value))
+        copy_s = time.perf_counter() - t0
+        conn.execute("ALTER TABLE bulk ADD PRIMARY KEY (pk, sk, ts)")
+        seconds = time.perf_counter() - t0
+        return {
+            "cells": cells,
+            "copy_seconds": round(copy_s, 2),
+            "copy_rows_per_s": round(cells / copy_s),
+            "seconds_with_primary_key": round(seconds, 2),
+            "rows_per_s_with_primary_key": round(cells / seconds),
+        }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cells", type=int, default=10_000_000)
+    ap.add_argument("--no-postgres", action="store_true")
+    ap.add_argument("--workdir", type=Path, default=None)
+    args = ap.parse_args()
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="mussel-bench-bulk-"))
+    try:
+        source = workdir / "source"
+        t0 = time.perf_counter()
+        # in a child process, so that this process's peak RSS is the load's alone
+        with multiprocessing.get_context("spawn").Pool(1) as pool:
+            cells = pool.apply(write_source, (source, args.cells))
+        gen_s = time.perf_counter() - t0
+        src_bytes = sum(p.stat().st_size for p in source.iterdir())
+        print(f"source: {cells:,} cells, {src_bytes / 2**20:.0f} MiB, written in {gen_s:.1f}s")
+        mussel = bench_mussel(source, workdir, cells)
+        print(f"mussel: {json.dumps(mussel)}")
+        result: dict[str, Any] = {"source_mib": round(src_bytes / 2**20), "mussel": mussel}
+        if not args.no_postgres:
+            pg = bench_postgres(source, workdir, cells)
+            print(f"postgres: {json.dumps(pg)}")
+            result["postgres"] = pg
+            result["mussel_vs_copy"] = round(mussel["cells_per_s"] / pg["copy_rows_per_s"], 2)
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / "bulk.json").write_text(json.dumps(result, indent=2) + "\n")
+        print(json.dumps(result, indent=2))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

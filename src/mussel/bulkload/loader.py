@@ -1,0 +1,195 @@
+"""One bulk load, start to end: read → cells → external sort → ingest → commit.
+
+``run_load`` REQUIRES an epoch already reserved for the table (``Catalog.reserve_epoch``)
+and the job's timestamp T. It:
+
+1. reads the source in record batches, turns each into cells (``layouts``), checks
+   their sizes against ``Limits`` (an error names the file and row) and feeds the
+   ``Sorter`` (which drops duplicate (pk, sk, ts), keeping the last in source order);
+2. streams the sorted cells into ``backend.bulk_ingest`` in chunks of ``sst_cells``
+   (one SST file each on RocksDB), filtering them first for ``insert_ignore``; every
+   ingested version carries the job's epoch, which is pending, so nothing is visible;
+3. commits with ``Catalog.commit_epoch``: one atomic catalog write (plus the job
+   record and any deferred cells) that makes the epoch visible, with the replace
+   floor for ``replace``.
+
+A failure or a cancel at any point before 3 leaves the table as it was (the caller
+aborts the epoch); ingested files stay until the expiration service removes them.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from mussel.bulkload.layouts import Layout
+from mussel.bulkload.modes import Mode, keep_absent
+from mussel.bulkload.sorter import Sorter
+from mussel.bulkload.source import ParquetSource
+from mussel.engine import Store
+from mussel.errors import InvalidRequestError, MusselError, TooLargeError
+
+__all__ = ["Cancelled", "LoadPlan", "LoadStats", "run_load"]
+
+
+class Cancelled(Exception):
+    """Raised inside a load when its job is cancelled."""
+
+
+@dataclass(frozen=True, slots=True)
+class LoadPlan:
+    namespace: str
+    table: str
+    table_id: int
+    epoch: int
+    ts_us: int
+    mode: Mode
+    layout: Layout
+    source: ParquetSource
+    workdir: Path
+    batch_rows: int = 65_536
+    run_bytes: int = 256 << 20
+    sst_cells: int = 500_000
+
+
+@dataclass
+class LoadStats:
+    """Live counters of a load, read by the job manager for progress."""
+
+    phase: str = "reading"
+    rows: int = 0
+    bytes: int = 0
+    cells_read: int = 0
+    cells_sorted: int = 0
+    cells_ingested: int = 0
+    duplicates_dropped: int = 0
+    skipped_existing: int = 0
+    deferred: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _check_sizes(store: Store, cells: pa.Table, path: str) -> None:
+    limits = store.limits
+    checks = (
+        ("pk", limits.max_pk_bytes, 1),
+        ("sk", limits.max_sk_bytes, 0),
+        ("value", limits.max_value_bytes, 0),
+    )
+    for col, most, least in checks:
+        lengths = pc.binary_length(cells.column(col))
+        bad = pc.or_(pc.greater(lengths, most), pc.less(lengths, least))
+        if pc.any(bad).as_py():
+            i = pc.index(bad, True).as_py()
+            n = lengths[i].as_py()
+            row = cells.column("row")[i].as_py()
+            if n < least:
+                raise InvalidRequestError(f"{path}, row {row}: the {col} is empty")
+            raise TooLargeError(
+                f"{path}, row {row}: the {col} is {n} bytes; the limit is {most} bytes"
+            )
+
+
+def run_load(
+    store: Store,
+    plan: LoadPlan,
+    stats: LoadStats,
+    cancelled: threading.Event,
+    job_items: Callable[[LoadStats], Mapping[bytes, bytes]],
+) -> None:
+    """Run the load and commit it; raises ``Cancelled`` or a ``MusselError``.
+
+    ``job_items`` gives the catalog items (the job's record, committed) written in
+    the same atomic step as the commit.
+    """
+    src = plan.source
+    sorter = Sorter(plan.workdir / "runs", plan.run_bytes)
+    ingest = store.backend.bulk_ingest(
+        plan.table_id, plan.epoch, plan.workdir / "sst", store.catalog.apply_lock
+    )
+    try:
+        seq = 0
+        done_bytes = prev_size = 0
+        current: str | None = None
+        for batch in src.batches(plan.batch_rows):
+            if cancelled.is_set():
+                raise Cancelled
+            f = batch.file
+            if f.path != current:
+                if current is not None:
+                    done_bytes += prev_size
+                current, prev_size = f.path, f.size_bytes
+            try:
+                cells = plan.layout.cells(batch, seq, plan.ts_us)
+            except MusselError:
+                raise
+            except (pa.ArrowException, ValueError, TypeError) as exc:
+                last = batch.first_row + batch.data.num_rows - 1
+                raise InvalidRequestError(
+                    f"{f.path}, rows {batch.first_row}..{last}: {exc}"
+                ) from exc
+            _check_sizes(store, cells, f.path)
+            seq += batch.data.num_rows
+            sorter.add(cells)
+            with stats.lock:
+                stats.rows += batch.data.num_rows
+                stats.cells_read += cells.num_rows
+                end_row = batch.first_row + batch.data.num_rows
+                stats.bytes = done_bytes + (f.size_bytes * end_row // max(f.rows, 1))
+        with stats.lock:
+            stats.phase = "ingesting"
+            stats.bytes = src.total_bytes
+        pending: list[pa.Table] = []
+        pending_rows = 0
+
+        def flush() -> None:
+            nonlocal pending, pending_rows
+            if not pending:
+                return
+            t = pa.concat_tables(pending)
+            pending, pending_rows = [], 0
+            counts = ingest.add(t.column("key").to_pylist(), t.column("value").to_pylist())
+            with stats.lock:
+                stats.cells_ingested += counts.written + counts.deferred
+                stats.deferred += counts.deferred
+
+        for sorted_chunk in sorter.sorted_chunks():
+            if cancelled.is_set():
+                raise Cancelled
+            chunk = sorted_chunk
+            with stats.lock:
+                stats.cells_sorted += chunk.num_rows
+                stats.duplicates_dropped = sorter.duplicates
+            if plan.mode == "insert_ignore":
+                flush()  # the check must see the table as it is, chunk by chunk
+                chunk = keep_absent(store, plan.namespace, plan.table, chunk)
+                with stats.lock:
+                    stats.skipped_existing += sorted_chunk.num_rows - chunk.num_rows
+            if chunk.num_rows:
+                pending.append(chunk.select(["key", "value"]))
+                pending_rows += chunk.num_rows
+            if pending_rows >= plan.sst_cells:
+                flush()
+        flush()
+        with stats.lock:
+            stats.duplicates_dropped = sorter.duplicates
+            stats.phase = "committing"
+        if cancelled.is_set():
+            raise Cancelled
+        store.catalog.commit_epoch(
+            plan.namespace,
+            plan.table,
+            plan.table_id,
+            plan.epoch,
+            floor_ts_us=plan.ts_us if plan.mode == "replace" else None,
+            write=lambda catalog_items: ingest.commit_write({**catalog_items, **job_items(stats)}),
+        )
+    finally:
+        sorter.discard()
+        ingest.discard()
+        shutil.rmtree(plan.workdir, ignore_errors=True)

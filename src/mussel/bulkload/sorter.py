@@ -1,0 +1,193 @@
+"""External sort of cells by key, dropping duplicates, in bounded memory.
+
+Cells (``layouts.CELL_SCHEMA``) arrive in source order. Each gets a sort key: the
+``codec.keys`` encoding of (pk, sk, ts) without the table prefix,
+``escaped(pk) 0x00 0x01 escaped(sk) 0x00 0x01 uint64(0x7FFF.. - ts)``, whose bytewise
+order is (pk, sk) ascending then ts descending, exactly the store's. Cells are
+buffered up to ``run_bytes``, sorted by key (a stable sort: equal keys stay in source
+order), stripped of duplicate keys (the last in source order is kept, the SPEC rule), and, when
+more than one run is needed, spilled to an Arrow IPC file in ``workdir``.
+
+``sorted_chunks`` then yields the sorted, duplicate-free cells in chunks. With
+several runs it merges them without a per-cell Python loop: it takes from every run
+the rows up to the smallest "last key buffered" among the runs, sorts that slice
+(all rows with those keys are in it), drops duplicates and yields it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyarrow import ipc
+
+from mussel.bulkload.layouts import CELL_SCHEMA
+
+__all__ = ["KEYED_SCHEMA", "Sorter", "sort_keys"]
+
+_TS_BIAS = 0x7FFF_FFFF_FFFF_FFFF
+KEYED_SCHEMA = CELL_SCHEMA.append(pa.field("key", pa.binary()))
+_ORDER = [("key", "ascending")]
+
+
+def sort_keys(cells: pa.Table) -> pa.Array:
+    """The encoded cell keys (module docstring) of a ``CELL_SCHEMA`` table."""
+    n = cells.num_rows
+    ts = cells.column("ts").to_numpy()
+    inv = (np.uint64(_TS_BIAS) - ts.astype(np.int64).view(np.uint64)).astype(">u8")
+    ts_bytes = pa.FixedSizeBinaryArray.from_buffers(
+        pa.binary(8), n, [None, pa.py_buffer(inv.tobytes())]
+    )
+    pk = pc.replace_substring(cells.column("pk"), b"\x00", b"\x00\xff")
+    sk = pc.replace_substring(cells.column("sk"), b"\x00", b"\x00\xff")
+    term = pa.scalar(b"\x00\x01", pa.binary())
+    empty = pa.scalar(b"", pa.binary())
+    joined = pc.binary_join_element_wise(pk, term, sk, term, pc.cast(ts_bytes, pa.binary()), empty)
+    if isinstance(joined, pa.ChunkedArray):
+        return joined.combine_chunks()
+    return joined
+
+
+_CHUNK_ROWS = 262_144
+
+
+def _unique_order(t: pa.Table) -> pa.Array:
+    """Row indices of ``t`` sorted by key, keeping the last row (in ``t``'s order) of
+    each key; ``t`` must be in source order (see ``_dedup``)."""
+    idx = pc.sort_indices(t, sort_keys=_ORDER)
+    n = len(idx)
+    if n < 2:
+        return idx
+    key = pc.take(t.column("key"), idx).combine_chunks()
+    differs = pc.not_equal(key.slice(0, n - 1), key.slice(1))
+    return idx.filter(pa.concat_arrays([differs, pa.array([True])]))
+
+
+def _dedup(t: pa.Table) -> tuple[pa.Table, int]:
+    """Sort by key and keep the last row of each key in source order.
+
+    REQUIRES: ``t``'s rows in source order (seq ascending). Arrow's ``sort_indices``
+    is stable (documented), so equal keys stay in source order and the last of each
+    run of equal keys is the one to keep; sorting on one binary column is ~1.5x
+    faster than on (key, seq desc).
+    """
+    if t.num_rows == 0:
+        return t, 0
+    t = t.combine_chunks().take(pc.sort_indices(t, sort_keys=_ORDER))
+    key = t.column("key").combine_chunks()
+    n = len(key)
+    if n < 2:
+        return t, 0
+    differs = pc.not_equal(key.slice(0, n - 1), key.slice(1))
+    keep = pa.concat_arrays([differs, pa.array([True])])
+    kept = t.filter(keep)
+    return kept, n - kept.num_rows
+
+
+class Sorter:
+    def __init__(self, workdir: Path, run_bytes: int = 256 << 20) -> None:
+        self._workdir = workdir
+        self._run_bytes = run_bytes
+        self._buffer: list[pa.Table] = []
+        self._buffered = 0
+        self._runs: list[Path] = []
+        self.duplicates = 0
+        self.cells = 0  # after dropping duplicates within each run
+
+    def add(self, cells: pa.Table) -> None:
+        if cells.num_rows == 0:
+            return
+        keyed = cells.append_column("key", sort_keys(cells))
+        self._buffer.append(keyed)
+        self._buffered += keyed.nbytes
+        if self._buffered >= self._run_bytes:
+            self._spill()
+
+    def _sorted_buffer(self) -> pa.Table:
+        t = pa.concat_tables(self._buffer) if self._buffer else KEYED_SCHEMA.empty_table()
+        self._buffer, self._buffered = [], 0
+        t, dropped = _dedup(t)
+        self.duplicates += dropped
+        self.cells += t.num_rows
+        return t
+
+    def _spill(self) -> None:
+        t = self._sorted_buffer()
+        path = self._workdir / f"run-{len(self._runs):05d}.arrow"
+        self._workdir.mkdir(parents=True, exist_ok=True)
+        with pa.OSFile(str(path), "wb") as sink, ipc.new_file(sink, KEYED_SCHEMA) as w:
+            for rb in t.to_batches(max_chunksize=65_536):
+                w.write_batch(rb)
+        self._runs.append(path)
+
+    def sorted_chunks(self) -> Iterator[pa.Table]:
+        """Every cell once, sorted by key, in chunks; call after the last ``add``."""
+        if not self._runs:
+            # One run in memory: sort and de-duplicate the keys only, then gather each
+            # chunk's rows (no second full copy of the values).
+            t = pa.concat_tables(self._buffer) if self._buffer else KEYED_SCHEMA.empty_table()
+            self._buffer, self._buffered = [], 0
+            t = t.combine_chunks()  # take() from one chunk is several times faster
+            order = _unique_order(t)
+            self.duplicates += t.num_rows - len(order)
+            self.cells += len(order)
+            for start in range(0, len(order), _CHUNK_ROWS):
+                yield t.take(order.slice(start, _CHUNK_ROWS))
+            return
+        if self._buffer:
+            self._spill()
+        yield from self._merge()
+
+    def _merge(self) -> Iterator[pa.Table]:
+        readers = [ipc.open_file(pa.memory_map(str(p), "r")) for p in self._runs]
+        next_batch = [0] * len(readers)
+        buffers: list[pa.Table | None] = [None] * len(readers)
+
+        def refill(i: int) -> None:
+            r = readers[i]
+            while (buffers[i] is None or buffers[i].num_rows == 0) and next_batch[i] < (  # type: ignore[union-attr]
+                r.num_record_batches
+            ):
+                buffers[i] = pa.Table.from_batches([r.get_batch(next_batch[i])])
+                next_batch[i] += 1
+
+        for i in range(len(readers)):
+            refill(i)
+        # Cells once counted per run: recount after dropping duplicates across runs.
+        self.cells = 0
+        while True:
+            live = [i for i, b in enumerate(buffers) if b is not None and b.num_rows]
+            if not live:
+                return
+            # Runs still holding unread batches bound the keys that are final now.
+            bounded = [i for i in live if next_batch[i] < readers[i].num_record_batches]
+            bound = (
+                min(buffers[i].column("key")[-1].as_py() for i in bounded)  # type: ignore[union-attr]
+                if bounded
+                else None
+            )
+            parts = []
+            for i in live:
+                b = buffers[i]
+                assert b is not None
+                if bound is None:
+                    take = b.num_rows
+                else:
+                    take = int(pc.sum(pc.less_equal(b.column("key"), bound)).as_py() or 0)
+                if take:
+                    parts.append(b.slice(0, take))
+                    buffers[i] = b.slice(take)
+                    refill(i)
+            t, dropped = _dedup(pa.concat_tables(parts))
+            self.duplicates += dropped
+            self.cells += t.num_rows
+            yield t
+
+    def discard(self) -> None:
+        for p in self._runs:
+            p.unlink(missing_ok=True)
+        self._runs = []
+        self._buffer = []

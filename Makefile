@@ -27,7 +27,7 @@ check: $(STAMP)
 	$(BIN)/lint-imports
 
 faults: $(STAMP)
-	MUSSEL_CRASH_CYCLES=200 MUSSEL_HTTP_CRASH_CYCLES=100 MUSSEL_BULK_CRASH_CYCLES=100 $(BIN)/pytest -q -s --timeout=3600 tests/faults
+	MUSSEL_CRASH_CYCLES=200 MUSSEL_HTTP_CRASH_CYCLES=100 MUSSEL_BULK_CRASH_CYCLES=100 MUSSEL_EXPIRE_CRASH_CYCLES=50 $(BIN)/pytest -q -s --timeout=3600 tests/faults
 
 bench: $(STAMP)
 	@command -v wrk >/dev/null && command -v redis-benchmark >/dev/null || \

@@ -237,7 +237,8 @@ class Backend(Protocol):
         self, table_id: int, candidates: Sequence[tuple[bytes, bytes]]
     ) -> tuple[int, int]:
         """Delete the candidates still stored as they were when scanned (a version
-        replaced since, by a write with the same ts, stays). Returns (versions,
+        replaced since, by a write with the same ts, stays), durably once the next
+        ``meta_write`` returns (a sweep's checkpoint never outlives its deletes). Returns (versions,
         bytes) removed. The caller keeps applies out meanwhile (``apply_lock``)."""
         ...
 

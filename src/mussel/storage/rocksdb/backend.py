@@ -143,6 +143,7 @@ class RocksBackend:
         self._wo_apply = WriteOptions()
         if not self._cfg.wal:
             self._wo_apply.disable_wal = True  # type: ignore[method-assign,assignment]  # wrong stub
+        self._wo_wal = WriteOptions()
         self._wo_sync = WriteOptions()
         self._wo_sync.sync = True
         self._headers: dict[tuple[int, int], bytes] = {}
@@ -561,7 +562,9 @@ class RocksBackend:
                 n, b = self._stats.get(table_id, (0, 0))
                 stats = (max(0, n - removed), max(0, b - nbytes))
                 wb.put(stats_key(table_id), _ENC.encode(stats))
-                self._db.write(wb, self._wo_apply)
+                # To the WAL even when applies skip it: the sweep's next checkpoint is
+                # a synced write, which must not outlive the deletes it counts.
+                self._db.write(wb, self._wo_wal)
                 self._stats[table_id] = stats
         return removed, nbytes
 

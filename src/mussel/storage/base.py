@@ -237,9 +237,10 @@ class Backend(Protocol):
         self, table_id: int, candidates: Sequence[tuple[bytes, bytes]]
     ) -> tuple[int, int]:
         """Delete the candidates still stored as they were when scanned (a version
-        replaced since, by a write with the same ts, stays), durably once the next
-        ``meta_write`` returns (a sweep's checkpoint never outlives its deletes). Returns (versions,
-        bytes) removed. The caller keeps applies out meanwhile (``apply_lock``)."""
+        replaced since, by a write with the same ts, stays). The deletes are durable
+        once the next ``meta_write`` returns (a sweep's checkpoint never outlives its
+        deletes). Returns (versions, bytes) removed. The caller keeps applies out
+        meanwhile (``apply_lock``)."""
         ...
 
     def split_points(self, table_id: int, target_bytes: int) -> list[bytes]:

@@ -528,19 +528,9 @@ class App:
         params = _query(request, {"encoding"})
         wire = Wire(request.header("content-type"), request.header("accept"), _base64(params))
         body = wire.decode(request.body, WriteBody)
-        records: list[Put | Delete] = []
-        for i, r in enumerate(body.records):
-            where = f"records[{i}]"
-            pk = wire.key(r.pk, f"{where}.pk")
-            sk = b"" if r.sk is None else wire.key(r.sk, f"{where}.sk")
-            if r.op == "put":
-                if r.value is None:
-                    raise InvalidRequestError(f"{where}: a put needs a value")
-                records.append(Put(pk, sk, wire.key(r.value, f"{where}.value"), r.ts))
-            else:
-                if r.value is not None:
-                    raise InvalidRequestError(f"{where}: a delete takes no value")
-                records.append(Delete(pk, sk, r.ts))
+        records = _text_records(body.records) if not (wire.base64 or wire.msgpack_in) else None
+        if records is None:
+            records = self._records(body.records, wire)
         if self.proxy is not None:  # a follower: the owner appends
             table_id, mutations = self.store.prepare_write(ns, table, records, ack=body.ack)
             handed = Request(
@@ -557,6 +547,24 @@ class App:
             return self.proxy.forward(handed)
         count, pending = self.store.submit_write(ns, table, records, ack=body.ack)
         return self._await_write(count, pending, body.ack, wire)
+
+    @staticmethod
+    def _records(raw: list[Any], wire: Wire) -> list[Put | Delete]:
+        """The records of a write body, with an error that names the first bad one."""
+        records: list[Put | Delete] = []
+        for i, r in enumerate(raw):
+            where = f"records[{i}]"
+            pk = wire.key(r.pk, f"{where}.pk")
+            sk = b"" if r.sk is None else wire.key(r.sk, f"{where}.sk")
+            if r.op == "put":
+                if r.value is None:
+                    raise InvalidRequestError(f"{where}: a put needs a value")
+                records.append(Put(pk, sk, wire.key(r.value, f"{where}.value"), r.ts))
+            else:
+                if r.value is not None:
+                    raise InvalidRequestError(f"{where}: a delete takes no value")
+                records.append(Delete(pk, sk, r.ts))
+        return records
 
     async def _await_write(self, count: int, pending: Any, ack: str, wire: Wire) -> Response:
         placed = await asyncio.wrap_future(pending)
@@ -818,6 +826,37 @@ def _job_json(job: JobInfo) -> dict[str, Any]:
         "started_us": job.started_us,
         "finished_us": job.finished_us,
     }
+
+
+def _text_records(raw: list[Any]) -> list[Put | Delete] | None:
+    """The records of a JSON write body with text keys, in one pass (the hot path of
+    writes); None if any record is not well formed (``App._records`` then says which)."""
+    enc = str.encode
+    try:
+        records: list[Put | Delete | None] = [
+            Put(
+                enc(r.pk, "utf-8", "surrogatepass"),
+                b"" if r.sk is None else enc(r.sk, "utf-8", "surrogatepass"),
+                enc(r.value, "utf-8", "surrogatepass"),
+                r.ts,
+            )
+            if r.op == "put"
+            else (
+                Delete(
+                    enc(r.pk, "utf-8", "surrogatepass"),
+                    b"" if r.sk is None else enc(r.sk, "utf-8", "surrogatepass"),
+                    r.ts,
+                )
+                if r.value is None
+                else None
+            )
+            for r in raw
+        ]
+    except (TypeError, AttributeError):  # a put without a value
+        return None
+    if None in records:  # a delete with a value
+        return None
+    return records  # type: ignore[return-value]
 
 
 def _reply_wire(request: Request) -> Wire:

@@ -5,6 +5,7 @@ Items (JSON values)::
     meta_key("ns", name)              -> NamespaceInfo
     meta_key("table", "ns/table")     -> TableInfo
     meta_key("seq", "table_id")       -> next table id (decimal)
+    meta_key("token", "<id>")         -> TokenInfo (a bearer token's scopes and hash)
     meta_key("dropped", "<id>")       -> TableInfo of a dropped table, until its space
                                          is reclaimed (the expiration service)
 
@@ -31,11 +32,14 @@ from typing import Any
 import msgspec
 
 from mussel.catalog.options import UNSET, parse_quotas, parse_table_options
+from mussel.catalog.tokens import TokenInfo, check_scopes, hash_secret, new_secret
 from mussel.clock import Clock
 from mussel.codec.keys import meta_key
 from mussel.errors import (
     ConflictError,
+    InvalidRequestError,
     NamespaceNotFoundError,
+    NotFoundError,
     TableNotFoundError,
 )
 from mussel.model import (
@@ -54,6 +58,7 @@ _NS_PREFIX = meta_key("ns", "")
 _TABLE_PREFIX = meta_key("table", "")
 _SEQ_KEY = meta_key("seq", "table_id")
 DROPPED_PREFIX = meta_key("dropped", "")
+_TOKEN_PREFIX = meta_key("token", "")
 
 
 def dropped_key(table_id: int) -> bytes:
@@ -70,6 +75,7 @@ class Catalog:
         self._namespaces: dict[str, NamespaceInfo] = {}
         self._tables: dict[tuple[str, str], TableInfo] = {}
         self._by_id: dict[int, TableInfo] = {}
+        self._tokens: dict[str, TokenInfo] = {}  # by hash of the secret
         self.generation = 0
         self.listeners: list[Callable[[], None]] = []
         """Called (under the catalog lock) after each change is durable, before the
@@ -92,8 +98,16 @@ class Catalog:
                 for _, v in self._backend.meta_scan(_TABLE_PREFIX)
             )
         }
+        tokens = {
+            t.hash: t
+            for t in (
+                msgspec.json.decode(v, type=TokenInfo)
+                for _, v in self._backend.meta_scan(_TOKEN_PREFIX)
+            )
+        }
         with self._lock:
             self._namespaces = namespaces
+            self._tokens = tokens
             self._publish_tables(tables)
 
     def _publish_tables(self, tables: dict[tuple[str, str], TableInfo]) -> None:
@@ -335,6 +349,56 @@ class Catalog:
                     self.abort_epoch(table.namespace, table.name, table.id, epoch)
                     aborted.append((table.qualified, epoch))
         return aborted
+
+    # -- tokens (SPEC §6) ------------------------------------------------------
+
+    def create_token(self, name: str, scopes: list[object]) -> tuple[TokenInfo, str]:
+        """A new token; returns it and its secret (shown this once, stored hashed)."""
+        if not isinstance(name, str) or len(name) > 200:
+            raise InvalidRequestError("a token's name is a string of at most 200 characters")
+        checked = check_scopes(scopes)
+        token_id, secret = new_secret()
+        info = TokenInfo(token_id, name, checked, hash_secret(secret), self._clock.now_us())
+        self._put_token(info)
+        return info, secret
+
+    def ensure_token(self, token_id: str, name: str, secret: str, scopes: list[object]) -> None:
+        """Make ``secret`` a token with these scopes under ``token_id`` (for tokens an
+        operator gives, e.g. ``MUSSEL_ADMIN_TOKEN``); replaces that id's old secret."""
+        info = TokenInfo(
+            token_id, name, check_scopes(scopes), hash_secret(secret), self._clock.now_us()
+        )
+        with self._lock:
+            old = next((t for t in self._tokens.values() if t.id == token_id), None)
+            if old is not None and (old.hash, old.scopes) == (info.hash, info.scopes):
+                return
+        self._put_token(info)
+
+    def _put_token(self, info: TokenInfo) -> None:
+        with self._lock:
+            self._backend.meta_write({meta_key("token", info.id): msgspec.json.encode(info)})
+            tokens = {h: t for h, t in self._tokens.items() if t.id != info.id}
+            tokens[info.hash] = info
+            self._tokens = tokens
+            self._changed()
+
+    def list_tokens(self) -> list[TokenInfo]:
+        return sorted(self._tokens.values(), key=lambda t: (t.created_us, t.id))
+
+    def revoke_token(self, token_id: str) -> TokenInfo:
+        """Remove a token (``NotFoundError`` if there is none with that id)."""
+        with self._lock:
+            found = next((t for t in self._tokens.values() if t.id == token_id), None)
+            if found is None:
+                raise NotFoundError(f"no token with id {token_id!r}")
+            self._backend.meta_write({meta_key("token", token_id): None})
+            self._tokens = {h: t for h, t in self._tokens.items() if t.id != token_id}
+            self._changed()
+            return found
+
+    def authenticate(self, secret: str) -> TokenInfo | None:
+        """The token whose secret this is, if any."""
+        return self._tokens.get(hash_secret(secret))
 
     def consistency_of(self, table: TableInfo) -> Consistency:
         """The table's default read consistency (its own, else its namespace's)."""

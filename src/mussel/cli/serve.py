@@ -3,7 +3,7 @@
 The configuration file has four sections, each optional; a key or section this
 server does not know is an error, not a silent default::
 
-    [server]   max_body_bytes, drain_timeout_s, host, port, processes
+    [server]   max_body_bytes, drain_timeout_s, host, port, processes, auth
     [store]    partitions, strong_read_timeout_s, applied_ack_timeout_s
     [limits]   any field of ``mussel.limits.Limits``
     [rocksdb]  block_cache_bytes, write_buffer_bytes, compression
@@ -50,7 +50,7 @@ def load_config(path: Path | None) -> ServerConfig:
     sections = {
         "server": (
             ServerConfig,
-            {"max_body_bytes", "drain_timeout_s", "host", "port", "processes"},
+            {"max_body_bytes", "drain_timeout_s", "host", "port", "processes", "auth"},
         ),
         "store": (StoreConfig, {"partitions", "strong_read_timeout_s", "applied_ack_timeout_s"}),
         "limits": (Limits, {f.name for f in fields(Limits)}),
@@ -99,6 +99,13 @@ def load_config(path: Path | None) -> ServerConfig:
     default=None,
     help="Serving processes: one owns the data, the others serve reads (default: one per core).",
 )
+@click.option(
+    "--auth",
+    type=click.Choice(["none", "token"]),
+    default=None,
+    help="none (only on loopback addresses; the default) or token: bearer tokens, the "
+    "first admin token from MUSSEL_ADMIN_TOKEN.",
+)
 @click.option("--ready-fd", type=int, default=None, hidden=True)
 def serve(
     data: Path,
@@ -106,6 +113,7 @@ def serve(
     port: int | None,
     config: Path | None,
     processes: int | None,
+    auth: str | None,
     ready_fd: int | None,
 ) -> None:
     """Run the embedded server until SIGTERM or SIGINT.
@@ -120,6 +128,8 @@ def serve(
         cfg = replace(cfg, port=port)
     if processes is not None:
         cfg = replace(cfg, processes=processes)
+    if auth is not None:
+        cfg = replace(cfg, auth=auth)
     if not 1 <= cfg.processes <= 64:
         raise SystemExit("mussel: processes must be from 1 to 64")
     try:

@@ -23,11 +23,14 @@ import msgspec
 
 from mussel.bulkload import JobInfo, JobManager
 from mussel.catalog import UNSET
+from mussel.catalog.tokens import Right
+from mussel.dispatch.auth import Authorizer, require
 from mussel.dispatch.bodies import (
     BulkLoadBody,
     GetBody,
     NamespaceBody,
     TableBody,
+    TokenBody,
     WriteBody,
     given,
 )
@@ -175,6 +178,8 @@ class App:
         self.metrics = metrics or ServerMetrics(store)
         self.ready = True
         self.proxy = proxy
+        self.auth: Authorizer | None = None
+        """Set with ``--auth token``: every request but the open ones needs a token."""
         self.expiration: ExpirationService | None = None
         """The owner's expiration service (``POST .../expire``, a table's ``expiration``)."""
         self.refresh_peers: Callable[[], Awaitable[None]] | None = None
@@ -216,6 +221,11 @@ class App:
                     follower.ensure_catalog()
                 except MusselError as exc:
                     return self._failed(exc, request, op, ns, table, started)
+        if self.auth is not None:
+            try:
+                request.principal = self.auth.check(request, op, ns)
+            except MusselError as exc:  # no names in the labels of refused requests
+                return self._failed(exc, request, op, "", "", started)
         try:
             result = handler()
         except MusselError as exc:
@@ -302,6 +312,8 @@ class App:
             raise not_found(request.path)
         if parts[0] == "v1" and n >= 2 and parts[1] == "jobs":
             return self._jobs_route(request, parts)
+        if parts[0] == "v1" and n >= 2 and parts[1] == "tokens":
+            return self._tokens_route(request, parts)
         if parts[0] != "v1" or n < 2 or parts[1] != "namespaces":
             raise not_found(request.path)
         if n == 2:
@@ -357,11 +369,32 @@ class App:
             return "list_jobs", "", "", self._route(method, handlers)
         job_id = _path_bytes(parts[2]).decode("utf-8", "replace")
         if n == 3:
-            handlers = {"GET": lambda: self._job_reply(request, self.jobs.get(job_id))}
+            handlers = {"GET": lambda: self._job_reply(request, self._job(request, job_id))}
             return "get_job", "", "", self._route(method, handlers)
         if n == 4 and parts[3] == "cancel":
-            handlers = {"POST": lambda: self._job_reply(request, self.jobs.cancel(job_id))}
+            handlers = {
+                "POST": lambda: self._job_reply(
+                    request, self._job(request, job_id, "write", self.jobs.cancel)
+                )
+            }
             return "cancel_job", "", "", self._route(method, handlers)
+        raise not_found(request.path)
+
+    def _tokens_route(
+        self, request: Request, parts: list[str]
+    ) -> tuple[str, str, str, Callable[[], Any]]:
+        method, n = request.method, len(parts)
+        if n == 2:
+            handlers = {
+                "GET": lambda: self._list_tokens(request),
+                "POST": lambda: self._create_token(request),
+            }
+            op = {"GET": "list_tokens", "POST": "create_token"}.get(method, "tokens")
+            return op, "", "", self._route(method, handlers)
+        if n == 3:
+            token_id = _path_bytes(parts[2]).decode("utf-8", "replace")
+            handlers = {"DELETE": lambda: self._revoke_token(request, token_id)}
+            return "revoke_token", "", "", self._route(method, handlers)
         raise not_found(request.path)
 
     @staticmethod
@@ -421,10 +454,17 @@ class App:
 
     def _list_namespaces(self, request: Request) -> Response | Awaitable[Response]:
         _query(request, set())  # takes none: a typo must not pass unseen
+        token = request.principal
         return self._with_peers(
             lambda: _reply(
                 request,
-                {"namespaces": [self._namespace_json(ns) for ns in self.store.namespaces()]},
+                {
+                    "namespaces": [
+                        self._namespace_json(ns)
+                        for ns in self.store.namespaces()
+                        if token is None or token.can("read", ns.name)
+                    ]
+                },
             )
         )
 
@@ -756,6 +796,29 @@ class App:
 
     # -- bulk loads and jobs ----------------------------------------------------
 
+    # -- tokens (SPEC §6) -------------------------------------------------------
+
+    def _create_token(self, request: Request) -> Response:
+        _query(request, set())  # takes none: a typo must not pass unseen
+        wire = Wire(request.header("content-type"), request.header("accept"), False)
+        body = wire.decode(request.body, TokenBody)
+        info, secret = self.store.catalog.create_token(body.name, list(body.scopes))
+        out = {"id": info.id, "name": info.name, "scopes": list(info.scopes), "token": secret}
+        return Response(201, wire.encode(out), wire.content_type)
+
+    def _list_tokens(self, request: Request) -> Response:
+        _query(request, set())
+        tokens = [
+            {"id": t.id, "name": t.name, "scopes": list(t.scopes), "created_us": t.created_us}
+            for t in self.store.catalog.list_tokens()
+        ]
+        return _reply(request, {"tokens": tokens})
+
+    def _revoke_token(self, request: Request, token_id: str) -> Response:
+        _query(request, set())
+        self.store.catalog.revoke_token(token_id)
+        return _reply(request, {"revoked": token_id})
+
     def _bulk_load(self, request: Request, ns: str, table: str) -> Awaitable[Response]:
         _query(request, set())  # takes none: a typo must not pass unseen
         wire = Wire(request.header("content-type"), request.header("accept"), False)
@@ -784,8 +847,26 @@ class App:
 
     def _list_jobs(self, request: Request) -> Response:
         params = _query(request, {"namespace"})
-        jobs = self.jobs.list(params.get("namespace"))
+        token = request.principal
+        jobs = [
+            j
+            for j in self.jobs.list(params.get("namespace"))
+            if token is None or token.can("read", j.spec.namespace)
+        ]
         return _reply(request, {"jobs": [_job_json(j) for j in jobs]})
+
+    def _job(
+        self,
+        request: Request,
+        job_id: str,
+        right: Right = "read",
+        then: Callable[[str], JobInfo] | None = None,
+    ) -> JobInfo:
+        """The job, if the request's token has ``right`` on its namespace; then
+        ``then(job_id)`` (e.g. cancel) once that is checked."""
+        job = self.jobs.get(job_id)
+        require(request.principal, right, job.spec.namespace)
+        return job if then is None else then(job_id)
 
     def _job_reply(self, request: Request, job: JobInfo) -> Response:
         _query(request, set())

@@ -118,3 +118,10 @@ class BulkLoadBody(_Strict):
     columns: dict[str, str] | None = None
     ts: Ts | None = None
     id: Annotated[str, Meta(pattern="^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")] | None = None
+
+
+class TokenBody(_Strict):
+    """``POST /v1/tokens``: the new token's scopes and a name to tell it by."""
+
+    scopes: Annotated[list[str], Meta(min_length=1, max_length=1000)]
+    name: Annotated[str, Meta(max_length=200)] = ""

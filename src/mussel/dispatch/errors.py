@@ -27,7 +27,8 @@ def method_not_allowed(method: str, allowed: str) -> MethodNotAllowedError:
 
 
 def error_to_response(exc: MusselError, request: Request) -> Response:
-    """The SPEC §5 envelope, with Retry-After on 429/503 and Allow on 405."""
+    """The SPEC §5 envelope, with Retry-After on 429/503, Allow on 405 and
+    WWW-Authenticate on 401."""
     wire = Wire("", request.header("accept"), False)
     headers: list[tuple[str, str]] = []
     retry_after = getattr(exc, "retry_after_s", None)
@@ -35,4 +36,6 @@ def error_to_response(exc: MusselError, request: Request) -> Response:
         headers.append(("retry-after", str(max(1, round(retry_after)))))
     if isinstance(exc, MethodNotAllowedError):
         headers.append(("allow", exc.allowed))
+    if exc.http_status == 401:
+        headers.append(("www-authenticate", 'Bearer realm="mussel"'))
     return Response(exc.http_status, wire.encode(exc.to_dict()), wire.content_type, headers)

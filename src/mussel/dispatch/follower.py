@@ -25,6 +25,7 @@ import msgspec
 import uvloop
 
 from mussel.dispatch.app import App
+from mussel.dispatch.auth import Authorizer
 from mussel.dispatch.proxy import OwnerProxy
 from mussel.dispatch.server import ServerConfig
 from mussel.dispatch.serving import (
@@ -60,6 +61,8 @@ async def _serve(cfg: ServerConfig, slot: int, port: int, address: str, ready: b
     store.replayer.start()
     proxy = OwnerProxy(f"{address}-owner")
     app = App(store, proxy=proxy)
+    if cfg.auth == "token":
+        app.auth = Authorizer(store.catalog)
     conns = Connections()
     loop = asyncio.get_running_loop()
     protocol = protocol_factory(app, conns, cfg.max_body_bytes)

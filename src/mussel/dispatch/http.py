@@ -47,6 +47,7 @@ class Request:
     body: bytes = b""
     peer: Any = None
     internal: bool = False  # came from another process of this server (a Unix socket)
+    principal: Any = None  # the token that authorized it (``dispatch/auth.py``)
     _query: dict[str, str] | None = field(default=None, repr=False)
 
     def header(self, name: str, default: str = "") -> str:

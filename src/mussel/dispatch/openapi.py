@@ -42,6 +42,10 @@ def _schemas() -> dict[str, Any]:
         responses.TableReply,
         responses.TablesReply,
         responses.ExpireReply,
+        responses.TokensReply,
+        responses.TokenCreated,
+        responses.Revoked,
+        bodies.TokenBody,
         responses.RowReply,
         responses.MultiGetReply,
         responses.ScanReply,
@@ -236,6 +240,36 @@ def openapi_document() -> bytes:
         "parameters": [_path_param("id")],
         "post": {"responses": job_answers},
     }
+    paths["/v1/tokens"] = {
+        "get": {"responses": _answers("TokensReply")},
+        "post": {
+            "requestBody": _body("TokenBody"),
+            "responses": _answers("TokenCreated", 413, ok_status=201),
+        },
+    }
+    paths["/v1/tokens/{id}"] = {
+        "parameters": [_path_param("id")],
+        "delete": {"responses": _answers("Revoked", 404)},
+    }
+    # --auth token: every operation but the open ones may answer 401 and 403
+    open_paths = {"/healthz", "/readyz", "/openapi.json"}
+    for path, item in paths.items():
+        if path in open_paths:
+            continue
+        for method, op in item.items():
+            if method == "parameters":
+                continue
+            op["security"] = [{}, {"bearer": []}]
+            for status in ("401", "403"):
+                answer = {
+                    "description": "error (SPEC §5, §6)",
+                    "content": _content(_ref("ErrorBody")),
+                }
+                if status == "401":
+                    answer["headers"] = {
+                        "WWW-Authenticate": {"required": True, "schema": {"type": "string"}}
+                    }
+                op["responses"].setdefault(status, answer)
     doc = {
         "openapi": "3.1.0",
         "info": {
@@ -244,6 +278,9 @@ def openapi_document() -> bytes:
             "description": "Key-value store for derived data. See SPEC.md for semantics.",
         },
         "paths": paths,
-        "components": {"schemas": _schemas()},
+        "components": {
+            "schemas": _schemas(),
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
     }
     return msgspec.json.encode(doc)

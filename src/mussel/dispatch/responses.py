@@ -211,3 +211,27 @@ class JobReply(msgspec.Struct):
 
 class JobsReply(msgspec.Struct):
     jobs: list[JobOut]
+
+
+class TokenOut(msgspec.Struct):
+    id: str
+    name: str
+    scopes: list[str]
+    created_us: int
+
+
+class TokensReply(msgspec.Struct):
+    tokens: list[TokenOut]
+
+
+class TokenCreated(msgspec.Struct):
+    """The one answer that shows a token's secret."""
+
+    id: str
+    name: str
+    scopes: list[str]
+    token: str
+
+
+class Revoked(msgspec.Struct):
+    revoked: str

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import ipaddress
 import logging
 import os
 import pickle
@@ -46,6 +47,7 @@ import uvloop
 
 from mussel.bulkload import JobManager
 from mussel.dispatch.app import App
+from mussel.dispatch.auth import Authorizer
 from mussel.dispatch.serving import (
     RUN_DIR,
     Connections,
@@ -72,8 +74,47 @@ class ServerConfig:
     drain_timeout_s: float = 10.0
     processes: int = 1
     """Serving processes: the owner and ``processes - 1`` followers."""
+    auth: str = "none"
+    """``none`` (loopback listeners only) or ``token`` (SPEC §6)."""
     store: StoreConfig = field(default_factory=StoreConfig)
     expire: ExpireConfig = field(default_factory=ExpireConfig)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is a loopback address (a name other than localhost is not)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_auth(cfg: ServerConfig) -> None:
+    """Refuse (``SystemExit`` with the reason) what SPEC §6 forbids."""
+    if cfg.auth not in ("none", "token"):
+        raise SystemExit(f"mussel: --auth must be none or token, not {cfg.auth!r}")
+    if cfg.auth == "none" and not is_loopback(cfg.host):
+        raise SystemExit(
+            f"mussel: refusing to listen on {cfg.host} without authentication: anyone who "
+            "can reach it could read and change every namespace. Listen on 127.0.0.1, or "
+            "start with --auth token (and MUSSEL_ADMIN_TOKEN for the first admin token)."
+        )
+
+
+def bootstrap_tokens(store: Store) -> None:
+    """``--auth token``: the admin token from ``MUSSEL_ADMIN_TOKEN``; without it, at
+    least one admin token must exist already."""
+    secret = os.environ.get("MUSSEL_ADMIN_TOKEN", "")
+    if secret:
+        if len(secret) < 16:
+            raise SystemExit("mussel: MUSSEL_ADMIN_TOKEN must be at least 16 characters")
+        store.catalog.ensure_token("admin-env", "MUSSEL_ADMIN_TOKEN", secret, ["admin"])
+    elif not any("admin" in t.scopes for t in store.catalog.list_tokens()):
+        raise SystemExit(
+            "mussel: --auth token needs an admin token: set MUSSEL_ADMIN_TOKEN to a secret "
+            "of at least 16 characters for the first start"
+        )
 
 
 def default_processes() -> int:
@@ -182,9 +223,18 @@ async def _serve(cfg: ServerConfig, ready_fd: int | None) -> None:
     store_cfg = cfg.store
     if followers:  # followers see applies only through RocksDB's WAL
         store_cfg = replace(store_cfg, rocks=replace(store_cfg.rocks, wal=True))
+    check_auth(cfg)
     store = Store.open(cfg.data_dir, store_cfg)
+    if cfg.auth == "token":
+        try:
+            bootstrap_tokens(store)
+        except SystemExit:
+            store.close()
+            raise
     run = cfg.data_dir / RUN_DIR
     app = App(store, jobs=JobManager(store, Path(cfg.data_dir) / "bulk"))
+    if cfg.auth == "token":
+        app.auth = Authorizer(store.catalog)
     conns = Connections()
     loop = asyncio.get_running_loop()
     protocol = protocol_factory(app, conns, cfg.max_body_bytes)

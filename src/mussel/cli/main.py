@@ -41,6 +41,7 @@ _LAZY: Mapping[str, str] = {
     "delete": "mussel.cli.data:delete",
     "scan": "mussel.cli.data:scan",
     "expire": "mussel.cli.expire:expire",
+    "token": "mussel.cli.tokens:token",
     "load": "mussel.cli.load:load",
     "job": "mussel.cli.load:job",
 }

@@ -7,6 +7,7 @@ on its own. Requests, answers, errors and retries are built once in
 """
 
 from mussel.client._models import (
+    CreatedToken,
     Expiration,
     ExpirationRun,
     JobDescription,
@@ -16,6 +17,7 @@ from mussel.client._models import (
     NamespaceUsage,
     TableDescription,
     TableStats,
+    TokenDescription,
 )
 from mussel.client._transport import RetryPolicy
 from mussel.client.async_client import AsyncClient
@@ -27,6 +29,7 @@ __all__ = [
     "AsyncWriter",
     "BulkLoad",
     "Client",
+    "CreatedToken",
     "Expiration",
     "ExpirationRun",
     "JobDescription",
@@ -37,5 +40,6 @@ __all__ = [
     "RetryPolicy",
     "TableDescription",
     "TableStats",
+    "TokenDescription",
     "Writer",
 ]

@@ -78,6 +78,28 @@ class ExpireReply(msgspec.Struct):
     expiration: Expiration
 
 
+class TokenDescription(msgspec.Struct, frozen=True):
+    """A bearer token as ``GET /v1/tokens`` lists it (never its secret)."""
+
+    id: str
+    name: str = ""
+    scopes: tuple[str, ...] = ()
+    created_us: int = 0
+
+
+class CreatedToken(msgspec.Struct, frozen=True):
+    """A new token; ``token`` is its secret, shown this once."""
+
+    id: str
+    token: str
+    name: str = ""
+    scopes: tuple[str, ...] = ()
+
+
+class TokensReply(msgspec.Struct):
+    tokens: list[TokenDescription]
+
+
 class TableDescription(msgspec.Struct, frozen=True):
     """A table with its options and stats (``GET .../tables/{t}``).
 

@@ -260,6 +260,15 @@ class Api:
     def tables(self, namespace: str) -> Call:
         return Call("GET", f"{_ns_path(namespace)}/tables", dict(_B64), idempotent=True)
 
+    def create_token(self, scopes: Sequence[str], name: str) -> Call:
+        return Call("POST", "/v1/tokens", body={"scopes": list(scopes), "name": name})
+
+    def tokens(self) -> Call:
+        return Call("GET", "/v1/tokens", idempotent=True)
+
+    def revoke_token(self, token_id: str) -> Call:
+        return Call("DELETE", f"/v1/tokens/{_segment(token_id)}", idempotent=True)
+
     def expire(self, namespace: str, name: str) -> Call:
         # idempotent: a second request while a run is queued or running adds none
         return Call("POST", f"{_table_path(namespace, name)}/expire", idempotent=True)

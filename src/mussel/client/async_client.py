@@ -25,6 +25,7 @@ import httpx
 from msgspec import UNSET, UnsetType
 
 from mussel.client._models import (
+    CreatedToken,
     Expiration,
     ExpireReply,
     NamespaceDescription,
@@ -33,6 +34,8 @@ from mussel.client._models import (
     TableDescription,
     TableReply,
     TablesReply,
+    TokenDescription,
+    TokensReply,
     Written,
 )
 from mussel.client._transport import (
@@ -196,6 +199,21 @@ class AsyncClient:
     async def tables(self, namespace: str) -> list[TableDescription]:
         reply = await self._call(self._api.tables(namespace), TablesReply)
         return [t.public() for t in reply.tables]
+
+    # -- tokens (SPEC §6; an admin token's calls) -----------------------------
+
+    async def create_token(self, scopes: Sequence[str], name: str = "") -> CreatedToken:
+        """A new bearer token with these scopes (``admin``, ``<ns>:read``,
+        ``<ns>:write``); its ``token`` (the secret) is shown only in this answer."""
+        return await self._call(self._api.create_token(scopes, name), CreatedToken)
+
+    async def tokens(self) -> list[TokenDescription]:
+        """Every token: ids, names, scopes; never secrets."""
+        return (await self._call(self._api.tokens(), TokensReply)).tokens
+
+    async def revoke_token(self, token_id: str) -> None:
+        """Revoke a token: it stops working at once."""
+        await self._send(self._api.revoke_token(token_id))
 
     async def expire(self, namespace: str, name: str) -> Expiration:
         """Start an expiration run of the table now (SPEC §4 ``POST .../expire``); returns

@@ -30,6 +30,7 @@ import httpx
 from msgspec import UNSET, UnsetType
 
 from mussel.client._models import (
+    CreatedToken,
     Expiration,
     ExpireReply,
     JobDescription,
@@ -41,6 +42,8 @@ from mussel.client._models import (
     TableDescription,
     TableReply,
     TablesReply,
+    TokenDescription,
+    TokensReply,
     Written,
 )
 from mussel.client._transport import (
@@ -202,6 +205,21 @@ class Client:
 
     def tables(self, namespace: str) -> list[TableDescription]:
         return [t.public() for t in self._call(self._api.tables(namespace), TablesReply).tables]
+
+    # -- tokens (SPEC §6; an admin token's calls) -----------------------------
+
+    def create_token(self, scopes: Sequence[str], name: str = "") -> CreatedToken:
+        """A new bearer token with these scopes (``admin``, ``<ns>:read``,
+        ``<ns>:write``); its ``token`` (the secret) is shown only in this answer."""
+        return self._call(self._api.create_token(scopes, name), CreatedToken)
+
+    def tokens(self) -> list[TokenDescription]:
+        """Every token: ids, names, scopes; never secrets."""
+        return (self._call(self._api.tokens(), TokensReply)).tokens
+
+    def revoke_token(self, token_id: str) -> None:
+        """Revoke a token: it stops working at once."""
+        self._send(self._api.revoke_token(token_id))
 
     def expire(self, namespace: str, name: str) -> Expiration:
         """Start an expiration run of the table now (SPEC §4 ``POST .../expire``); returns

@@ -40,6 +40,7 @@ from mussel.errors import (
     InvalidRequestError,
     NamespaceNotFoundError,
     NotFoundError,
+    QuotaExceededError,
     TableNotFoundError,
 )
 from mussel.model import (
@@ -183,6 +184,12 @@ class Catalog:
                 table = msgspec.structs.replace(current, options=opts)
                 self._write_table(table)
                 return table
+            limit = self._namespaces[namespace].quotas.tables
+            if limit is not None and sum(1 for ns, _ in self._tables if ns == namespace) >= limit:
+                raise QuotaExceededError(
+                    f"namespace {namespace!r} has {limit} tables, its quota: drop one or "
+                    "raise the quota to create another"
+                )
             raw_seq = self._backend.meta_get(_SEQ_KEY)
             table_id = int(raw_seq) if raw_seq else 1
             table = TableInfo(

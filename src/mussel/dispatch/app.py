@@ -441,7 +441,7 @@ class App:
 
     def _namespace_json(self, ns: NamespaceInfo) -> dict[str, Any]:
         tables = self.store.tables(ns.name)
-        nbytes = sum(self.store.backend.table_stats(t.id).approx_bytes for t in tables)
+        nbytes = self.store.namespace_bytes(ns.name)
         quotas = {
             "storage_bytes": ns.quotas.storage_bytes,
             "read_qps": ns.quotas.read_qps,
@@ -824,6 +824,7 @@ class App:
         wire = Wire(request.header("content-type"), request.header("accept"), False)
         body = wire.decode(request.body, BulkLoadBody)
         self.store.table_info(ns, table)  # 404 before any I/O
+        self.store.check_storage_quota(ns)  # 507: no bulk load past the storage quota
 
         def submit() -> JobInfo:
             return self.jobs.submit(

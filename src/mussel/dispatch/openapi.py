@@ -176,7 +176,7 @@ def openapi_document() -> bytes:
             "put": {
                 "parameters": [_ENCODING],
                 "requestBody": _body("TableBody_str_", required=False),
-                "responses": _answers("TableReply", 404, 409, 413),
+                "responses": _answers("TableReply", 404, 409, 413, 507),
             },
             "delete": {"responses": _answers("Deleted", 404)},
         },
@@ -185,7 +185,7 @@ def openapi_document() -> bytes:
             "post": {
                 "parameters": [_ENCODING],
                 "requestBody": _body("WriteBody_str_"),
-                "responses": _answers("Written", 404, 413, 503),
+                "responses": _answers("Written", 404, 413, 503, 507),
             },
         },
         "/v1/namespaces/{ns}/tables/{table}/rows/{pk}": {
@@ -228,7 +228,7 @@ def openapi_document() -> bytes:
             "requestBody": _body("BulkLoadBody"),
             "responses": {
                 "202": {"description": "Accepted", "content": _content(_ref("JobReply"))},
-                **{k: v for k, v in _answers("JobReply", 404, 409, 413, 503).items() if k != "200"},
+                **{k: v for k, v in _answers("JobReply", 404, 409, 413, 503, 507).items() if k != "200"},
             },
         },
     }

@@ -32,7 +32,12 @@ from mussel.catalog import UNSET, Catalog
 from mussel.clock import Clock, SystemClock
 from mussel.codec.cursor import decode_cursor, encode_cursor
 from mussel.engine.writes import to_mutations
-from mussel.errors import InvalidRequestError, TableNotFoundError, UnavailableError
+from mussel.errors import (
+    InvalidRequestError,
+    QuotaExceededError,
+    TableNotFoundError,
+    UnavailableError,
+)
 from mussel.limits import DEFAULT_LIMITS, Limits, check_ts
 from mussel.log.base import WriteLog, partition_for
 from mussel.log.local import LocalLog
@@ -131,6 +136,7 @@ class Store:
             )
         self._partitions = wlog.partitions
         self._ctx: dict[tuple[str, str], _ReadCtx] = {}
+        self._usage: dict[str, tuple[float, int]] = {}  # namespace -> (when, bytes)
         self._applied = self.replayer.watermark.live
         self._end_offset = wlog.end_offset
         self._latest = backend.get_latest
@@ -291,7 +297,32 @@ class Store:
         if ack not in ("durable", "applied"):
             raise InvalidRequestError("ack must be 'durable' or 'applied'")
         info = self.catalog.get_table(namespace, table)
-        return to_mutations(info.id, records, self.clock.now_us(), self.limits)
+        mutations = to_mutations(info.id, records, self.clock.now_us(), self.limits)
+        self.check_storage_quota(namespace)
+        return mutations
+
+    def namespace_bytes(self, namespace: str) -> int:
+        """Approximate bytes stored by the namespace's tables (the storage quota's
+        measure; what ``GET /v1/namespaces/{ns}`` shows as usage)."""
+        return sum(self.backend.table_stats(t.id).approx_bytes for t in self.tables(namespace))
+
+    def check_storage_quota(self, namespace: str) -> None:
+        """``QuotaExceededError`` (507) once the namespace stores its ``storage_bytes``
+        quota or more: writes and bulk loads stop, reads go on. The check is before
+        a write, so the batch that crosses the quota is the last one accepted."""
+        limit = self.catalog.get_namespace(namespace).quotas.storage_bytes
+        if limit is None:
+            return
+        now = time.monotonic()
+        cached = self._usage.get(namespace)
+        if cached is None or now - cached[0] > 0.5:
+            cached = self._usage[namespace] = (now, self.namespace_bytes(namespace))
+        if cached[1] >= limit:
+            raise QuotaExceededError(
+                f"namespace {namespace!r} stores {cached[1]} bytes, at or over its storage "
+                f"quota of {limit}: writes and bulk loads are refused until data is "
+                "dropped or expires, or the quota is raised (reads go on)"
+            )
 
     def prepare_write(
         self, namespace: str, table: str, records: Sequence[Put | Delete], *, ack: Ack = "durable"
@@ -316,6 +347,7 @@ class Store:
         info = self.catalog.get_table(namespace, table)
         if info.id != table_id:
             raise TableNotFoundError(f"table {namespace}/{table} was dropped meanwhile")
+        self.check_storage_quota(namespace)
         if any(m.table_id != table_id for m in mutations):
             raise InvalidRequestError("every record must belong to the table written")
         return self.log.append_async(mutations)

@@ -228,7 +228,11 @@ def openapi_document() -> bytes:
             "requestBody": _body("BulkLoadBody"),
             "responses": {
                 "202": {"description": "Accepted", "content": _content(_ref("JobReply"))},
-                **{k: v for k, v in _answers("JobReply", 404, 409, 413, 503, 507).items() if k != "200"},
+                **{
+                    k: v
+                    for k, v in _answers("JobReply", 404, 409, 413, 503, 507).items()
+                    if k != "200"
+                },
             },
         },
     }

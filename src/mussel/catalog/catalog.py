@@ -403,6 +403,9 @@ class Catalog:
             self._changed()
             return found
 
+    def token_by_id(self, token_id: str) -> TokenInfo | None:
+        return next((t for t in self._tokens.values() if t.id == token_id), None)
+
     def authenticate(self, secret: str) -> TokenInfo | None:
         """The token whose secret this is, if any."""
         return self._tokens.get(hash_secret(secret))

@@ -3,7 +3,8 @@
 The configuration file has four sections, each optional; a key or section this
 server does not know is an error, not a silent default::
 
-    [server]   max_body_bytes, drain_timeout_s, host, port, processes, auth
+    [server]   max_body_bytes, drain_timeout_s, host, port, processes, auth,
+               tls_cert, tls_key, tls_client_ca
     [store]    partitions, strong_read_timeout_s, applied_ack_timeout_s
     [limits]   any field of ``mussel.limits.Limits``
     [rocksdb]  block_cache_bytes, write_buffer_bytes, compression
@@ -50,7 +51,17 @@ def load_config(path: Path | None) -> ServerConfig:
     sections = {
         "server": (
             ServerConfig,
-            {"max_body_bytes", "drain_timeout_s", "host", "port", "processes", "auth"},
+            {
+                "max_body_bytes",
+                "drain_timeout_s",
+                "host",
+                "port",
+                "processes",
+                "auth",
+                "tls_cert",
+                "tls_key",
+                "tls_client_ca",
+            },
         ),
         "store": (StoreConfig, {"partitions", "strong_read_timeout_s", "applied_ack_timeout_s"}),
         "limits": (Limits, {f.name for f in fields(Limits)}),
@@ -106,6 +117,14 @@ def load_config(path: Path | None) -> ServerConfig:
     help="none (only on loopback addresses; the default) or token: bearer tokens, the "
     "first admin token from MUSSEL_ADMIN_TOKEN.",
 )
+@click.option("--tls-cert", default=None, help="PEM certificate chain: serve HTTPS.")
+@click.option("--tls-key", default=None, help="PEM private key of --tls-cert.")
+@click.option(
+    "--tls-client-ca",
+    default=None,
+    help="PEM CA bundle: require client certificates it signed (mTLS); a certificate's "
+    "subject CN names the token whose scopes it has.",
+)
 @click.option("--ready-fd", type=int, default=None, hidden=True)
 def serve(
     data: Path,
@@ -114,6 +133,9 @@ def serve(
     config: Path | None,
     processes: int | None,
     auth: str | None,
+    tls_cert: str | None,
+    tls_key: str | None,
+    tls_client_ca: str | None,
     ready_fd: int | None,
 ) -> None:
     """Run the embedded server until SIGTERM or SIGINT.
@@ -130,6 +152,12 @@ def serve(
         cfg = replace(cfg, processes=processes)
     if auth is not None:
         cfg = replace(cfg, auth=auth)
+    if tls_cert is not None:
+        cfg = replace(cfg, tls_cert=tls_cert)
+    if tls_key is not None:
+        cfg = replace(cfg, tls_key=tls_key)
+    if tls_client_ca is not None:
+        cfg = replace(cfg, tls_client_ca=tls_client_ca)
     if not 1 <= cfg.processes <= 64:
         raise SystemExit("mussel: processes must be from 1 to 64")
     try:

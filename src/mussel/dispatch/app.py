@@ -38,7 +38,7 @@ from mussel.dispatch.errors import error_to_response, method_not_allowed, not_fo
 from mussel.dispatch.http import Request, Response
 from mussel.dispatch.metrics import ServerMetrics
 from mussel.dispatch.openapi import openapi_document
-from mussel.dispatch.proxy import OwnerProxy
+from mussel.dispatch.proxy import INTERNAL_CERT, OwnerProxy
 from mussel.dispatch.wire import Wire
 from mussel.engine import Store
 from mussel.errors import (
@@ -222,6 +222,8 @@ class App:
                 except MusselError as exc:
                     return self._failed(exc, request, op, ns, table, started)
         if self.auth is not None:
+            if request.internal:  # handed over by a follower: its client's certificate
+                request.cert_name = request.headers.get(INTERNAL_CERT)
             try:
                 request.principal = self.auth.check(request, op, ns)
             except MusselError as exc:  # no names in the labels of refused requests

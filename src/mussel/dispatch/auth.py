@@ -15,6 +15,12 @@ a job is read and cancelled with the rights of its namespace (checked where the 
 is known). The check runs after routing, which looks at the path only, so nothing
 about a namespace (not even whether it exists) is told to a caller without rights.
 Tokens are never logged: the stage reads the header and keeps the token's id only.
+
+With mTLS (``--tls-client-ca``), a request without a bearer token is authorized as
+the token whose id is its verified client certificate's subject CN: the identity
+comes from the certificate the TLS handshake verified, never from a header. A
+follower that hands a request over to the owner passes the CN along on the owner's
+Unix socket (``Mussel-Internal-Cert``), which only the server's own processes reach.
 """
 
 from __future__ import annotations
@@ -69,13 +75,21 @@ class Authorizer:
             return None
         header = request.headers.get("authorization", "")
         scheme, _, secret = header.partition(" ")
-        if scheme.lower() != "bearer" or not secret.strip():
+        token: TokenInfo | None
+        if scheme.lower() == "bearer" and secret.strip():
+            token = self._catalog.authenticate(secret.strip())
+            if token is None:
+                raise UnauthenticatedError("the token is not valid (unknown or revoked)")
+        elif request.cert_name is not None:  # mTLS: the certificate names a token
+            token = self._catalog.token_by_id(request.cert_name)
+            if token is None:
+                raise UnauthenticatedError(
+                    f"the client certificate names no token ({request.cert_name!r})"
+                )
+        else:
             raise UnauthenticatedError(
                 "this server needs a token: send 'Authorization: Bearer <token>'"
             )
-        token = self._catalog.authenticate(secret.strip())
-        if token is None:
-            raise UnauthenticatedError("the token is not valid (unknown or revoked)")
         right = REQUIRED.get(op, "admin")  # an operation not listed: admins only
         if right is not None and not token.can(right, namespace):
             where = f" on namespace {namespace!r}" if namespace and right != "admin" else ""

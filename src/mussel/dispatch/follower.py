@@ -27,7 +27,7 @@ import uvloop
 from mussel.dispatch.app import App
 from mussel.dispatch.auth import Authorizer
 from mussel.dispatch.proxy import OwnerProxy
-from mussel.dispatch.server import ServerConfig
+from mussel.dispatch.server import ServerConfig, tls_context
 from mussel.dispatch.serving import (
     RUN_DIR,
     Connections,
@@ -67,7 +67,13 @@ async def _serve(cfg: ServerConfig, slot: int, port: int, address: str, ready: b
     loop = asyncio.get_running_loop()
     protocol = protocol_factory(app, conns, cfg.max_body_bytes)
     server = await loop.create_server(
-        protocol, cfg.host, port, backlog=2048, reuse_address=True, reuse_port=True
+        protocol,
+        cfg.host,
+        port,
+        backlog=2048,
+        reuse_address=True,
+        reuse_port=True,
+        ssl=tls_context(cfg),
     )
     stop = stop_event(loop)
     outlet = await loop.create_unix_server(

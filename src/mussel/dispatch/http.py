@@ -48,6 +48,7 @@ class Request:
     peer: Any = None
     internal: bool = False  # came from another process of this server (a Unix socket)
     principal: Any = None  # the token that authorized it (``dispatch/auth.py``)
+    cert_name: str | None = None  # the verified client certificate's subject CN (mTLS)
     _query: dict[str, str] | None = field(default=None, repr=False)
 
     def header(self, name: str, default: str = "") -> str:
@@ -91,8 +92,10 @@ class HttpServerProtocol(asyncio.Protocol):
         max_body_bytes: int,
         on_close: Callable[[], None] | None = None,
         internal: bool = False,
+        on_open: Callable[[], None] | None = None,
     ):
         self._app = app
+        self._on_open = on_open
         self._internal = internal
         self._max_body = max_body_bytes
         self._on_close = on_close
@@ -110,12 +113,16 @@ class HttpServerProtocol(asyncio.Protocol):
         self._in_message = False
         self._draining = False
         self._peer: Any = None
+        self._cert_name: str | None = None
 
     # -- asyncio.Protocol -----------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
         self._peer = transport.get_extra_info("peername")
+        self._cert_name = _common_name(transport.get_extra_info("peercert"))
+        if self._on_open is not None:
+            self._on_open()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
@@ -190,6 +197,7 @@ class HttpServerProtocol(asyncio.Protocol):
             body=b"".join(self._body),
             peer=self._peer,
             internal=self._internal,
+            cert_name=self._cert_name,
         )
         keep_alive = self._parser.should_keep_alive() and not self._draining
         try:
@@ -276,6 +284,17 @@ class HttpServerProtocol(asyncio.Protocol):
         self._lingering = True
         transport.write_eof()
         asyncio.get_running_loop().call_later(LINGER_S, transport.close)
+
+
+def _common_name(cert: Any) -> str | None:
+    """The subject CN of a verified peer certificate (``ssl`` gives None without one)."""
+    if not cert:
+        return None
+    for rdn in cert.get("subject", ()):
+        for key, value in rdn:
+            if key == "commonName":
+                return str(value)
+    return None
 
 
 def percent_decode(segment: str) -> bytes:

@@ -32,6 +32,8 @@ _HOP_BY_HOP = frozenset(
 )
 _SKIP_ANSWER = frozenset({"content-type", "content-length", "connection", "keep-alive"})
 MAX_IDLE = 64
+INTERNAL_CERT = "mussel-internal-cert"
+"""The verified client certificate CN of a handed-over request (Unix socket only)."""
 
 
 class _Answer:
@@ -67,8 +69,10 @@ def _encode(request: Request) -> bytes:
         target += "?" + request.query_string.decode("latin-1")
     head = [f"{request.method} {target} HTTP/1.1\r\nhost: owner\r\n"]
     for name, value in request.headers.items():
-        if name not in _HOP_BY_HOP:
+        if name not in _HOP_BY_HOP and name != INTERNAL_CERT:
             head.append(f"{name}: {value}\r\n")
+    if request.cert_name is not None:  # the client's verified certificate (mTLS)
+        head.append(f"{INTERNAL_CERT}: {request.cert_name}\r\n")
     head.append(f"content-length: {len(request.body)}\r\n\r\n")
     return "".join(head).encode("latin-1") + request.body
 

@@ -37,6 +37,7 @@ import pickle
 import secrets
 import signal
 import socket
+import ssl
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -76,6 +77,11 @@ class ServerConfig:
     """Serving processes: the owner and ``processes - 1`` followers."""
     auth: str = "none"
     """``none`` (loopback listeners only) or ``token`` (SPEC §6)."""
+    tls_cert: str | None = None
+    """PEM certificate (chain) of the listener; with ``tls_key``, the server speaks HTTPS."""
+    tls_key: str | None = None
+    tls_client_ca: str | None = None
+    """PEM CA bundle: clients must present a certificate it signed (mTLS)."""
     store: StoreConfig = field(default_factory=StoreConfig)
     expire: ExpireConfig = field(default_factory=ExpireConfig)
 
@@ -100,6 +106,25 @@ def check_auth(cfg: ServerConfig) -> None:
             "can reach it could read and change every namespace. Listen on 127.0.0.1, or "
             "start with --auth token (and MUSSEL_ADMIN_TOKEN for the first admin token)."
         )
+
+
+def tls_context(cfg: ServerConfig) -> ssl.SSLContext | None:
+    """The listener's TLS context, or None for plain HTTP (``SystemExit`` if the files
+    cannot be used)."""
+    if cfg.tls_cert is None and cfg.tls_key is None and cfg.tls_client_ca is None:
+        return None
+    if cfg.tls_cert is None or cfg.tls_key is None:
+        raise SystemExit("mussel: TLS needs both --tls-cert and --tls-key")
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        ctx.load_cert_chain(cfg.tls_cert, cfg.tls_key)
+        if cfg.tls_client_ca is not None:
+            ctx.load_verify_locations(cfg.tls_client_ca)
+            ctx.verify_mode = ssl.CERT_REQUIRED
+    except (OSError, ssl.SSLError) as exc:
+        raise SystemExit(f"mussel: cannot use the TLS files: {exc}") from None
+    return ctx
 
 
 def bootstrap_tokens(store: Store) -> None:
@@ -224,6 +249,7 @@ async def _serve(cfg: ServerConfig, ready_fd: int | None) -> None:
     if followers:  # followers see applies only through RocksDB's WAL
         store_cfg = replace(store_cfg, rocks=replace(store_cfg.rocks, wal=True))
     check_auth(cfg)
+    tls = tls_context(cfg)
     store = Store.open(cfg.data_dir, store_cfg)
     if cfg.auth == "token":
         try:
@@ -246,6 +272,7 @@ async def _serve(cfg: ServerConfig, ready_fd: int | None) -> None:
             backlog=2048,
             reuse_address=True,
             reuse_port=followers > 0,
+            ssl=tls,
         )
     except OSError as exc:
         store.close()
@@ -289,8 +316,9 @@ async def _serve(cfg: ServerConfig, ready_fd: int | None) -> None:
     else:
         run.mkdir(parents=True, exist_ok=True)
         write_atomic(run / "pids", f"{os.getpid()}\n".encode())
+    scheme = "https" if tls is not None else "http"
     print(
-        f"mussel: serving http://{cfg.host}:{port} with {cfg.processes} process(es) "
+        f"mussel: serving {scheme}://{cfg.host}:{port} with {cfg.processes} process(es) "
         f"(data in {cfg.data_dir})",
         file=sys.stderr,
         flush=True,

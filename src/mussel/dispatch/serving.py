@@ -67,10 +67,14 @@ def protocol_factory(
     """Connections to ``app``; ``internal`` ones come from the server's own processes."""
 
     def protocol() -> HttpServerProtocol:
+        # counted once connected: a TLS handshake that fails never connects the protocol
         proto = HttpServerProtocol(
-            app, max_body_bytes, on_close=lambda: conns.closed(proto), internal=internal
+            app,
+            max_body_bytes,
+            on_close=lambda: conns.closed(proto),
+            internal=internal,
+            on_open=lambda: conns.opened(proto),
         )
-        conns.opened(proto)
         return proto
 
     return protocol

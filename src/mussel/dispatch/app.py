@@ -39,6 +39,7 @@ from mussel.dispatch.http import Request, Response
 from mussel.dispatch.metrics import ServerMetrics
 from mussel.dispatch.openapi import openapi_document
 from mussel.dispatch.proxy import INTERNAL_CERT, OwnerProxy
+from mussel.dispatch.quotas import RateBuckets
 from mussel.dispatch.wire import Wire
 from mussel.engine import Store
 from mussel.errors import (
@@ -148,6 +149,8 @@ _FOLLOWER_OPS = frozenset({"read_row", "get", "scan", "write"})
 """What a follower process handles itself (besides /healthz, /readyz, /openapi.json):
 reads, and writes, which it decodes and validates before handing the records over."""
 _LOCAL_OPS = _FOLLOWER_OPS | {"healthz", "readyz", "openapi.json"}
+_RATED = {"read_row": "read", "get": "read", "scan": "read", "write": "write"}
+"""Operations a namespace's rate quotas count (read_qps, write_qps)."""
 _APPEND = "append"
 """``Mussel-Internal`` of a write handed over by a follower, already validated."""
 
@@ -180,6 +183,8 @@ class App:
         self.proxy = proxy
         self.auth: Authorizer | None = None
         """Set with ``--auth token``: every request but the open ones needs a token."""
+        self.rates: RateBuckets | None = None
+        """The rate quotas' buckets, shared by every process of the server."""
         self.expiration: ExpirationService | None = None
         """The owner's expiration service (``POST .../expire``, a table's ``expiration``)."""
         self.refresh_peers: Callable[[], Awaitable[None]] | None = None
@@ -228,6 +233,11 @@ class App:
                 request.principal = self.auth.check(request, op, ns)
             except MusselError as exc:  # no names in the labels of refused requests
                 return self._failed(exc, request, op, "", "", started)
+        if self.rates is not None and op in _RATED:
+            try:
+                self._take_rate(ns, _RATED[op])
+            except MusselError as exc:
+                return self._failed(exc, request, op, ns, table, started)
         try:
             result = handler()
         except MusselError as exc:
@@ -281,6 +291,17 @@ class App:
             return await pending
         except MusselError as exc:
             return error_to_response(exc, request)
+
+    def _take_rate(self, ns: str, kind: str) -> None:
+        """One request against the namespace's ``read_qps``/``write_qps`` (429 past it)."""
+        assert self.rates is not None
+        try:
+            quotas = self.store.catalog.get_namespace(ns).quotas
+        except NamespaceNotFoundError:
+            return  # the handler answers 404
+        limit = quotas.read_qps if kind == "read" else quotas.write_qps
+        if limit is not None:
+            self.rates.take(ns, kind, float(limit))
 
     async def _forwarded(self, request: Request) -> Response:
         assert self.proxy is not None

@@ -27,6 +27,7 @@ import uvloop
 from mussel.dispatch.app import App
 from mussel.dispatch.auth import Authorizer
 from mussel.dispatch.proxy import OwnerProxy
+from mussel.dispatch.quotas import RateBuckets
 from mussel.dispatch.server import ServerConfig, tls_context
 from mussel.dispatch.serving import (
     RUN_DIR,
@@ -63,6 +64,7 @@ async def _serve(cfg: ServerConfig, slot: int, port: int, address: str, ready: b
     app = App(store, proxy=proxy)
     if cfg.auth == "token":
         app.auth = Authorizer(store.catalog)
+    app.rates = RateBuckets.attach(run / "buckets")
     conns = Connections()
     loop = asyncio.get_running_loop()
     protocol = protocol_factory(app, conns, cfg.max_body_bytes)

@@ -185,7 +185,7 @@ def openapi_document() -> bytes:
             "post": {
                 "parameters": [_ENCODING],
                 "requestBody": _body("WriteBody_str_"),
-                "responses": _answers("Written", 404, 413, 503, 507),
+                "responses": _answers("Written", 404, 413, 429, 503, 507),
             },
         },
         "/v1/namespaces/{ns}/tables/{table}/rows/{pk}": {
@@ -198,7 +198,7 @@ def openapi_document() -> bytes:
                     _query("sk_end"),
                     *_READ,
                 ],
-                "responses": _answers("RowReply", 404, 413, 503, ok_headers=_STALENESS),
+                "responses": _answers("RowReply", 404, 413, 429, 503, ok_headers=_STALENESS),
             },
         },
         "/v1/namespaces/{ns}/tables/{table}/get": {
@@ -206,7 +206,7 @@ def openapi_document() -> bytes:
             "post": {
                 "parameters": [_ENCODING],
                 "requestBody": _body("GetBody_str_"),
-                "responses": _answers("MultiGetReply", 404, 413, 503, ok_headers=_STALENESS),
+                "responses": _answers("MultiGetReply", 404, 413, 429, 503, ok_headers=_STALENESS),
             },
         },
         "/v1/namespaces/{ns}/tables/{table}/expire": {
@@ -217,7 +217,7 @@ def openapi_document() -> bytes:
             "parameters": [_NS, _TABLE],
             "get": {
                 "parameters": [_query("pk_start"), _query("pk_end"), _query("pk_prefix"), *_READ],
-                "responses": _answers("ScanReply", 404, 413, 503, ok_headers=_STALENESS),
+                "responses": _answers("ScanReply", 404, 413, 429, 503, ok_headers=_STALENESS),
             },
         },
     }

@@ -49,6 +49,7 @@ import uvloop
 from mussel.bulkload import JobManager
 from mussel.dispatch.app import App
 from mussel.dispatch.auth import Authorizer
+from mussel.dispatch.quotas import RateBuckets
 from mussel.dispatch.serving import (
     RUN_DIR,
     Connections,
@@ -261,6 +262,7 @@ async def _serve(cfg: ServerConfig, ready_fd: int | None) -> None:
     app = App(store, jobs=JobManager(store, Path(cfg.data_dir) / "bulk"))
     if cfg.auth == "token":
         app.auth = Authorizer(store.catalog)
+    app.rates = RateBuckets.create(run / "buckets")
     conns = Connections()
     loop = asyncio.get_running_loop()
     protocol = protocol_factory(app, conns, cfg.max_body_bytes)

@@ -1,0 +1,100 @@
+"""Rate quotas per namespace (SPEC §5/§7: 429 ``rate_limited`` with ``Retry-After``),
+one budget for all the server's processes.
+
+A token bucket per (namespace, kind) where kind is ``read`` or ``write``: it holds up
+to one second of the quota and refills continuously; a request takes one token or is
+refused with the time until the next token as its ``Retry-After``. A write request
+counts once, whatever its batch size (the quota is requests per second, as its name
+``write_qps`` says).
+
+The buckets live in one memory-mapped file (``<data>/run/buckets``) that every
+process maps: ``SLOTS`` slots of (key hash, tokens, last refill time), found by open
+addressing on the hash. A process takes a slot's byte range lock (``fcntl.lockf``)
+while it refills and takes, so two processes never spend the same token. Time is
+``CLOCK_MONOTONIC``, shared by every process on the machine. A namespace without a
+rate quota costs nothing here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import math
+import mmap
+import os
+import struct
+import time
+import zlib
+from pathlib import Path
+
+from mussel.errors import RateLimitedError
+
+__all__ = ["RateBuckets"]
+
+SLOTS = 4096
+_SLOT = struct.Struct("<Qdd")  # key hash (0: free), tokens, last refill (monotonic s)
+_SIZE = SLOTS * _SLOT.size
+
+
+def _key_hash(namespace: str, kind: str) -> int:
+    raw = f"{kind}\0{namespace}".encode()
+    return (zlib.crc32(raw) << 32 | zlib.adler32(raw)) or 1
+
+
+class RateBuckets:
+    """The shared buckets: ``create`` in the owner, ``attach`` in followers."""
+
+    def __init__(self, path: Path, fd: int, mm: mmap.mmap) -> None:
+        self.path = path
+        self._fd = fd
+        self._mm = mm
+
+    @classmethod
+    def create(cls, path: str | os.PathLike[str]) -> RateBuckets:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(b"\0" * _SIZE)
+        os.replace(tmp, path)
+        return cls.attach(path)
+
+    @classmethod
+    def attach(cls, path: str | os.PathLike[str]) -> RateBuckets:
+        path = Path(path)
+        fd = os.open(path, os.O_RDWR)
+        return cls(path, fd, mmap.mmap(fd, _SIZE))
+
+    def close(self) -> None:
+        with contextlib.suppress(BufferError):  # a view still held: the OS unmaps at exit
+            self._mm.close()
+        os.close(self._fd)
+
+    def take(self, namespace: str, kind: str, per_second: float) -> None:
+        """One request of ``kind`` in ``namespace``: admitted, or ``RateLimitedError``."""
+        h = _key_hash(namespace, kind)
+        start = h % SLOTS
+        for probe in range(SLOTS):
+            slot = (start + probe) % SLOTS
+            at = slot * _SLOT.size
+            fcntl.lockf(self._fd, fcntl.LOCK_EX, _SLOT.size, at)
+            try:
+                key, tokens, last = _SLOT.unpack_from(self._mm, at)
+                if key not in (0, h):
+                    continue  # another bucket's slot: probe on
+                now = time.monotonic()
+                if key == 0:  # a new bucket starts full
+                    tokens, last = per_second, now
+                tokens = min(per_second, tokens + (now - last) * per_second)
+                if tokens >= 1.0:
+                    _SLOT.pack_into(self._mm, at, h, tokens - 1.0, now)
+                    return
+                _SLOT.pack_into(self._mm, at, h, tokens, now)
+                wait = (1.0 - tokens) / per_second
+            finally:
+                fcntl.lockf(self._fd, fcntl.LOCK_UN, _SLOT.size, at)
+            raise RateLimitedError(
+                f"namespace {namespace!r} is over its {kind} quota of {per_second:g} "
+                f"requests per second; retry in {wait:.2f} s",
+                retry_after_s=max(1.0, math.ceil(wait)),
+            )
+        raise RateLimitedError("too many rate-limited namespaces", retry_after_s=1.0)

@@ -1,0 +1,86 @@
+"""Rate quotas per namespace (SPEC §5, §7): 429 ``rate_limited`` with an honest
+``Retry-After``, one budget across the server's processes, other namespaces untouched."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import httpx
+
+from tests.contract.conftest import Api
+
+
+def _hammer(url: str, seconds: float, threads: int = 4) -> list[httpx.Response]:
+    out: list[httpx.Response] = []
+    lock = threading.Lock()
+    stop = time.monotonic() + seconds
+
+    def run() -> None:
+        while time.monotonic() < stop:
+            with httpx.Client(timeout=10) as c:  # new connections: every process
+                for _ in range(20):
+                    r = c.get(url)
+                    with lock:
+                        out.append(r)
+
+    workers = [threading.Thread(target=run) for _ in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return out
+
+
+def test_reads_past_the_quota_get_429_and_the_rest_is_admitted_at_the_quota(
+    api: Api, ns: str
+) -> None:
+    quota = 40
+    api.put(f"/v1/namespaces/{ns}", json={"quotas": {"read_qps": quota}})
+    t = api.put_table(ns, "t")
+    t.put("p", "s", "v")
+    url = f"{api.url}{t.path}/rows/p?sk=s"
+    started = time.monotonic()
+    answers = _hammer(url, 3.0)
+    elapsed = time.monotonic() - started
+    ok = [r for r in answers if r.status_code == 200]
+    limited = [r for r in answers if r.status_code == 429]
+    assert len(ok) + len(limited) == len(answers)
+    assert limited, "nothing was refused"
+    # a full bucket (one second of quota) plus the refill while it ran
+    expected = quota + quota * elapsed
+    assert 0.85 * expected <= len(ok) <= 1.1 * expected, (len(ok), expected)
+    r = limited[0]
+    assert r.json()["error"]["code"] == "rate_limited"
+    assert int(r.headers["retry-after"]) >= 1
+
+
+def test_another_namespace_is_not_held_back(api: Api, ns: str) -> None:
+    api.put(f"/v1/namespaces/{ns}", json={"quotas": {"read_qps": 5}})
+    busy = api.put_table(ns, "t")
+    busy.put("p", "s", "v")
+    free_ns = f"{ns}-free"[:63]
+    api.put(f"/v1/namespaces/{free_ns}", json={})
+    free = api.put_table(free_ns, "t")
+    free.put("p", "s", "v")
+    done = threading.Event()
+
+    def flood() -> None:
+        while not done.is_set():
+            _hammer(f"{api.url}{busy.path}/rows/p?sk=s", 0.3, threads=2)
+
+    flooder = threading.Thread(target=flood)
+    flooder.start()
+    try:
+        answers = _hammer(f"{api.url}{free.path}/rows/p?sk=s", 1.0, threads=2)
+    finally:
+        done.set()
+        flooder.join()
+    assert answers and all(r.status_code == 200 for r in answers)
+
+
+def test_write_quota(api: Api, ns: str) -> None:
+    api.put(f"/v1/namespaces/{ns}", json={"quotas": {"write_qps": 3}})
+    t = api.put_table(ns, "t")
+    codes = [t.write({"pk": f"k{i}", "value": "v"}).status_code for i in range(12)]
+    assert codes.count(200) >= 3 and 429 in codes

@@ -310,3 +310,20 @@ def test_async_write_with_explicit_ts_is_retried(sleeps: list[float]) -> None:
 
     assert asyncio.run(main()) == 1
     assert len(script.requests) == 2 and len(sleeps) == 1
+
+
+def test_the_retry_budget_stops_a_retry_storm() -> None:
+    from mussel.client._transport import Call, RetryPolicy
+    from mussel.errors import UnavailableError
+
+    policy = RetryPolicy(3, budget_ratio=0.1, budget_max=2.0)
+    call = Call("GET", "/x", idempotent=True)
+    err = UnavailableError("down")
+    # the saved budget: two retries, then none until calls earn more
+    assert policy.delay(call, 1, err, None) is not None
+    assert policy.delay(call, 1, err, None) is not None
+    assert policy.delay(call, 1, err, None) is None
+    for _ in range(10):  # ten calls earn one retry
+        policy.earn()
+    assert policy.delay(call, 1, err, None) is not None
+    assert policy.delay(call, 1, err, None) is None

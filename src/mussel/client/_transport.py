@@ -26,6 +26,7 @@ from __future__ import annotations
 import base64
 import email.utils
 import random
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -496,9 +497,24 @@ class RetryPolicy:
     wait is exponential backoff with full jitter; a ``Retry-After`` header sets
     the floor, and one longer than ``max_wait_s`` is not waited for: the error is
     raised so the caller decides.
+
+    A retry budget bounds what retries add to the load (Venice's lesson: retry storms
+    flood servers that are already struggling): each call earns ``budget_ratio`` of a
+    retry, up to ``budget_max`` saved; a retry spends one. With the budget spent the
+    error is raised at once, so retries add at most ~``budget_ratio`` of the calls.
     """
 
-    __slots__ = ("backoff_s", "max_backoff_s", "max_wait_s", "rand", "retries")
+    __slots__ = (
+        "_lock",
+        "_tokens",
+        "backoff_s",
+        "budget_max",
+        "budget_ratio",
+        "max_backoff_s",
+        "max_wait_s",
+        "rand",
+        "retries",
+    )
 
     def __init__(
         self,
@@ -507,14 +523,25 @@ class RetryPolicy:
         backoff_s: float = 0.05,
         max_backoff_s: float = 2.0,
         max_wait_s: float = 30.0,
+        budget_ratio: float = 0.1,
+        budget_max: float = 10.0,
     ) -> None:
         if retries < 0:
             raise ValueError("retries must be >= 0")
+        self.budget_ratio = budget_ratio
+        self.budget_max = budget_max
+        self._tokens = budget_max
+        self._lock = threading.Lock()
         self.retries = retries
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
         self.max_wait_s = max_wait_s
         self.rand = random.Random()
+
+    def earn(self) -> None:
+        """A call is being sent for the first time: the budget grows a little."""
+        with self._lock:
+            self._tokens = min(self.budget_max, self._tokens + self.budget_ratio)
 
     def delay(
         self, call: Call, failures: int, err: MusselError, retry_after: float | None
@@ -527,6 +554,10 @@ class RetryPolicy:
             return None
         if not isinstance(err, UnavailableError | RateLimitedError):
             return None
+        with self._lock:
+            if self._tokens < 1.0 - 1e-9:
+                return None  # the retry budget is spent
+            self._tokens -= 1.0
         cap = min(self.max_backoff_s, self.backoff_s * 2 ** (failures - 1))
         backoff = self.rand.uniform(0, cap)
         if retry_after is None:

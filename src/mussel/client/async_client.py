@@ -126,6 +126,7 @@ class AsyncClient:
     async def _send(self, call: Call) -> httpx.Response:
         content, headers = self._api.body(call)
         failures = 0
+        self._retry.earn()
         while True:
             retry_after = None
             try:

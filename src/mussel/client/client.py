@@ -134,6 +134,7 @@ class Client:
     def _send(self, call: Call) -> httpx.Response:
         content, headers = self._api.body(call)
         failures = 0
+        self._retry.earn()
         while True:
             retry_after = None
             try:

@@ -4,7 +4,7 @@ The configuration file has four sections, each optional; a key or section this
 server does not know is an error, not a silent default::
 
     [server]   max_body_bytes, drain_timeout_s, host, port, processes, auth,
-               tls_cert, tls_key, tls_client_ca
+               tls_cert, tls_key, tls_client_ca, max_inflight, online_latency_target_s
     [store]    partitions, strong_read_timeout_s, applied_ack_timeout_s
     [limits]   any field of ``mussel.limits.Limits``
     [rocksdb]  block_cache_bytes, write_buffer_bytes, compression
@@ -61,6 +61,8 @@ def load_config(path: Path | None) -> ServerConfig:
                 "tls_cert",
                 "tls_key",
                 "tls_client_ca",
+                "max_inflight",
+                "online_latency_target_s",
             },
         ),
         "store": (StoreConfig, {"partitions", "strong_read_timeout_s", "applied_ack_timeout_s"}),

@@ -26,12 +26,16 @@ __all__ = [
 
 
 class NamespaceUsage(msgspec.Struct, frozen=True):
-    """What a namespace uses now: bytes stored (approximate), tables, request rates."""
+    """What a namespace uses now: bytes stored (approximate), tables, request rates,
+    and requests refused since the server started (``throttled``: over a rate quota;
+    ``shed``: to protect the server)."""
 
     bytes: int = 0
     tables: int = 0
     read_qps: float = 0.0
     write_qps: float = 0.0
+    throttled: int = 0
+    shed: int = 0
 
 
 class NamespaceDescription(msgspec.Struct, frozen=True):

@@ -183,6 +183,12 @@ class App:
         self.proxy = proxy
         self.auth: Authorizer | None = None
         """Set with ``--auth token``: every request but the open ones needs a token."""
+        self.max_inflight = 4096
+        """Requests waiting (on the log, the replayer, the owner) past which new ones are
+        shed with 503 before the server falls over."""
+        self.online_latency_target_s = 0.05
+        """While this process's recent read p99 is above it, batch requests get 503."""
+        self._inflight = 0
         self.rates: RateBuckets | None = None
         """The rate quotas' buckets, shared by every process of the server."""
         self.expiration: ExpirationService | None = None
@@ -233,6 +239,11 @@ class App:
                 request.principal = self.auth.check(request, op, ns)
             except MusselError as exc:  # no names in the labels of refused requests
                 return self._failed(exc, request, op, "", "", started)
+        try:
+            self._admit(request)
+        except MusselError as exc:
+            self.metrics.shed(ns, request.headers.get("mussel-priority", "online"))
+            return self._failed(exc, request, op, ns, table, started)
         if self.rates is not None and op in _RATED:
             try:
                 self._take_rate(ns, _RATED[op])
@@ -245,6 +256,7 @@ class App:
         if isinstance(result, Response):
             self.metrics.observe(op, ns, table, result.status, started)
             return result
+        self._inflight += 1
         return self._finish(result, request, op, ns, table, started)
 
     def _failed(
@@ -268,6 +280,8 @@ class App:
             resp = await pending
         except MusselError as exc:
             return self._failed(exc, request, op, ns, table, started)
+        finally:
+            self._inflight -= 1
         self.metrics.observe(op, ns, table, resp.status, started)
         return resp
 
@@ -291,6 +305,26 @@ class App:
             return await pending
         except MusselError as exc:
             return error_to_response(exc, request)
+
+    def _admit(self, request: Request) -> None:
+        """Priorities (SPEC §7): batch work waits while online reads are slow; past
+        ``max_inflight`` waiting requests, every new one is shed (503 + Retry-After)."""
+        priority = request.headers.get("mussel-priority")
+        if priority is not None and priority not in ("online", "batch"):
+            raise InvalidRequestError("Mussel-Priority must be online or batch")
+        if self._inflight >= self.max_inflight:
+            raise UnavailableError(
+                f"overloaded: {self._inflight} requests in flight; retry shortly",
+                retry_after_s=1.0,
+            )
+        if priority == "batch":
+            p99 = self.metrics.online_p99()
+            if p99 is not None and p99 > self.online_latency_target_s:
+                raise UnavailableError(
+                    f"batch requests wait while online reads are slow (p99 "
+                    f"{p99 * 1000:.0f} ms, target {self.online_latency_target_s * 1000:.0f} ms)",
+                    retry_after_s=1.0,
+                )
 
     def _take_rate(self, ns: str, kind: str) -> None:
         """One request against the namespace's ``read_qps``/``write_qps`` (429 past it)."""
@@ -472,7 +506,15 @@ class App:
             "tables": ns.quotas.tables,
         }
         reads, writes = self.metrics.rates(ns.name)
-        usage = {"bytes": nbytes, "tables": len(tables), "read_qps": reads, "write_qps": writes}
+        throttled, shed = self.metrics.refused(ns.name)
+        usage = {
+            "bytes": nbytes,
+            "tables": len(tables),
+            "read_qps": reads,
+            "write_qps": writes,
+            "throttled": throttled,
+            "shed": shed,
+        }
         return {"name": ns.name, "consistency": ns.consistency, "quotas": quotas, "usage": usage}
 
     def _list_namespaces(self, request: Request) -> Response | Awaitable[Response]:

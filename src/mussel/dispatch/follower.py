@@ -65,6 +65,8 @@ async def _serve(cfg: ServerConfig, slot: int, port: int, address: str, ready: b
     if cfg.auth == "token":
         app.auth = Authorizer(store.catalog)
     app.rates = RateBuckets.attach(run / "buckets")
+    app.max_inflight = cfg.max_inflight
+    app.online_latency_target_s = cfg.online_latency_target_s
     conns = Connections()
     loop = asyncio.get_running_loop()
     protocol = protocol_factory(app, conns, cfg.max_body_bytes)

@@ -61,6 +61,8 @@ class ServerMetrics:
         ``rates`` (the owner refreshes them)."""
         self._reads = _Rates()
         self._recent: deque[tuple[float, float]] = deque(maxlen=4096)
+        self._p99: float | None = None
+        self._p99_at = 0.0
         self._writes = _Rates()
         self.registry = r = Registry()
         self.requests = r.counter(
@@ -72,6 +74,12 @@ class ServerMetrics:
             "mussel_request_duration_seconds",
             "HTTP request latency by namespace, table and operation.",
             ("namespace", "table", "operation"),
+        )
+        self.shed_requests = r.counter(
+            "mussel_shed_requests_total",
+            "Requests refused with 503 to protect the server: batch ones while online reads "
+            "are slow, any past the in-flight limit.",
+            ("namespace", "priority"),
         )
         r.gauge(
             "mussel_replay_lag_records",
@@ -129,6 +137,35 @@ class ServerMetrics:
                 self._reads.hit(ns, time.monotonic())
             elif op in _WRITES:
                 self._writes.hit(ns, time.monotonic())
+
+    def refused(self, ns: str) -> tuple[int, int]:
+        """(throttled: 429 answers, shed: 503 answers to protect the server) of the
+        namespace's requests since the server started, in every process."""
+        throttled = shed = 0.0
+        items = [(list(k), v) for k, v in self.requests.snapshot_items()]
+        sheds = [(list(k), v) for k, v in self.shed_requests.snapshot_items()]
+        for peer in self.peers:
+            reg = peer.get("registry", {})
+            items += reg.get("mussel_requests_total", [])
+            sheds += reg.get("mussel_shed_requests_total", [])
+        for key, value in items:
+            if key[0] == ns and key[3] == "429":
+                throttled += value
+        for key, value in sheds:
+            if key[0] == ns:
+                shed += value
+        return int(throttled), int(shed)
+
+    def shed(self, ns: str, priority: str) -> None:
+        self.shed_requests.inc((ns, priority if priority in ("online", "batch") else "online"))
+
+    def online_p99(self) -> float | None:
+        """``recent_read_p99()``, computed at most every 100 ms (cheap per request)."""
+        now = time.perf_counter()
+        if now - self._p99_at > 0.1:
+            self._p99 = self.recent_read_p99()
+            self._p99_at = now
+        return self._p99
 
     def recent_read_p99(self, window_s: float = 5.0) -> float | None:
         """The p99 latency (seconds) of this process's reads in the last ``window_s``;

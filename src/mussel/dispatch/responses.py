@@ -50,6 +50,8 @@ class UsageOut(msgspec.Struct):
     tables: int
     read_qps: float
     write_qps: float
+    throttled: int  # 429 answers since the server started
+    shed: int  # 503 answers given to protect the server
 
 
 class NamespaceOut(msgspec.Struct):

@@ -78,6 +78,10 @@ class ServerConfig:
     """Serving processes: the owner and ``processes - 1`` followers."""
     auth: str = "none"
     """``none`` (loopback listeners only) or ``token`` (SPEC §6)."""
+    max_inflight: int = 4096
+    """Requests waiting per process past which new ones are shed (503)."""
+    online_latency_target_s: float = 0.05
+    """While a process's recent read p99 is above it, batch requests get 503."""
     tls_cert: str | None = None
     """PEM certificate (chain) of the listener; with ``tls_key``, the server speaks HTTPS."""
     tls_key: str | None = None
@@ -263,6 +267,8 @@ async def _serve(cfg: ServerConfig, ready_fd: int | None) -> None:
     if cfg.auth == "token":
         app.auth = Authorizer(store.catalog)
     app.rates = RateBuckets.create(run / "buckets")
+    app.max_inflight = cfg.max_inflight
+    app.online_latency_target_s = cfg.online_latency_target_s
     conns = Connections()
     loop = asyncio.get_running_loop()
     protocol = protocol_factory(app, conns, cfg.max_body_bytes)

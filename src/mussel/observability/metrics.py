@@ -82,6 +82,10 @@ class Counter(_Metric):
         with self.lock:
             return [[list(k), v] for k, v in self._values.items()]
 
+    def snapshot_items(self) -> list[tuple[tuple[str, ...], float]]:
+        with self.lock:
+            return list(self._values.items())
+
     def render(self, extra: Sequence[Sequence[Any]] = ()) -> list[str]:
         lines = self.header()
         values = dict(self._values)

@@ -1,9 +1,11 @@
 """``make bench``: run the benchmarks side by side and write bench/results/.
 
-Two sections, one after the other: the core engine (``bench/core.py``, in process) and
-HTTP side by side with PostgreSQL and Redis (``bench/http.py``). ``python -m bench.run
-[seconds]``: seconds per figure (default: 5 for the core section; ``$BENCH_SECONDS`` or 10
-for the HTTP section). ``--skip-http`` runs the core section only.
+Sections, one after the other: the core engine (``bench/core.py``, in process), HTTP
+side by side with PostgreSQL and Redis (``bench/http.py``), bulk load vs PostgreSQL
+``COPY`` (``bench/bulk.py``, in a child process so that its peak RSS is its own) and
+expiration (``bench/expire.py``). ``python -m bench.run [seconds]``: seconds per figure
+(default: 5 for the core section; ``$BENCH_SECONDS`` or 10 for the others).
+``--skip-http``, ``--skip-bulk``, ``--skip-expire`` leave sections out.
 
 Results: ``bench/results/<name>.json`` (raw figures: core.json, http.json) and
 ``bench/results/latest.md`` (Markdown tables). Figures from one run on one machine;
@@ -13,13 +15,16 @@ compare ratios, not absolute numbers, across machines.
 from __future__ import annotations
 
 import json
+import os
 import platform
+import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from bench import core
+from bench import expire as expire_bench
 from bench import http as http_bench
 
 RESULTS = Path(__file__).parent / "results"
@@ -58,9 +63,39 @@ def core_table(r: dict[str, Any]) -> list[str]:
     return rows
 
 
+def bulk_section() -> list[str]:
+    """Run ``python -m bench.bulk`` and render its ``bulk.json``."""
+    subprocess.run([sys.executable, "-m", "bench.bulk"], check=True)
+    r = json.loads((RESULTS / "bulk.json").read_text())
+    m, pg = r["mussel"], r.get("postgres") or {}
+    lines = [
+        "## Bulk load",
+        "",
+        f"{m['cells']:,} cells with 100-byte values, Parquet on local disk "
+        f"({r['source_mib']:,} MiB), to queryable; PostgreSQL `COPY` of the same rows.",
+        "",
+        "| figure | value | target |",
+        "| --- | --- | --- |",
+        f"| Mussel cells/s, end to end | {m['cells_per_s']:,} | >= 1,000,000 |",
+    ]
+    if pg:
+        lines.append(f"| PostgreSQL COPY rows/s | {pg['copy_rows_per_s']:,} | |")
+        lines.append(f"| Mussel vs COPY | {r['mussel_vs_copy']:.2f}x | >= 3x |")
+    for key, label in (("peak_rss_mib", "peak RSS of the loader, MiB"),):
+        if key in m:
+            lines.append(f"| {label} | {m[key]:,} | < 2048 |")
+    return [*lines, ""]
+
+
+def _append(lines: list[str]) -> None:
+    latest = RESULTS / "latest.md"
+    latest.write_text(latest.read_text().rstrip("\n") + "\n\n" + "\n".join(lines) + "\n")
+
+
 def main(argv: list[str]) -> int:
-    skip_http = "--skip-http" in argv
-    argv = [a for a in argv if a != "--skip-http"]
+    skips = {a for a in argv if a.startswith("--skip-")}
+    skip_http = "--skip-http" in skips
+    argv = [a for a in argv if a not in skips]
     seconds = float(argv[0]) if argv else 5.0
     RESULTS.mkdir(exist_ok=True)
     started = time.strftime("%Y-%m-%d %H:%M:%S")
@@ -76,6 +111,17 @@ def main(argv: list[str]) -> int:
         print(f"\n{http_bench.SECTION}: running ({settings.seconds:g} s per figure)", flush=True)
         http_lines = http_bench.write_results(http_bench.run(settings))
         print("\n" + "\n".join(http_lines))
+    if "--skip-bulk" not in skips:
+        print("\n## Bulk load: running", flush=True)
+        bulk_lines = bulk_section()
+        _append(bulk_lines)
+        print("\n".join(bulk_lines))
+    if "--skip-expire" not in skips:
+        print("\n## Expiration: running", flush=True)
+        settings = http_bench.settings_from(argv)
+        cells = int(os.environ.get("BENCH_EXPIRE_CELLS", "10000000"))
+        result = expire_bench.run(cells, 2_000_000, 200_000.0, settings)
+        print("\n".join(expire_bench.write_results(result)))
     return 0
 
 

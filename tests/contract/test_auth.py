@@ -79,6 +79,7 @@ ENDPOINTS: list[tuple[str, str, Any, str | None]] = [
     ("POST", f"{T}/get", {"keys": [{"pk": "p"}]}, "read"),
     ("GET", f"{T}/scan", None, "read"),
     ("POST", f"{T}/expire", None, "write"),
+    ("GET", f"{T}/hotkeys", None, "read"),
     ("POST", f"{T}/bulkloads", {"source": "/nonexistent/x.parquet"}, "write"),
     ("GET", "/v1/jobs", None, "any"),
     ("GET", "/v1/tokens", None, "admin"),

@@ -42,6 +42,7 @@ _LAZY: Mapping[str, str] = {
     "scan": "mussel.cli.data:scan",
     "expire": "mussel.cli.expire:expire",
     "token": "mussel.cli.tokens:token",
+    "top": "mussel.cli.top:top",
     "load": "mussel.cli.load:load",
     "job": "mussel.cli.load:job",
 }

@@ -82,6 +82,18 @@ class ExpireReply(msgspec.Struct):
     expiration: Expiration
 
 
+class HotKey(msgspec.Struct, frozen=True):
+    """A busy pk of a table and its requests per second (reads and writes)."""
+
+    pk: bytes
+    per_s: float
+
+
+class HotKeysReply(msgspec.Struct):
+    window_s: float
+    keys: list[HotKey]
+
+
 class TokenDescription(msgspec.Struct, frozen=True):
     """A bearer token as ``GET /v1/tokens`` lists it (never its secret)."""
 

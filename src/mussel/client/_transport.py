@@ -261,6 +261,10 @@ class Api:
     def tables(self, namespace: str) -> Call:
         return Call("GET", f"{_ns_path(namespace)}/tables", dict(_B64), idempotent=True)
 
+    def hot_keys(self, namespace: str, name: str, limit: int) -> Call:
+        params = {**_B64, "limit": str(limit)}
+        return Call("GET", f"{_table_path(namespace, name)}/hotkeys", params, idempotent=True)
+
     def create_token(self, scopes: Sequence[str], name: str) -> Call:
         return Call("POST", "/v1/tokens", body={"scopes": list(scopes), "name": name})
 

@@ -28,6 +28,8 @@ from mussel.client._models import (
     CreatedToken,
     Expiration,
     ExpireReply,
+    HotKey,
+    HotKeysReply,
     NamespaceDescription,
     NamespaceReply,
     NamespacesReply,
@@ -200,6 +202,11 @@ class AsyncClient:
     async def tables(self, namespace: str) -> list[TableDescription]:
         reply = await self._call(self._api.tables(namespace), TablesReply)
         return [t.public() for t in reply.tables]
+
+    async def hot_keys(self, namespace: str, table: str, limit: int = 20) -> list[HotKey]:
+        """The table's busiest pks in the last seconds (reads and writes per second,
+        counted in every server process), busiest first."""
+        return (await self._call(self._api.hot_keys(namespace, table, limit), HotKeysReply)).keys
 
     # -- tokens (SPEC §6; an admin token's calls) -----------------------------
 

@@ -33,6 +33,8 @@ from mussel.client._models import (
     CreatedToken,
     Expiration,
     ExpireReply,
+    HotKey,
+    HotKeysReply,
     JobDescription,
     JobReply,
     JobsReply,
@@ -206,6 +208,11 @@ class Client:
 
     def tables(self, namespace: str) -> list[TableDescription]:
         return [t.public() for t in self._call(self._api.tables(namespace), TablesReply).tables]
+
+    def hot_keys(self, namespace: str, table: str, limit: int = 20) -> list[HotKey]:
+        """The table's busiest pks in the last seconds (reads and writes per second,
+        counted in every server process), busiest first."""
+        return (self._call(self._api.hot_keys(namespace, table, limit), HotKeysReply)).keys
 
     # -- tokens (SPEC §6; an admin token's calls) -----------------------------
 

@@ -203,6 +203,9 @@ class App:
     def jobs(self) -> JobManager:
         """The bulk-load jobs (created on first use when none was given)."""
         if self._jobs is None:
+            # only the process that owns the data may run jobs (a JobManager aborts
+            # pending epochs at start); followers hand job requests to the owner
+            assert self.proxy is None, "a follower process must not run bulk loads"
             self._jobs = JobManager(self.store)
         return self._jobs
 
@@ -404,6 +407,7 @@ class App:
                 "get": ("POST", lambda: self._multi_get(request, ns, table)),
                 "scan": ("GET", lambda: self._scan(request, ns, table)),
                 "expire": ("POST", lambda: self._expire(request, ns, table)),
+                "hotkeys": ("GET", lambda: self._hot_keys(request, ns, table)),
                 "bulkloads": ("POST", lambda: self._bulk_load(request, ns, table)),
             }
             if action in routes:
@@ -583,6 +587,26 @@ class App:
             return {"state": "idle", "running": None, "last_run": None, "next_run_us": None}
         return self.expiration.state(t.namespace, t.name)
 
+    def _hot_keys(self, request: Request, ns: str, table: str) -> Response | Awaitable[Response]:
+        """The table's busiest pks in the last seconds, in every process."""
+        params = _query(request, {"limit", "encoding"})
+        limit = _int(params, "limit")
+        limit = 20 if limit is None else limit
+        if not 1 <= limit <= 1000:
+            raise InvalidRequestError("limit must be from 1 to 1000")
+        wire = Wire("", request.header("accept"), _base64(params))
+        self.store.table_info(ns, table)
+
+        def answer() -> Response:
+            keys = [
+                {"pk": wire.out(pk), "per_s": round(rate, 3)}
+                for pk, rate in self.metrics.hot_keys(ns, table, limit)
+            ]
+            body = {"window_s": self.metrics.hot.window_s, "keys": keys}
+            return Response(200, wire.encode(body), wire.content_type)
+
+        return self._with_peers(answer)
+
     def _expire(self, request: Request, ns: str, table: str) -> Response:
         _query(request, set())  # takes none: a typo must not pass unseen
         if request.body:
@@ -636,6 +660,7 @@ class App:
         records = _text_records(body.records) if not (wire.base64 or wire.msgpack_in) else None
         if records is None:
             records = self._records(body.records, wire)
+        self.metrics.hot.hit(ns, table, [_pk_bytes(r.pk) for r in records])
         if self.proxy is not None:  # a follower: the owner appends
             table_id, mutations = self.store.prepare_write(ns, table, records, ack=body.ack)
             handed = Request(
@@ -761,6 +786,7 @@ class App:
             return Response(200, wire.encode(body), wire.content_type)
 
         self.store.table_info(ns, table)  # 404 before any wait
+        self.metrics.hot.hit(ns, table, (pk,))
         return self._with_barrier(ns, table, [pk], consistency, read)
 
     def _point_read(
@@ -768,6 +794,7 @@ class App:
     ) -> Response | None:
         """The hot path: one cell, newest version. None when a strong read must wait
         (the caller then takes the general path, which waits off the event loop)."""
+        self.metrics.hot.hit(ns, table, (pk,))
         strong = self.store.is_strong(ns, table, consistency)
         if strong and self.store.strong_target(ns, table, [pk], consistency) is not None:
             return None
@@ -815,6 +842,7 @@ class App:
             return Response(200, wire.encode({"results": results}), wire.content_type)
 
         self.store.table_info(ns, table)
+        self.metrics.hot.hit(ns, table, [pk for pk, _ in keys])
         return self._with_barrier(ns, table, [pk for pk, _ in keys], body.consistency, read)
 
     def _scan(self, request: Request, ns: str, table: str) -> Any:
@@ -973,6 +1001,10 @@ def _job_json(job: JobInfo) -> dict[str, Any]:
         "started_us": job.started_us,
         "finished_us": job.finished_us,
     }
+
+
+def _pk_bytes(pk: bytes | str) -> bytes:
+    return pk if isinstance(pk, bytes) else pk.encode("utf-8", "surrogatepass")
 
 
 def _text_records(raw: list[Any]) -> list[Put | Delete] | None:

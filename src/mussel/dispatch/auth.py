@@ -54,6 +54,7 @@ REQUIRED: dict[str, Right | None] = {
     "get": "read",
     "scan": "read",
     "expire": "write",
+    "hotkeys": "read",
     "bulkloads": "write",
     "list_jobs": None,  # filtered
     "get_job": None,  # checked on the job's namespace

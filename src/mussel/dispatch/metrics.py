@@ -9,6 +9,7 @@ from typing import Any
 
 from mussel.engine import Store
 from mussel.expire import ExpirationService
+from mussel.observability.hotkeys import HotKeys
 from mussel.observability.metrics import Registry
 
 __all__ = ["RATE_WINDOW_S", "ServerMetrics"]
@@ -59,6 +60,7 @@ class ServerMetrics:
         self.peers: list[dict[str, Any]] = []
         """Other server processes' latest ``snapshot()``s, merged into ``render`` and
         ``rates`` (the owner refreshes them)."""
+        self.hot = HotKeys()
         self._reads = _Rates()
         self._recent: deque[tuple[float, float]] = deque(maxlen=4096)
         self._p99: float | None = None
@@ -255,7 +257,13 @@ class ServerMetrics:
             "registry": self.registry.snapshot(),
             "reads": self._reads.snapshot(),
             "writes": self._writes.snapshot(),
+            "hotkeys": self.hot.snapshot(),
         }
+
+    def hot_keys(self, ns: str, table: str, limit: int) -> list[tuple[bytes, float]]:
+        """The table's busiest pks (requests/s) in every process."""
+        peers = [p["hotkeys"] for p in self.peers if "hotkeys" in p]
+        return self.hot.top(ns, table, limit, peers)
 
     def render(self) -> bytes:
         """Prometheus text: this process's metrics plus the peers' counters and

@@ -43,6 +43,7 @@ def _schemas() -> dict[str, Any]:
         responses.TablesReply,
         responses.ExpireReply,
         responses.TokensReply,
+        responses.HotKeysReply,
         responses.TokenCreated,
         responses.Revoked,
         bodies.TokenBody,
@@ -207,6 +208,13 @@ def openapi_document() -> bytes:
                 "parameters": [_ENCODING],
                 "requestBody": _body("GetBody_str_"),
                 "responses": _answers("MultiGetReply", 404, 413, 429, 503, ok_headers=_STALENESS),
+            },
+        },
+        "/v1/namespaces/{ns}/tables/{table}/hotkeys": {
+            "parameters": [_NS, _TABLE],
+            "get": {
+                "parameters": [_query("limit", "integer", minimum=1, maximum=1000), _ENCODING],
+                "responses": _answers("HotKeysReply", 404),
             },
         },
         "/v1/namespaces/{ns}/tables/{table}/expire": {

@@ -237,3 +237,15 @@ class TokenCreated(msgspec.Struct):
 
 class Revoked(msgspec.Struct):
     revoked: str
+
+
+class HotKeyOut(msgspec.Struct):
+    pk: str
+    per_s: float
+
+
+class HotKeysReply(msgspec.Struct):
+    """A table's busiest pks (reads and writes per second) in the last window."""
+
+    window_s: float
+    keys: list[HotKeyOut]

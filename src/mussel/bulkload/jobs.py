@@ -157,7 +157,7 @@ class JobManager:
         workdir: str | Path | None = None,
         *,
         batch_rows: int = 65_536,
-        run_bytes: int = 256 << 20,
+        run_bytes: int = 128 << 20,
         sst_cells: int = 500_000,
     ) -> None:
         self.store = store

@@ -54,7 +54,7 @@ class LoadPlan:
     source: ParquetSource
     workdir: Path
     batch_rows: int = 65_536
-    run_bytes: int = 256 << 20
+    run_bytes: int = 128 << 20
     sst_cells: int = 500_000
 
 

@@ -16,6 +16,7 @@ the rows up to the smallest "last key buffered" among the runs, sorts that slice
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -53,6 +54,11 @@ def sort_keys(cells: pa.Table) -> pa.Array:
 
 _CHUNK_ROWS = 262_144
 
+# Hand freed Arrow memory back at once, so a load's peak RSS is what it uses (a
+# pyarrow built without jemalloc raises NotImplementedError).
+with contextlib.suppress(NotImplementedError):
+    pa.jemalloc_set_decay_ms(0)
+
 
 def _unique_order(t: pa.Table) -> pa.Array:
     """Row indices of ``t`` sorted by key, keeping the last row (in ``t``'s order) of
@@ -88,7 +94,7 @@ def _dedup(t: pa.Table) -> tuple[pa.Table, int]:
 
 
 class Sorter:
-    def __init__(self, workdir: Path, run_bytes: int = 256 << 20) -> None:
+    def __init__(self, workdir: Path, run_bytes: int = 128 << 20) -> None:
         self._workdir = workdir
         self._run_bytes = run_bytes
         self._buffer: list[pa.Table] = []
@@ -142,7 +148,8 @@ class Sorter:
         yield from self._merge()
 
     def _merge(self) -> Iterator[pa.Table]:
-        readers = [ipc.open_file(pa.memory_map(str(p), "r")) for p in self._runs]
+        # plain reads, not mmap: touched mmap pages would count in the RSS until evicted
+        readers = [ipc.open_file(pa.OSFile(str(p), "r")) for p in self._runs]
         next_batch = [0] * len(readers)
         buffers: list[pa.Table | None] = [None] * len(readers)
 

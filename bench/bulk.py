@@ -138,35 +138,64 @@ def bench_postgres(source: Path, workdir: Path, cells: int) -> dict[str, Any]:
         }
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--cells", type=int, default=10_000_000)
-    ap.add_argument("--no-postgres", action="store_true")
-    ap.add_argument("--workdir", type=Path, default=None)
-    args = ap.parse_args()
-    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="mussel-bench-bulk-"))
+def run(
+    cells: int = 10_000_000, postgres: bool = True, workdir: Path | None = None
+) -> dict[str, Any]:
+    """The bulk section: Mussel, then PostgreSQL COPY, from the same Parquet files."""
+    workdir = Path(workdir or tempfile.mkdtemp(prefix="mussel-bench-bulk-"))
     try:
         source = workdir / "source"
         t0 = time.perf_counter()
         # in a child process, so that this process's peak RSS is the load's alone
         with multiprocessing.get_context("spawn").Pool(1) as pool:
-            cells = pool.apply(write_source, (source, args.cells))
+            cells = pool.apply(write_source, (source, cells))
         gen_s = time.perf_counter() - t0
         src_bytes = sum(p.stat().st_size for p in source.iterdir())
         print(f"source: {cells:,} cells, {src_bytes / 2**20:.0f} MiB, written in {gen_s:.1f}s")
         mussel = bench_mussel(source, workdir, cells)
-        print(f"mussel: {json.dumps(mussel)}")
+        print(f"mussel: {json.dumps(mussel)}", flush=True)
         result: dict[str, Any] = {"source_mib": round(src_bytes / 2**20), "mussel": mussel}
-        if not args.no_postgres:
+        if postgres:
             pg = bench_postgres(source, workdir, cells)
-            print(f"postgres: {json.dumps(pg)}")
+            print(f"postgres: {json.dumps(pg)}", flush=True)
             result["postgres"] = pg
             result["mussel_vs_copy"] = round(mussel["cells_per_s"] / pg["copy_rows_per_s"], 2)
         RESULTS.mkdir(exist_ok=True)
         (RESULTS / "bulk.json").write_text(json.dumps(result, indent=2) + "\n")
-        print(json.dumps(result, indent=2))
+        return result
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def table_lines(r: dict[str, Any]) -> list[str]:
+    m = r["mussel"]
+    lines = [
+        f"## Bulk load ({m['cells']:,} cells of {VALUE_BYTES}-byte values, "
+        f"{r['source_mib']} MiB of Parquet)",
+        "",
+        "| figure | value | target |",
+        "| --- | --- | --- |",
+        f"| Parquet to queryable (replace job), cells/s | {m['cells_per_s']:,} | >= 1,000,000 |",
+        f"| peak RSS during the load | {m['peak_rss_mib']:,} MiB | < 2,048 MiB |",
+    ]
+    pg = r.get("postgres")
+    if pg:
+        lines += [
+            f"| PostgreSQL COPY (no index), rows/s | {pg['copy_rows_per_s']:,} | |",
+            f"| PostgreSQL COPY + primary key, rows/s | {pg['rows_per_s_with_primary_key']:,} | |",
+            f"| Mussel vs COPY | {r['mussel_vs_copy']:.2f}x | >= 3x |",
+        ]
+    return lines
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap.add_argument("--cells", type=int, default=10_000_000)
+    ap.add_argument("--no-postgres", action="store_true")
+    ap.add_argument("--workdir", type=Path, default=None)
+    args = ap.parse_args()
+    result = run(args.cells, not args.no_postgres, args.workdir)
+    print("\n".join(table_lines(result)))
 
 
 if __name__ == "__main__":

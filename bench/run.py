@@ -3,7 +3,8 @@
 Two sections, one after the other: the core engine (``bench/core.py``, in process) and
 HTTP side by side with PostgreSQL and Redis (``bench/http.py``). ``python -m bench.run
 [seconds]``: seconds per figure (default: 5 for the core section; ``$BENCH_SECONDS`` or 10
-for the HTTP section). ``--skip-http`` runs the core section only.
+for the HTTP section). ``--skip-http`` skips the HTTP section, ``--skip-bulk`` the bulk-load
+section (``bench/bulk.py``: 10M cells from Parquet, then PostgreSQL COPY of the same rows).
 
 Results: ``bench/results/<name>.json`` (raw figures: core.json, http.json) and
 ``bench/results/latest.md`` (Markdown tables). Figures from one run on one machine;
@@ -19,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import core
+from bench import bulk, core
 from bench import http as http_bench
 
 RESULTS = Path(__file__).parent / "results"
@@ -60,7 +61,8 @@ def core_table(r: dict[str, Any]) -> list[str]:
 
 def main(argv: list[str]) -> int:
     skip_http = "--skip-http" in argv
-    argv = [a for a in argv if a != "--skip-http"]
+    skip_bulk = "--skip-bulk" in argv
+    argv = [a for a in argv if a not in ("--skip-http", "--skip-bulk")]
     seconds = float(argv[0]) if argv else 5.0
     RESULTS.mkdir(exist_ok=True)
     started = time.strftime("%Y-%m-%d %H:%M:%S")
@@ -76,6 +78,12 @@ def main(argv: list[str]) -> int:
         print(f"\n{http_bench.SECTION}: running ({settings.seconds:g} s per figure)", flush=True)
         http_lines = http_bench.write_results(http_bench.run(settings))
         print("\n" + "\n".join(http_lines))
+    if not skip_bulk:
+        print("\nbulk load: running (10M cells, then PostgreSQL COPY)", flush=True)
+        bulk_lines = bulk.table_lines(bulk.run())
+        with (RESULTS / "latest.md").open("a") as f:
+            f.write("\n" + "\n".join(bulk_lines) + "\n")
+        print("\n" + "\n".join(bulk_lines))
     return 0
 
 

@@ -17,7 +17,9 @@ the rows up to the smallest "last key buffered" among the runs, sorts that slice
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -100,6 +102,11 @@ class Sorter:
         self._buffer: list[pa.Table] = []
         self._buffered = 0
         self._runs: list[Path] = []
+        # One run is sorted and written by a thread while the next is read (Arrow's
+        # sort and IPC writes release the GIL, so this uses a second core).
+        self._spiller = ThreadPoolExecutor(1, thread_name_prefix="mussel-bulk-spill")
+        self._spilling: Future[None] | None = None
+        self._lock = threading.Lock()
         self.duplicates = 0
         self.cells = 0  # after dropping duplicates within each run
 
@@ -112,22 +119,30 @@ class Sorter:
         if self._buffered >= self._run_bytes:
             self._spill()
 
-    def _sorted_buffer(self) -> pa.Table:
-        t = pa.concat_tables(self._buffer) if self._buffer else KEYED_SCHEMA.empty_table()
-        self._buffer, self._buffered = [], 0
-        t, dropped = _dedup(t)
-        self.duplicates += dropped
-        self.cells += t.num_rows
-        return t
-
     def _spill(self) -> None:
-        t = self._sorted_buffer()
+        """Hand the buffer to the spill thread (waiting for the previous spill first, so
+        at most one run is being sorted while the next one fills)."""
+        self._wait_spill()
+        parts = self._buffer
+        self._buffer, self._buffered = [], 0
         path = self._workdir / f"run-{len(self._runs):05d}.arrow"
+        self._runs.append(path)
+        self._spilling = self._spiller.submit(self._write_run, parts, path)
+
+    def _wait_spill(self) -> None:
+        if self._spilling is not None:
+            done, self._spilling = self._spilling, None
+            done.result()  # re-raises a failed spill (e.g. a full disk)
+
+    def _write_run(self, parts: list[pa.Table], path: Path) -> None:
+        t, dropped = _dedup(pa.concat_tables(parts) if parts else KEYED_SCHEMA.empty_table())
+        with self._lock:
+            self.duplicates += dropped
+            self.cells += t.num_rows
         self._workdir.mkdir(parents=True, exist_ok=True)
         with pa.OSFile(str(path), "wb") as sink, ipc.new_file(sink, KEYED_SCHEMA) as w:
             for rb in t.to_batches(max_chunksize=65_536):
                 w.write_batch(rb)
-        self._runs.append(path)
 
     def sorted_chunks(self) -> Iterator[pa.Table]:
         """Every cell once, sorted by key, in chunks; call after the last ``add``."""
@@ -145,6 +160,7 @@ class Sorter:
             return
         if self._buffer:
             self._spill()
+        self._wait_spill()
         yield from self._merge()
 
     def _merge(self) -> Iterator[pa.Table]:
@@ -194,6 +210,9 @@ class Sorter:
             yield t
 
     def discard(self) -> None:
+        with contextlib.suppress(Exception):
+            self._wait_spill()
+        self._spiller.shutdown(wait=True)
         for p in self._runs:
             p.unlink(missing_ok=True)
         self._runs = []

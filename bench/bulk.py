@@ -10,7 +10,7 @@ during the load. Then PostgreSQL
 ``COPY`` of the same rows (read from the same Parquet files) into a table with the
 cells schema and its primary key, on the same machine, in the same run.
 
-Results: ``bench/results/bulk.json``.
+Results: ``bench/results/bulk.json`` (``bulk-<cells>.json`` for other sizes).
 """
 
 from __future__ import annotations
@@ -204,7 +204,8 @@ def run(
             result["postgres"] = pg
             result["mussel_vs_copy"] = round(mussel["cells_per_s"] / pg["copy_rows_per_s"], 2)
         RESULTS.mkdir(exist_ok=True)
-        (RESULTS / "bulk.json").write_text(json.dumps(result, indent=2) + "\n")
+        name = "bulk.json" if cells == 10_000_000 else f"bulk-{cells}.json"
+        (RESULTS / name).write_text(json.dumps(result, indent=2) + "\n")
         return result
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -55,6 +55,8 @@ def sort_keys(cells: pa.Table) -> pa.Array:
 
 
 _CHUNK_ROWS = 262_144
+_RUN_BATCH_ROWS = 16_384  # the merge buffers one batch per run: this bounds its memory
+_MIN_WINDOW = 1024
 
 # Hand freed Arrow memory back at once, so a load's peak RSS is what it uses (a
 # pyarrow built without jemalloc raises NotImplementedError).
@@ -141,7 +143,7 @@ class Sorter:
             self.cells += t.num_rows
         self._workdir.mkdir(parents=True, exist_ok=True)
         with pa.OSFile(str(path), "wb") as sink, ipc.new_file(sink, KEYED_SCHEMA) as w:
-            for rb in t.to_batches(max_chunksize=65_536):
+            for rb in t.to_batches(max_chunksize=_RUN_BATCH_ROWS):
                 w.write_batch(rb)
 
     def sorted_chunks(self) -> Iterator[pa.Table]:
@@ -179,19 +181,25 @@ class Sorter:
 
         for i in range(len(readers)):
             refill(i)
+        # Each step looks at a window of the first `window` rows of every run, so a
+        # step holds at most ~_CHUNK_ROWS rows however many runs there are.
+        window = max(_MIN_WINDOW, _CHUNK_ROWS // len(readers))
         # Cells once counted per run: recount after dropping duplicates across runs.
         self.cells = 0
         while True:
             live = [i for i, b in enumerate(buffers) if b is not None and b.num_rows]
             if not live:
                 return
-            # Runs still holding unread batches bound the keys that are final now.
-            bounded = [i for i in live if next_batch[i] < readers[i].num_record_batches]
-            bound = (
-                min(buffers[i].column("key")[-1].as_py() for i in bounded)  # type: ignore[union-attr]
-                if bounded
-                else None
-            )
+            # A run with rows beyond its window (buffered or unread) bounds the keys
+            # that are final now: the largest key of its window. Keys are unique within
+            # a run, so every run gives at most `window` rows up to the bound.
+            ends = []
+            for i in live:
+                b = buffers[i]
+                assert b is not None
+                if b.num_rows > window or next_batch[i] < readers[i].num_record_batches:
+                    ends.append(b.column("key")[min(window, b.num_rows) - 1].as_py())
+            bound = min(ends) if ends else None
             parts = []
             for i in live:
                 b = buffers[i]

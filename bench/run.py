@@ -17,13 +17,12 @@ from __future__ import annotations
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from bench import core
+from bench import bulk, core
 from bench import expire as expire_bench
 from bench import http as http_bench
 
@@ -63,30 +62,6 @@ def core_table(r: dict[str, Any]) -> list[str]:
     return rows
 
 
-def bulk_section() -> list[str]:
-    """Run ``python -m bench.bulk`` and render its ``bulk.json``."""
-    subprocess.run([sys.executable, "-m", "bench.bulk"], check=True)
-    r = json.loads((RESULTS / "bulk.json").read_text())
-    m, pg = r["mussel"], r.get("postgres") or {}
-    lines = [
-        "## Bulk load",
-        "",
-        f"{m['cells']:,} cells with 100-byte values, Parquet on local disk "
-        f"({r['source_mib']:,} MiB), to queryable; PostgreSQL `COPY` of the same rows.",
-        "",
-        "| figure | value | target |",
-        "| --- | --- | --- |",
-        f"| Mussel cells/s, end to end | {m['cells_per_s']:,} | >= 1,000,000 |",
-    ]
-    if pg:
-        lines.append(f"| PostgreSQL COPY rows/s | {pg['copy_rows_per_s']:,} | |")
-        lines.append(f"| Mussel vs COPY | {r['mussel_vs_copy']:.2f}x | >= 3x |")
-    for key, label in (("peak_rss_mib", "peak RSS of the loader, MiB"),):
-        if key in m:
-            lines.append(f"| {label} | {m[key]:,} | < 2048 |")
-    return [*lines, ""]
-
-
 def _append(lines: list[str]) -> None:
     latest = RESULTS / "latest.md"
     latest.write_text(latest.read_text().rstrip("\n") + "\n\n" + "\n".join(lines) + "\n")
@@ -112,10 +87,10 @@ def main(argv: list[str]) -> int:
         http_lines = http_bench.write_results(http_bench.run(settings))
         print("\n" + "\n".join(http_lines))
     if "--skip-bulk" not in skips:
-        print("\n## Bulk load: running", flush=True)
-        bulk_lines = bulk_section()
+        print("\nbulk load: running (10M cells, then PostgreSQL COPY)", flush=True)
+        bulk_lines = bulk.table_lines(bulk.run())
         _append(bulk_lines)
-        print("\n".join(bulk_lines))
+        print("\n" + "\n".join(bulk_lines))
     if "--skip-expire" not in skips:
         print("\n## Expiration: running", flush=True)
         settings = http_bench.settings_from(argv)

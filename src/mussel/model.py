@@ -158,8 +158,8 @@ def parse_partitioning(raw: object) -> Partitioning:
     if kind == "range":
         if "presplit" in raw:
             raise InvalidRequestError(
-                "range partitioning by presplit sampling is not available yet; "
-                "give explicit split_points"
+                "presplit must be resolved to split_points by sampling its source first "
+                "(mussel.bulkload.presplit.resolve_presplit; the HTTP API does it)"
             )
         points = raw.get("split_points", [])
         if not isinstance(points, list) or not all(isinstance(p, str | bytes) for p in points):

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from mussel import Client
+from mussel import AsyncClient, Client
 from mussel.client import JobDescription
 from mussel.errors import InvalidRequestError, JobNotFoundError
+from tests.conftest import ServerProcess
 
 
 def test_bulk_load_and_wait(client: Client, ns: str, tmp_path: Path) -> None:
@@ -35,3 +37,21 @@ def test_bulk_load_errors(client: Client, ns: str, tmp_path: Path) -> None:
         client.bulk_load(ns, "t", str(tmp_path / "missing.parquet"))
     with pytest.raises(JobNotFoundError):
         client.job("nope")
+
+
+def test_async_bulk_load(shared_server: ServerProcess, tmp_path: Path) -> None:
+    src = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"pk": ["a"], "sk": [""], "value": ["1"]}), src)
+
+    async def go() -> None:
+        async with AsyncClient(shared_server.url) as c:
+            await c.put_namespace("asyncbulk")
+            await c.put_table("asyncbulk", "t")
+            job = await c.bulk_load("asyncbulk", "t", str(src), mode="merge")
+            job = await c.wait_job(job.id, 60, poll_s=0.02)
+            assert job.state == "committed"
+            assert [j.id for j in await c.jobs("asyncbulk")] == [job.id]
+            assert (await c.cancel_job(job.id)).state == "committed"
+            assert [x.value for x in await c.get("asyncbulk", "t", "a")] == [b"1"]
+
+    asyncio.run(go())

@@ -130,3 +130,16 @@ def test_cancel_a_job(api: Api, table: Table, tmp_path: Path) -> None:
     assert job["state"] in ("cancelled", "committed")
     if job["state"] == "cancelled":
         assert api.get(f"{table.path}/scan", params={"limit": 1}).json()["cells"] == []
+
+
+def test_put_table_with_presplit_samples_the_source(api: Api, ns: str, tmp_path: Path) -> None:
+    src = parquet(tmp_path / "s.parquet", [(f"k{i:04d}", "", "v") for i in range(1000)])
+    body = {"partitioning": {"kind": "range", "presplit": {"sample": str(src), "shards": 4}}}
+    resp = api.put(f"/v1/namespaces/{ns}/tables/pre", json=body)
+    assert resp.status_code == 200, resp.text
+    part = resp.json()["table"]["partitioning"]
+    assert part["kind"] == "range" and len(part["split_points"]) == 3
+    assert part["split_points"] == sorted(part["split_points"])
+    bad = {"partitioning": {"kind": "range", "presplit": {"sample": "/nope", "shards": 4}}}
+    resp = api.put(f"/v1/namespaces/{ns}/tables/pre2", json=bad)
+    assert resp.status_code == 400 and error_code(resp) == "invalid_request"

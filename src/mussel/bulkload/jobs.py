@@ -109,6 +109,30 @@ class JobInfo(msgspec.Struct):
         return out
 
 
+_MARKER = ".mussel-bulk-workdir"
+
+
+def _claim_workdir(path: Path) -> None:
+    """Make ``path`` this manager's scratch directory, emptied of a crashed run's files.
+
+    A directory that holds anything but what a JobManager put there is refused
+    (``InvalidRequestError``): nothing else is ever deleted."""
+    path.mkdir(parents=True, exist_ok=True)
+    marker = path / _MARKER
+    entries = [p for p in path.iterdir() if p.name != _MARKER]
+    if entries and not marker.exists():
+        raise InvalidRequestError(
+            f"{path} is not empty and is not a bulk-load scratch directory; "
+            "give an empty or new directory"
+        )
+    for p in entries:
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+    marker.touch()
+
+
 def _key(job_id: str) -> bytes:
     return meta_key("job", job_id)
 
@@ -157,14 +181,13 @@ class JobManager:
         workdir: str | Path | None = None,
         *,
         batch_rows: int = 65_536,
-        run_bytes: int = 256 << 20,
+        run_bytes: int = 128 << 20,
         sst_cells: int = 500_000,
     ) -> None:
         self.store = store
         self._own_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="mussel-bulk-"))
-        shutil.rmtree(self.workdir, ignore_errors=True)  # leftovers of a crashed run
-        self.workdir.mkdir(parents=True, exist_ok=True)
+        _claim_workdir(self.workdir)
         self._tuning = {"batch_rows": batch_rows, "run_bytes": run_bytes, "sst_cells": sst_cells}
         self._lock = threading.Lock()
         self._live: dict[str, _Running] = {}

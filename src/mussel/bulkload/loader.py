@@ -19,9 +19,11 @@ aborts the epoch); ingested files stay until the expiration service removes them
 
 from __future__ import annotations
 
+import contextlib
+import queue
 import shutil
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,7 +56,7 @@ class LoadPlan:
     source: ParquetSource
     workdir: Path
     batch_rows: int = 65_536
-    run_bytes: int = 256 << 20
+    run_bytes: int = 128 << 20
     sst_cells: int = 500_000
 
 
@@ -93,6 +95,50 @@ def _check_sizes(store: Store, cells: pa.Table, path: str) -> None:
             raise TooLargeError(
                 f"{path}, row {row}: the {col} is {n} bytes; the limit is {most} bytes"
             )
+
+
+_DONE = object()
+
+
+def _prefetch(chunks: Iterator[pa.Table], depth: int = 2) -> Generator[pa.Table, None, None]:
+    """``chunks``, computed ``depth`` ahead by a thread: the merge (Arrow, which releases
+    the GIL) runs on one core while the caller writes SST files on another.
+    Close the generator (``contextlib.closing``) to stop the thread early."""
+    q: queue.Queue[object] = queue.Queue(depth)
+    stop = threading.Event()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for chunk in chunks:
+                if not put(chunk):
+                    return
+            put(_DONE)
+        except BaseException as exc:  # handed to the consumer, which raises it
+            put(exc)
+
+    thread = threading.Thread(target=produce, name="mussel-bulk-merge", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            assert isinstance(item, pa.Table)
+            yield item
+    finally:
+        stop.set()
+        thread.join()
 
 
 def run_load(
@@ -158,23 +204,25 @@ def run_load(
                 stats.cells_ingested += counts.written + counts.deferred
                 stats.deferred += counts.deferred
 
-        for sorted_chunk in sorter.sorted_chunks():
-            if cancelled.is_set():
-                raise Cancelled
-            chunk = sorted_chunk
-            with stats.lock:
-                stats.cells_sorted += chunk.num_rows
-                stats.duplicates_dropped = sorter.duplicates
-            if plan.mode == "insert_ignore":
-                flush()  # the check must see the table as it is, chunk by chunk
-                chunk = keep_absent(store, plan.namespace, plan.table, chunk)
+        chunks = contextlib.closing(_prefetch(sorter.sorted_chunks()))
+        with chunks as sorted_chunks:
+            for sorted_chunk in sorted_chunks:
+                if cancelled.is_set():
+                    raise Cancelled
+                chunk = sorted_chunk
                 with stats.lock:
-                    stats.skipped_existing += sorted_chunk.num_rows - chunk.num_rows
-            if chunk.num_rows:
-                pending.append(chunk.select(["key", "value"]))
-                pending_rows += chunk.num_rows
-            if pending_rows >= plan.sst_cells:
-                flush()
+                    stats.cells_sorted += chunk.num_rows
+                    stats.duplicates_dropped = sorter.duplicates
+                if plan.mode == "insert_ignore":
+                    flush()  # the check must see the table as it is, chunk by chunk
+                    chunk = keep_absent(store, plan.namespace, plan.table, chunk)
+                    with stats.lock:
+                        stats.skipped_existing += sorted_chunk.num_rows - chunk.num_rows
+                if chunk.num_rows:
+                    pending.append(chunk.select(["key", "value"]))
+                    pending_rows += chunk.num_rows
+                if pending_rows >= plan.sst_cells:
+                    flush()
         flush()
         with stats.lock:
             stats.duplicates_dropped = sorter.duplicates

@@ -16,7 +16,10 @@ the rows up to the smallest "last key buffered" among the runs, sorts that slice
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +55,13 @@ def sort_keys(cells: pa.Table) -> pa.Array:
 
 
 _CHUNK_ROWS = 262_144
+_RUN_BATCH_ROWS = 16_384  # the merge buffers one batch per run: this bounds its memory
+_MIN_WINDOW = 1024
+
+# Hand freed Arrow memory back at once, so a load's peak RSS is what it uses (a
+# pyarrow built without jemalloc raises NotImplementedError).
+with contextlib.suppress(NotImplementedError):
+    pa.jemalloc_set_decay_ms(0)
 
 
 def _unique_order(t: pa.Table) -> pa.Array:
@@ -88,12 +98,17 @@ def _dedup(t: pa.Table) -> tuple[pa.Table, int]:
 
 
 class Sorter:
-    def __init__(self, workdir: Path, run_bytes: int = 256 << 20) -> None:
+    def __init__(self, workdir: Path, run_bytes: int = 128 << 20) -> None:
         self._workdir = workdir
         self._run_bytes = run_bytes
         self._buffer: list[pa.Table] = []
         self._buffered = 0
         self._runs: list[Path] = []
+        # One run is sorted and written by a thread while the next is read (Arrow's
+        # sort and IPC writes release the GIL, so this uses a second core).
+        self._spiller = ThreadPoolExecutor(1, thread_name_prefix="mussel-bulk-spill")
+        self._spilling: Future[None] | None = None
+        self._lock = threading.Lock()
         self.duplicates = 0
         self.cells = 0  # after dropping duplicates within each run
 
@@ -106,22 +121,30 @@ class Sorter:
         if self._buffered >= self._run_bytes:
             self._spill()
 
-    def _sorted_buffer(self) -> pa.Table:
-        t = pa.concat_tables(self._buffer) if self._buffer else KEYED_SCHEMA.empty_table()
-        self._buffer, self._buffered = [], 0
-        t, dropped = _dedup(t)
-        self.duplicates += dropped
-        self.cells += t.num_rows
-        return t
-
     def _spill(self) -> None:
-        t = self._sorted_buffer()
+        """Hand the buffer to the spill thread (waiting for the previous spill first, so
+        at most one run is being sorted while the next one fills)."""
+        self._wait_spill()
+        parts = self._buffer
+        self._buffer, self._buffered = [], 0
         path = self._workdir / f"run-{len(self._runs):05d}.arrow"
+        self._runs.append(path)
+        self._spilling = self._spiller.submit(self._write_run, parts, path)
+
+    def _wait_spill(self) -> None:
+        if self._spilling is not None:
+            done, self._spilling = self._spilling, None
+            done.result()  # re-raises a failed spill (e.g. a full disk)
+
+    def _write_run(self, parts: list[pa.Table], path: Path) -> None:
+        t, dropped = _dedup(pa.concat_tables(parts) if parts else KEYED_SCHEMA.empty_table())
+        with self._lock:
+            self.duplicates += dropped
+            self.cells += t.num_rows
         self._workdir.mkdir(parents=True, exist_ok=True)
         with pa.OSFile(str(path), "wb") as sink, ipc.new_file(sink, KEYED_SCHEMA) as w:
-            for rb in t.to_batches(max_chunksize=65_536):
+            for rb in t.to_batches(max_chunksize=_RUN_BATCH_ROWS):
                 w.write_batch(rb)
-        self._runs.append(path)
 
     def sorted_chunks(self) -> Iterator[pa.Table]:
         """Every cell once, sorted by key, in chunks; call after the last ``add``."""
@@ -139,10 +162,12 @@ class Sorter:
             return
         if self._buffer:
             self._spill()
+        self._wait_spill()
         yield from self._merge()
 
     def _merge(self) -> Iterator[pa.Table]:
-        readers = [ipc.open_file(pa.memory_map(str(p), "r")) for p in self._runs]
+        # plain reads, not mmap: touched mmap pages would count in the RSS until evicted
+        readers = [ipc.open_file(pa.OSFile(str(p), "r")) for p in self._runs]
         next_batch = [0] * len(readers)
         buffers: list[pa.Table | None] = [None] * len(readers)
 
@@ -156,19 +181,25 @@ class Sorter:
 
         for i in range(len(readers)):
             refill(i)
+        # Each step looks at a window of the first `window` rows of every run, so a
+        # step holds at most ~_CHUNK_ROWS rows however many runs there are.
+        window = max(_MIN_WINDOW, _CHUNK_ROWS // len(readers))
         # Cells once counted per run: recount after dropping duplicates across runs.
         self.cells = 0
         while True:
             live = [i for i, b in enumerate(buffers) if b is not None and b.num_rows]
             if not live:
                 return
-            # Runs still holding unread batches bound the keys that are final now.
-            bounded = [i for i in live if next_batch[i] < readers[i].num_record_batches]
-            bound = (
-                min(buffers[i].column("key")[-1].as_py() for i in bounded)  # type: ignore[union-attr]
-                if bounded
-                else None
-            )
+            # A run with rows beyond its window (buffered or unread) bounds the keys
+            # that are final now: the largest key of its window. Keys are unique within
+            # a run, so every run gives at most `window` rows up to the bound.
+            ends = []
+            for i in live:
+                b = buffers[i]
+                assert b is not None
+                if b.num_rows > window or next_batch[i] < readers[i].num_record_batches:
+                    ends.append(b.column("key")[min(window, b.num_rows) - 1].as_py())
+            bound = min(ends) if ends else None
             parts = []
             for i in live:
                 b = buffers[i]
@@ -187,6 +218,9 @@ class Sorter:
             yield t
 
     def discard(self) -> None:
+        with contextlib.suppress(Exception):
+            self._wait_spill()
+        self._spiller.shutdown(wait=True)
         for p in self._runs:
             p.unlink(missing_ok=True)
         self._runs = []

@@ -30,6 +30,9 @@ from mussel.client._models import (
     ExpireReply,
     HotKey,
     HotKeysReply,
+    JobDescription,
+    JobReply,
+    JobsReply,
     NamespaceDescription,
     NamespaceReply,
     NamespacesReply,
@@ -231,6 +234,51 @@ class AsyncClient:
     async def drop_table(self, namespace: str, name: str) -> None:
         """Drop a table and its data."""
         await self._send(self._api.drop_table(namespace, name))
+
+    # -- bulk loads and jobs ---------------------------------------------------
+
+    async def bulk_load(
+        self,
+        namespace: str,
+        table: str,
+        source: str,
+        *,
+        mode: str = "merge",
+        layout: str = "cells",
+        columns: Mapping[str, str] | None = None,
+        ts: int | None = None,
+        job_id: str | None = None,
+    ) -> JobDescription:
+        """Start a bulk load (see ``Client.bulk_load``); follow it with ``wait_job``."""
+        body: dict[str, Any] = {"source": source, "mode": mode, "layout": layout}
+        if columns is not None:
+            body["columns"] = dict(columns)
+        if ts is not None:
+            body["ts"] = ts
+        if job_id is not None:
+            body["id"] = job_id
+        return (await self._call(self._api.bulk_load(namespace, table, body), JobReply)).job
+
+    async def job(self, job_id: str) -> JobDescription:
+        return (await self._call(self._api.job(job_id), JobReply)).job
+
+    async def jobs(self, namespace: str | None = None) -> list[JobDescription]:
+        return (await self._call(self._api.jobs(namespace), JobsReply)).jobs
+
+    async def cancel_job(self, job_id: str) -> JobDescription:
+        return (await self._call(self._api.cancel_job(job_id), JobReply)).job
+
+    async def wait_job(
+        self, job_id: str, timeout_s: float | None = None, *, poll_s: float = 0.2
+    ) -> JobDescription:
+        """Poll until the job is committed, failed or cancelled (``TimeoutError`` after
+        ``timeout_s``)."""
+        async with asyncio.timeout(timeout_s):
+            while True:
+                job = await self.job(job_id)
+                if job.done:
+                    return job
+                await asyncio.sleep(poll_s)
 
     # -- writes ---------------------------------------------------------------
 

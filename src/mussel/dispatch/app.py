@@ -22,6 +22,7 @@ from urllib.parse import parse_qsl, unquote_to_bytes
 import msgspec
 
 from mussel.bulkload import JobInfo, JobManager
+from mussel.bulkload.presplit import resolve_presplit
 from mussel.catalog import UNSET
 from mussel.catalog.tokens import Right
 from mussel.dispatch.auth import Authorizer, require
@@ -629,7 +630,7 @@ class App:
         body = {"table": self._table_json(self.store.table_info(ns, table), wire)}
         return Response(200, wire.encode(body), wire.content_type)
 
-    def _put_table(self, request: Request, ns: str, table: str) -> Response:
+    def _put_table(self, request: Request, ns: str, table: str) -> Any:
         params = _query(request, {"encoding"})
         wire = Wire(request.header("content-type"), request.header("accept"), _base64(params))
         body = wire.decode(request.body, TableBody) if request.body else TableBody()
@@ -642,9 +643,26 @@ class App:
             for key in keys:
                 wire.out(key)  # a split point the answer cannot carry: 400 before any change
             partitioning["split_points"] = keys
+        if isinstance(partitioning, dict) and "presplit" in partitioning:
+            return self._put_table_presplit(ns, table, options, wire)
         self.store.put_table(ns, table, options)
         reply = {"table": self._table_json(self.store.table_info(ns, table), wire)}
         return Response(200, wire.encode(reply), wire.content_type)
+
+    async def _put_table_presplit(
+        self, ns: str, table: str, options: dict[str, Any], wire: Wire
+    ) -> Response:
+        """Split points sampled from a source (I/O, maybe S3): off the event loop."""
+        self.store.namespace(ns)  # 404 before any I/O
+
+        def create() -> TableInfo:
+            self.store.put_table(ns, table, resolve_presplit(options))
+            return self.store.table_info(ns, table)
+
+        info = await asyncio.get_running_loop().run_in_executor(None, create)
+        return Response(
+            200, wire.encode({"table": self._table_json(info, wire)}), wire.content_type
+        )
 
     def _delete_table(self, request: Request, ns: str, table: str) -> Response:
         _query(request, set())  # takes none: a typo must not pass unseen

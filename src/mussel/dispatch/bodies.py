@@ -82,6 +82,7 @@ class NamespaceBody(_Strict):
 class PresplitBody(_Strict):
     sample: str
     shards: Positive
+    pk_column: str | UnsetType = UNSET
 
 
 class PartitioningBody(_Strict, Generic[K]):

@@ -198,3 +198,23 @@ def test_corrupt_data_pages_fail_the_job_naming_the_file(
     assert job.state == "failed", job
     assert job.error is not None and "in.parquet" in job.error.message
     assert content(store) == BEFORE  # the replace never committed
+
+
+def test_any_fsspec_url(store: Store, jobs: JobManager) -> None:
+    """A scheme pyarrow has no filesystem for goes through fsspec (here its memory://)."""
+    import io
+
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    buf = io.BytesIO()
+    pq.write_table(pa.table({"pk": ["m"], "sk": [""], "value": ["mem"]}), buf)
+    with fs.open("/bulk-test/part-0.parquet", "wb") as f:
+        f.write(buf.getvalue())
+    fs.pipe("/bulk-test/_SUCCESS", b"")
+    try:
+        job = load(jobs, "memory://bulk-test/")
+        assert job.state == "committed", job.error
+        assert (b"m", b"", T0, b"mem") in content(store)
+    finally:
+        fs.rm("/bulk-test", recursive=True)

@@ -151,3 +151,17 @@ def test_dropping_the_table_during_a_job_fails_it(store: Store, tmp_path: Path) 
         job = m.wait(job.id, 60)
     assert job.state == "failed" and job.error is not None
     assert job.error.code == "table_not_found"
+
+
+def test_the_scratch_directory_is_never_someone_elses(store: Store, tmp_path: Path) -> None:
+    precious = tmp_path / "data"
+    precious.mkdir()
+    (precious / "keep.txt").write_text("mine")
+    with pytest.raises(InvalidRequestError, match="not a bulk-load scratch directory"):
+        JobManager(store, precious)
+    assert (precious / "keep.txt").read_text() == "mine"
+    scratch = tmp_path / "scratch"
+    JobManager(store, scratch).close()
+    (scratch / "bl-stale").mkdir()  # what a crash leaves behind
+    JobManager(store, scratch).close()
+    assert [p.name for p in scratch.iterdir()] == [".mussel-bulk-workdir"]

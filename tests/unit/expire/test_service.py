@@ -198,3 +198,18 @@ def test_latency_guard_slows_down_and_recovers() -> None:
     for _ in range(20):
         last = guard.pause()
     assert last == 0.0 and guard.throttled == 8
+
+
+def test_the_delete_budget_holds_deletes_to_its_rate() -> None:
+    from mussel.expire import DeleteBudget
+
+    budget = DeleteBudget(2000.0, burst_s=0.1)  # 200 at once, then 2000/s
+    started = time.monotonic()
+    for _ in range(12):
+        budget.take(100)
+    elapsed = time.monotonic() - started
+    assert elapsed >= (1200 - 200) / 2000 * 0.9  # the burst, then the rate
+    unlimited = DeleteBudget(None)
+    started = time.monotonic()
+    unlimited.take(10**9)
+    assert time.monotonic() - started < 0.5

@@ -376,7 +376,7 @@ class Catalog:
             token_id, name, check_scopes(scopes), hash_secret(secret), self._clock.now_us()
         )
         with self._lock:
-            old = next((t for t in self._tokens.values() if t.id == token_id), None)
+            old = self.token_by_id(token_id)
             if old is not None and (old.hash, old.scopes) == (info.hash, info.scopes):
                 return
         self._put_token(info)
@@ -395,7 +395,7 @@ class Catalog:
     def revoke_token(self, token_id: str) -> TokenInfo:
         """Remove a token (``NotFoundError`` if there is none with that id)."""
         with self._lock:
-            found = next((t for t in self._tokens.values() if t.id == token_id), None)
+            found = self.token_by_id(token_id)
             if found is None:
                 raise NotFoundError(f"no token with id {token_id!r}")
             self._backend.meta_write({meta_key("token", token_id): None})

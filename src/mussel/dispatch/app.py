@@ -678,9 +678,9 @@ class App:
         records = _text_records(body.records) if not (wire.base64 or wire.msgpack_in) else None
         if records is None:
             records = self._records(body.records, wire)
-        self.metrics.hot.hit(ns, table, [_pk_bytes(r.pk) for r in records])
         if self.proxy is not None:  # a follower: the owner appends
             table_id, mutations = self.store.prepare_write(ns, table, records, ack=body.ack)
+            self.metrics.hot.hit(ns, table, [m.pk for m in mutations])
             handed = Request(
                 "POST",
                 request.path,
@@ -694,6 +694,7 @@ class App:
             )
             return self.proxy.forward(handed)
         count, pending = self.store.submit_write(ns, table, records, ack=body.ack)
+        self.metrics.hot.hit(ns, table, [_pk_bytes(r.pk) for r in records])  # a real table
         return self._await_write(count, pending, body.ack, wire)
 
     @staticmethod
@@ -812,10 +813,10 @@ class App:
     ) -> Response | None:
         """The hot path: one cell, newest version. None when a strong read must wait
         (the caller then takes the general path, which waits off the event loop)."""
-        self.metrics.hot.hit(ns, table, (pk,))
         strong = self.store.is_strong(ns, table, consistency)
         if strong and self.store.strong_target(ns, table, [pk], consistency) is not None:
-            return None
+            return None  # the general path counts it as a hot key
+        self.metrics.hot.hit(ns, table, (pk,))
         cells = self.store.get(ns, table, pk, sk, consistency="eventual")
         if not cells:
             raise KeyNotFoundError("no visible cell at that pk and sk")

@@ -23,7 +23,7 @@ import httptools
 from mussel.dispatch.http import Request, Response
 from mussel.errors import UnavailableError
 
-__all__ = ["OwnerProxy"]
+__all__ = ["OwnerProxy", "open_unix"]
 
 log = logging.getLogger("mussel.proxy")
 
@@ -63,6 +63,19 @@ class _Conn:
         self.writer.close()
 
 
+async def open_unix(address: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Streams to the Unix socket at ``address`` (the abstract namespace included)."""
+    # a socket of our own: uvloop rejects abstract-namespace addresses given as paths
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, address)
+        return await asyncio.open_unix_connection(sock=sock)
+    except BaseException:
+        sock.close()
+        raise
+
+
 def _encode(request: Request) -> bytes:
     target = request.path
     if request.query_string:
@@ -99,7 +112,7 @@ class OwnerProxy:
                         retry_after_s=1.0,
                     ) from None
         try:
-            reader, writer = await self._connect()
+            reader, writer = await open_unix(self._address)
         except OSError as exc:
             raise UnavailableError(
                 f"the owner process is not reachable ({exc.strerror}); retry shortly",
@@ -113,17 +126,6 @@ class OwnerProxy:
                 "have been carried out",
                 retry_after_s=1.0,
             ) from None
-
-    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        # a socket of our own: uvloop rejects abstract-namespace addresses given as paths
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.setblocking(False)
-            await asyncio.get_running_loop().sock_connect(sock, self._address)
-            return await asyncio.open_unix_connection(sock=sock)
-        except BaseException:
-            sock.close()
-            raise
 
     async def _roundtrip(self, conn: _Conn, data: bytes) -> Response:
         answer = _Answer()

@@ -6,12 +6,12 @@ import asyncio
 import logging
 import os
 import signal
-import socket
 from collections.abc import Callable
 from pathlib import Path
 
 from mussel.dispatch.app import App
 from mussel.dispatch.http import HttpServerProtocol
+from mussel.dispatch.proxy import open_unix
 
 __all__ = [
     "RUN_DIR",
@@ -109,15 +109,12 @@ class SnapshotServer(asyncio.Protocol):
 async def fetch_snapshot(address: str, timeout_s: float = 1.0) -> bytes | None:
     """What the ``SnapshotServer`` at ``address`` (abstract Unix socket) says; None
     if it does not answer in time."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        sock.setblocking(False)
         async with asyncio.timeout(timeout_s):
-            await asyncio.get_running_loop().sock_connect(sock, address)
-            reader, writer = await asyncio.open_unix_connection(sock=sock)
-            data = await reader.read()
-            writer.close()
-            return data
+            reader, writer = await open_unix(address)
+            try:
+                return await reader.read()
+            finally:
+                writer.close()
     except (OSError, TimeoutError):
-        sock.close()
         return None

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["tests.fixtures.postgres", "tests.fixtures.kafka"]
+
 
 @dataclass
 class ServerProcess:

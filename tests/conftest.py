@@ -14,7 +14,11 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.fixtures.postgres", "tests.fixtures.kafka"]
+pytest_plugins = [
+    "tests.fixtures.postgres",
+    "tests.fixtures.kafka",
+    "tests.fixtures.cluster",
+]
 
 
 @dataclass

@@ -22,7 +22,8 @@ import pytest
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from tests.conftest import ServerProcess
+from tests.conftest import ServerProcess, start_server
+from tests.fixtures.cluster import ClusterServer, start_cluster
 
 MSGPACK = "application/msgpack"
 DOC_URI = "urn:mussel:openapi"
@@ -319,8 +320,45 @@ def unique_name(request: pytest.FixtureRequest, prefix: str = "") -> str:
     return f"{next(_counter)}-{base}"[:63].rstrip("-_")
 
 
+MODES = ("embedded", "distributed")
+"""Every contract test runs against both deployment modes (SPEC §9: same API, same
+semantics): a ``mussel serve`` of two processes, and a distributed cluster (PostgreSQL
++ a Kafka-protocol broker + 2 dispatchers on one port + 2 replayers + a worker)."""
+
+
+@pytest.fixture(scope="module", params=MODES)
+def shared_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess | ClusterServer]:
+    """One server (or cluster) for a whole test module (tests use distinct namespaces).
+
+    A module marked ``embedded_only`` tests what distributed mode does not have (the
+    mark says why) and runs against the embedded server only."""
+    if request.param == "embedded":
+        srv: ServerProcess | ClusterServer = start_server(
+            tmp_path_factory.mktemp("shared") / "data"
+        )
+    else:
+        mark = request.node.get_closest_marker("embedded_only")
+        if mark is not None:
+            pytest.skip(f"embedded mode only: {mark.args[0] if mark.args else ''}")
+        srv = start_cluster(
+            tmp_path_factory.mktemp("cluster"),
+            request.getfixturevalue("postgres_server"),
+            request.getfixturevalue("kafka_bootstrap"),
+        )
+    yield srv
+    if isinstance(srv, ClusterServer):
+        srv.cluster.stop()
+        return
+    if srv.proc.poll() is None:
+        srv.stop()
+    if srv.proc.stderr:
+        srv.proc.stderr.close()
+
+
 @pytest.fixture(scope="module")
-def api(shared_server: ServerProcess) -> Iterator[Api]:
+def api(shared_server: ServerProcess | ClusterServer) -> Iterator[Api]:
     client = Api(shared_server.url)
     yield client
     client.close()

@@ -5,6 +5,7 @@ Items (JSON values)::
     meta_key("ns", name)              -> NamespaceInfo
     meta_key("table", "ns/table")     -> TableInfo
     meta_key("seq", "table_id")       -> next table id (decimal)
+    meta_key("seq", "catalog")        -> the catalog's version (decimal), +1 per change
     meta_key("token", "<id>")         -> TokenInfo (a bearer token's scopes and hash)
     meta_key("dropped", "<id>")       -> TableInfo of a dropped table, until its space
                                          is reclaimed (the expiration service)
@@ -12,7 +13,20 @@ Items (JSON values)::
 The whole catalog is cached in memory; every change is one atomic, durable
 ``meta_write`` made under the catalog lock, then published by swapping the cache.
 ``generation`` grows with every change, so callers may cache what they derive
-from the catalog. Table ids are never reused, so a dropped table's log records and data can never
+from the catalog.
+
+Shared catalogs (distributed mode, ``shared=True``): several processes change one
+catalog in one database. Every change then writes the next catalog version with
+``meta_write(..., expect={version: the one this process read})``, a compare-and-set:
+if another process changed the catalog meanwhile, the write fails with
+``ConflictError``, this process reloads and runs the operation again on fresh state
+(so two dispatchers never hand out one table id, nor lose each other's changes).
+A lookup that misses checks the stored version first (``refresh``), so a table
+created through another process is found at once; other changes (options, drops)
+reach a process when it next calls ``refresh`` (a dispatcher does so every few
+hundred milliseconds).
+
+Table ids are never reused, so a dropped table's log records and data can never
 be taken for a later table's.
 
 ``apply_lock`` is held by the replayer while it applies a batch and by
@@ -25,9 +39,10 @@ Bulk-load epochs (see ``TableInfo``): ``reserve_epoch`` hands a job a fresh epoc
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -53,11 +68,35 @@ from mussel.model import (
 )
 from mussel.storage.base import Backend
 
-__all__ = ["DROPPED_PREFIX", "Catalog", "dropped_key"]
+__all__ = ["DROPPED_PREFIX", "VERSION_KEY", "Catalog", "dropped_key"]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+class _Stale(Exception):
+    """A shared catalog changed under this process's feet: reload and try again."""
+
+
+def _retrying(method: _F) -> _F:
+    """Run a catalog change again on fresh state while another process wins the race."""
+
+    @functools.wraps(method)
+    def run(self: Catalog, *args: Any, **kwargs: Any) -> Any:
+        for _ in range(_RETRIES):
+            try:
+                return method(self, *args, **kwargs)
+            except _Stale:
+                self.reload()
+        raise ConflictError("the catalog is changing too fast to apply this change; retry")
+
+    return run  # type: ignore[return-value]
+
 
 _NS_PREFIX = meta_key("ns", "")
 _TABLE_PREFIX = meta_key("table", "")
 _SEQ_KEY = meta_key("seq", "table_id")
+VERSION_KEY = meta_key("seq", "catalog")
+_RETRIES = 20
 DROPPED_PREFIX = meta_key("dropped", "")
 _TOKEN_PREFIX = meta_key("token", "")
 
@@ -68,8 +107,10 @@ def dropped_key(table_id: int) -> bytes:
 
 
 class Catalog:
-    def __init__(self, backend: Backend, clock: Clock) -> None:
+    def __init__(self, backend: Backend, clock: Clock, *, shared: bool = False) -> None:
         self._backend = backend
+        self.shared = shared
+        self._version = 0
         self._clock = clock
         self._lock = threading.RLock()
         self.apply_lock = threading.Lock()
@@ -85,6 +126,7 @@ class Catalog:
 
     def reload(self) -> None:
         """Re-read the catalog from the backend (e.g. on a read-only secondary)."""
+        raw_version = self._backend.meta_get(VERSION_KEY)
         namespaces = {
             ns.name: ns
             for ns in (
@@ -107,9 +149,41 @@ class Catalog:
             )
         }
         with self._lock:
+            self._version = int(raw_version) if raw_version else 0
             self._namespaces = namespaces
             self._tokens = tokens
             self._publish_tables(tables)
+
+    def refresh(self) -> bool:
+        """Reload if the stored catalog changed since this process last read it (one
+        metadata read). Returns whether it did."""
+        raw = self._backend.meta_get(VERSION_KEY)
+        if (int(raw) if raw else 0) == self._version:
+            return False
+        self.reload()
+        return True
+
+    def _commit(
+        self,
+        items: Mapping[bytes, bytes | None],
+        write: Callable[[Mapping[bytes, bytes | None]], None] | None = None,
+    ) -> None:
+        """Write ``items`` and the next catalog version in one atomic step (a
+        compare-and-set on the version when the catalog is shared). Call with
+        ``_lock`` held; raises ``_Stale`` if another process changed the catalog."""
+        version = self._version + 1
+        items = {**items, VERSION_KEY: str(version).encode()}
+        if write is not None:
+            write(items)
+        elif self.shared:
+            current = str(self._version).encode() if self._version else None
+            try:
+                self._backend.meta_write(items, expect={VERSION_KEY: current})
+            except ConflictError:
+                raise _Stale from None
+        else:
+            self._backend.meta_write(items)
+        self._version = version
 
     def _publish_tables(self, tables: dict[tuple[str, str], TableInfo]) -> None:
         self._tables = tables
@@ -123,6 +197,7 @@ class Catalog:
 
     # -- namespaces -----------------------------------------------------------
 
+    @_retrying
     def put_namespace(
         self, name: str, *, consistency: Any = UNSET, quotas: Any = UNSET
     ) -> NamespaceInfo:
@@ -138,13 +213,15 @@ class Catalog:
                 changes["quotas"] = parse_quotas(quotas or {}, ns.quotas)
             ns = msgspec.structs.replace(ns, **changes)
             if ns != current:
-                self._backend.meta_write({meta_key("ns", name): msgspec.json.encode(ns)})
+                self._commit({meta_key("ns", name): msgspec.json.encode(ns)})
                 self._namespaces = {**self._namespaces, name: ns}
                 self._changed()
             return ns
 
     def get_namespace(self, name: str) -> NamespaceInfo:
         ns = self._namespaces.get(name)
+        if ns is None and self.shared and self.refresh():
+            ns = self._namespaces.get(name)
         if ns is None:
             raise NamespaceNotFoundError(f"namespace {name!r} does not exist")
         return ns
@@ -152,17 +229,19 @@ class Catalog:
     def list_namespaces(self) -> list[NamespaceInfo]:
         return sorted(self._namespaces.values(), key=lambda n: n.name)
 
+    @_retrying
     def delete_namespace(self, name: str) -> None:
         with self._lock:
             self.get_namespace(name)
             if any(ns == name for ns, _ in self._tables):
                 raise ConflictError(f"namespace {name!r} still has tables; drop them first")
-            self._backend.meta_write({meta_key("ns", name): None})
+            self._commit({meta_key("ns", name): None})
             self._namespaces = {k: v for k, v in self._namespaces.items() if k != name}
             self._changed()
 
     # -- tables ---------------------------------------------------------------
 
+    @_retrying
     def put_table(self, namespace: str, name: str, options: Mapping[str, Any]) -> TableInfo:
         """Create a table, or update the options it names (idempotent).
 
@@ -204,11 +283,13 @@ class Catalog:
 
     def _write_table(self, table: TableInfo, extra: Mapping[bytes, bytes] | None = None) -> None:
         key = meta_key("table", table.qualified)
-        self._backend.meta_write({key: msgspec.json.encode(table), **(extra or {})})
+        self._commit({key: msgspec.json.encode(table), **(extra or {})})
         self._publish_tables({**self._tables, (table.namespace, table.name): table})
 
     def get_table(self, namespace: str, name: str) -> TableInfo:
         table = self._tables.get((namespace, name))
+        if table is None and self.shared and self.refresh():
+            table = self._tables.get((namespace, name))
         if table is None:
             self.get_namespace(namespace)
             raise TableNotFoundError(f"table {namespace}/{name} does not exist")
@@ -228,11 +309,12 @@ class Catalog:
         """table id -> current epoch, for every live table (a snapshot)."""
         return {t.id: t.epoch for t in self._by_id.values()}
 
+    @_retrying
     def drop_table(self, namespace: str, name: str) -> TableInfo:
         """Remove a table and its data. Its id is never used again."""
         with self._lock, self.apply_lock:
             table = self.get_table(namespace, name)
-            self._backend.meta_write(
+            self._commit(
                 {
                     meta_key("table", table.qualified): None,
                     dropped_key(table.id): msgspec.json.encode(table),
@@ -242,6 +324,7 @@ class Catalog:
             self._backend.drop_table_data(table.id)
             return table
 
+    @_retrying
     def add_floor(self, namespace: str, name: str, ts_us: int) -> TableInfo:
         """Start a new epoch and hide older-epoch versions with ts <= ``ts_us``.
 
@@ -268,6 +351,7 @@ class Catalog:
             )
         return table
 
+    @_retrying
     def reserve_epoch(self, namespace: str, name: str) -> tuple[TableInfo, int]:
         """Reserve a fresh epoch for a bulk load of the table; it starts pending.
 
@@ -283,6 +367,7 @@ class Catalog:
             self._write_table(table)
             return table, epoch
 
+    @_retrying
     def commit_epoch(
         self,
         namespace: str,
@@ -324,10 +409,11 @@ class Catalog:
                 changes["floors"] = (*table.floors, Floor(floor_ts_us, epoch))
             table = msgspec.structs.replace(table, **changes)
             key = meta_key("table", table.qualified)
-            (write or self._backend.meta_write)({key: msgspec.json.encode(table)})
+            self._commit({key: msgspec.json.encode(table)}, write)
             self._publish_tables({**self._tables, (table.namespace, table.name): table})
             return table
 
+    @_retrying
     def abort_epoch(self, namespace: str, name: str, table_id: int, epoch: int) -> None:
         """Hide a pending epoch for good (a failed or cancelled load). No-op when the
         table is gone or the epoch is not pending."""
@@ -359,6 +445,7 @@ class Catalog:
 
     # -- tokens (SPEC §6) ------------------------------------------------------
 
+    @_retrying
     def create_token(self, name: str, scopes: list[object]) -> tuple[TokenInfo, str]:
         """A new token; returns it and its secret (shown this once, stored hashed)."""
         if not isinstance(name, str) or len(name) > 200:
@@ -369,6 +456,7 @@ class Catalog:
         self._put_token(info)
         return info, secret
 
+    @_retrying
     def ensure_token(self, token_id: str, name: str, secret: str, scopes: list[object]) -> None:
         """Make ``secret`` a token with these scopes under ``token_id`` (for tokens an
         operator gives, e.g. ``MUSSEL_ADMIN_TOKEN``); replaces that id's old secret."""
@@ -383,7 +471,7 @@ class Catalog:
 
     def _put_token(self, info: TokenInfo) -> None:
         with self._lock:
-            self._backend.meta_write({meta_key("token", info.id): msgspec.json.encode(info)})
+            self._commit({meta_key("token", info.id): msgspec.json.encode(info)})
             tokens = {h: t for h, t in self._tokens.items() if t.id != info.id}
             tokens[info.hash] = info
             self._tokens = tokens
@@ -392,13 +480,14 @@ class Catalog:
     def list_tokens(self) -> list[TokenInfo]:
         return sorted(self._tokens.values(), key=lambda t: (t.created_us, t.id))
 
+    @_retrying
     def revoke_token(self, token_id: str) -> TokenInfo:
         """Remove a token (``NotFoundError`` if there is none with that id)."""
         with self._lock:
             found = self.token_by_id(token_id)
             if found is None:
                 raise NotFoundError(f"no token with id {token_id!r}")
-            self._backend.meta_write({meta_key("token", token_id): None})
+            self._commit({meta_key("token", token_id): None})
             self._tokens = {h: t for h, t in self._tokens.items() if t.id != token_id}
             self._changed()
             return found

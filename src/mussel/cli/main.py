@@ -7,6 +7,7 @@
     mussel table create|list|describe|drop      tables                  (tables.py)
     mussel put|delete|get|scan                  cells                   (data.py)
     mussel load, mussel job list|show|cancel    bulk loads              (load.py)
+    mussel dev-cluster                          a local distributed cluster (devcluster.py)
     mussel version
 
 Every command but ``serve`` talks to a server through ``mussel.client.Client``, the
@@ -45,6 +46,7 @@ _LAZY: Mapping[str, str] = {
     "top": "mussel.cli.top:top",
     "load": "mussel.cli.load:load",
     "job": "mussel.cli.load:job",
+    "dev-cluster": "mussel.cli.devcluster:dev_cluster",
 }
 
 

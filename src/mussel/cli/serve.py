@@ -4,18 +4,23 @@ The configuration file has four sections, each optional; a key or section this
 server does not know is an error, not a silent default::
 
     [server]   max_body_bytes, drain_timeout_s, host, port, processes, auth,
-               tls_cert, tls_key, tls_client_ca, max_inflight, online_latency_target_s
+               tls_cert, tls_key, tls_client_ca, max_inflight, online_latency_target_s,
+               role, log_url, backend_url, group, offload_threads
     [store]    partitions, strong_read_timeout_s, applied_ack_timeout_s
     [limits]   any field of ``mussel.limits.Limits``
     [rocksdb]  block_cache_bytes, write_buffer_bytes, compression
     [expire]   any field of ``mussel.expire.ExpireConfig``
 
-Flags win over the file: ``--host``, ``--port`` and ``--processes`` replace
-``[server]``'s. ``processes`` defaults to the number of cores.
+Flags win over the file: ``--host``, ``--port``, ``--processes``, ``--role``,
+``--log``, ``--backend`` and ``--group`` replace ``[server]``'s; the environment
+variables ``MUSSEL_LOG_URL`` and ``MUSSEL_BACKEND_URL`` come between the two (so a
+database password need not be in a file or on a command line). ``processes``
+defaults to the number of cores in embedded mode and to 1 in distributed mode.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import tomllib
 from dataclasses import fields, replace
@@ -23,7 +28,7 @@ from pathlib import Path
 
 import click
 
-from mussel.dispatch.server import ServerConfig, default_processes, run_server
+from mussel.dispatch.server import ROLES, ServerConfig, default_processes, run_server
 from mussel.engine import StoreConfig
 from mussel.errors import MusselError
 from mussel.expire import ExpireConfig
@@ -63,6 +68,11 @@ def load_config(path: Path | None) -> ServerConfig:
                 "tls_client_ca",
                 "max_inflight",
                 "online_latency_target_s",
+                "role",
+                "log_url",
+                "backend_url",
+                "group",
+                "offload_threads",
             },
         ),
         "store": (StoreConfig, {"partitions", "strong_read_timeout_s", "applied_ack_timeout_s"}),
@@ -88,6 +98,12 @@ def load_config(path: Path | None) -> ServerConfig:
     )
     expire = replace(cfg.expire, **parts["expire"])
     return replace(cfg, store=store, expire=expire, **parts["server"])
+
+
+def _server_section(path: Path) -> dict[str, object]:
+    """The ``[server]`` table of a config file ``load_config`` has already checked."""
+    section = tomllib.loads(path.read_text()).get("server", {})
+    return section if isinstance(section, dict) else {}
 
 
 @click.command()
@@ -127,6 +143,28 @@ def load_config(path: Path | None) -> ServerConfig:
     help="PEM CA bundle: require client certificates it signed (mTLS); a certificate's "
     "subject CN names the token whose scopes it has.",
 )
+@click.option(
+    "--role",
+    type=click.Choice(list(ROLES)),
+    default=None,
+    help="embedded (the default: one machine, data under --data) or a distributed-mode "
+    "role: dispatcher (HTTP API), replayer (applies the log), worker (expiration), all.",
+)
+@click.option(
+    "--log",
+    "log_url",
+    default=None,
+    help="Distributed mode: the write log, kafka://host:port[,host:port]/topic "
+    "(or MUSSEL_LOG_URL).",
+)
+@click.option(
+    "--backend",
+    "backend_url",
+    default=None,
+    help="Distributed mode: the database, postgresql://user:password@host:port/db "
+    "(or MUSSEL_BACKEND_URL).",
+)
+@click.option("--group", default=None, help="Distributed mode: the replayers' consumer group.")
 @click.option("--ready-fd", type=int, default=None, hidden=True)
 def serve(
     data: Path,
@@ -138,6 +176,10 @@ def serve(
     tls_cert: str | None,
     tls_key: str | None,
     tls_client_ca: str | None,
+    role: str | None,
+    log_url: str | None,
+    backend_url: str | None,
+    group: str | None,
     ready_fd: int | None,
 ) -> None:
     """Run the embedded server until SIGTERM or SIGINT.
@@ -146,6 +188,21 @@ def serve(
     the server stops accepting, finishes requests in flight, flushes and exits 0.
     """
     cfg = replace(load_config(config), data_dir=data)
+    explicit_processes = processes is not None or (
+        config is not None and "processes" in _server_section(config)
+    )
+    overrides: dict[str, str] = {}
+    for name, value in (
+        ("role", role),
+        ("log_url", log_url or os.environ.get("MUSSEL_LOG_URL") or None),
+        ("backend_url", backend_url or os.environ.get("MUSSEL_BACKEND_URL") or None),
+        ("group", group),
+    ):
+        if value is not None:
+            overrides[name] = value
+    cfg = replace(cfg, **overrides)  # type: ignore[arg-type]
+    if cfg.role != "embedded" and not explicit_processes:
+        cfg = replace(cfg, processes=1)
     if host is not None:
         cfg = replace(cfg, host=host)
     if port is not None:

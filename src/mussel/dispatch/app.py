@@ -12,6 +12,7 @@ SPEC §5 envelope in one place (``errors.py``); nothing a client sends can cause
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import functools
 import logging
 import time
@@ -48,6 +49,7 @@ from mussel.errors import (
     KeyNotFoundError,
     MusselError,
     NamespaceNotFoundError,
+    NotFoundError,
     TableNotFoundError,
     UnavailableError,
 )
@@ -152,6 +154,8 @@ reads, and writes, which it decodes and validates before handing the records ove
 _LOCAL_OPS = _FOLLOWER_OPS | {"healthz", "readyz", "openapi.json"}
 _RATED = {"read_row": "read", "get": "read", "scan": "read", "write": "write"}
 """Operations a namespace's rate quotas count (read_qps, write_qps)."""
+_INLINE_OPS = frozenset({"healthz", "readyz", "openapi.json", "metrics"})
+"""What an App with an ``offload`` pool still runs on the event loop: no database call."""
 _APPEND = "append"
 """``Mussel-Internal`` of a write handed over by a follower, already validated."""
 
@@ -199,6 +203,15 @@ class App:
         before ``/metrics`` renders, so that it counts every process's requests)."""
         self._openapi: bytes | None = None
         self._jobs = jobs
+        self.offload: concurrent.futures.Executor | None = None
+        """Distributed mode: every handler that may call the database (a network round
+        trip, not a local RocksDB lookup) runs in this pool, off the event loop."""
+        self.ready_check: Callable[[], bool] = lambda: True
+        """More of what ``/readyz`` requires (distributed mode: every store's backend
+        and log answer)."""
+        self.data_api = True
+        """False in a process that serves no data (a replayer or worker process): every
+        ``/v1`` request gets 404 with a message that names the role."""
 
     @property
     def jobs(self) -> JobManager:
@@ -253,6 +266,9 @@ class App:
                 self._take_rate(ns, _RATED[op])
             except MusselError as exc:
                 return self._failed(exc, request, op, ns, table, started)
+        if self.offload is not None and op not in _INLINE_OPS:
+            self._inflight += 1
+            return self._finish(self._offloaded(handler), request, op, ns, table, started)
         try:
             result = handler()
         except MusselError as exc:
@@ -262,6 +278,14 @@ class App:
             return result
         self._inflight += 1
         return self._finish(result, request, op, ns, table, started)
+
+    async def _offloaded(self, handler: Callable[[], Any]) -> Response:
+        """Run ``handler`` in the ``offload`` pool; await what it returns if it must wait."""
+        result = await asyncio.get_running_loop().run_in_executor(self.offload, handler)
+        if isinstance(result, Response):
+            return result
+        resp: Response = await result
+        return resp
 
     def _failed(
         self, exc: MusselError, request: Request, op: str, ns: str, table: str, started: float
@@ -371,6 +395,11 @@ class App:
                     raise method_not_allowed(method, "GET")
                 return parts[0], "", "", simple
             raise not_found(request.path)
+        if not self.data_api:
+            raise NotFoundError(
+                f"{request.path} is not served here: this process only applies the log or "
+                "runs background work; send API requests to a dispatcher"
+            )
         if parts[0] == "v1" and n >= 2 and parts[1] == "jobs":
             return self._jobs_route(request, parts)
         if parts[0] == "v1" and n >= 2 and parts[1] == "tokens":
@@ -472,8 +501,11 @@ class App:
         return Response(200, b'{"status":"ok"}')
 
     def _readyz(self) -> Response:
-        if not self.ready or self.store.replayer.error is not None:
+        if not self.ready:
             raise UnavailableError("not ready: the server is starting or stopping")
+        if self.store.replayer.error is not None or not self.ready_check():
+            why = self.store.replayer.error or "the log or the database is unreachable"
+            raise UnavailableError(f"not ready: {why}")
         return Response(200, b'{"status":"ready"}')
 
     def _with_peers(self, answer: Callable[[], Response]) -> Response | Awaitable[Response]:
@@ -759,6 +791,8 @@ class App:
                 f"a strong read could not catch up with recent writes in {timeout:g}s; "
                 "retry, or read with consistency=eventual"
             )
+        if self.offload is not None:
+            return await loop.run_in_executor(self.offload, read)
         return read()
 
     def _read_row(self, request: Request, ns: str, table: str, raw_pk: str) -> Any:

@@ -62,7 +62,7 @@ from mussel.engine import Store, StoreConfig
 from mussel.expire import ExpirationService, ExpireConfig, RemoteScanner
 from mussel.log.shared import SharedState
 
-__all__ = ["ServerConfig", "run_server"]
+__all__ = ["ROLES", "ServerConfig", "run_server"]
 
 log = logging.getLogger("mussel.server")
 
@@ -89,6 +89,17 @@ class ServerConfig:
     """PEM CA bundle: clients must present a certificate it signed (mTLS)."""
     store: StoreConfig = field(default_factory=StoreConfig)
     expire: ExpireConfig = field(default_factory=ExpireConfig)
+    role: str = "embedded"
+    """``embedded`` (one machine, data under ``data_dir``) or, in distributed mode
+    (SPEC §9), ``dispatcher``, ``replayer``, ``worker`` or ``all``: see ``cluster.py``."""
+    log_url: str | None = None
+    """Distributed mode: the write log, ``kafka://host:port[,host:port]/topic``."""
+    backend_url: str | None = None
+    """Distributed mode: the database, ``postgresql://user:password@host:port/db``."""
+    group: str = "mussel-replayers"
+    """Distributed mode: the replayers' Kafka consumer group."""
+    offload_threads: int = 32
+    """Distributed mode: threads per dispatcher process for database calls."""
 
 
 def is_loopback(host: str) -> bool:
@@ -350,8 +361,16 @@ async def _serve(cfg: ServerConfig, ready_fd: int | None) -> None:
     await loop.run_in_executor(None, store.close)
 
 
+ROLES = ("embedded", "dispatcher", "replayer", "worker", "all")
+
+
 def run_server(cfg: ServerConfig, ready_fd: int | None = None) -> int:
     """Run until SIGTERM/SIGINT; return the process exit code."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    uvloop.run(_serve(cfg, ready_fd))
+    if cfg.role == "embedded":
+        uvloop.run(_serve(cfg, ready_fd))
+    else:
+        from mussel.dispatch.cluster import serve_distributed  # noqa: PLC0415 (cycle)
+
+        uvloop.run(serve_distributed(cfg, ready_fd))
     return 0

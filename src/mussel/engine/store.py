@@ -59,14 +59,19 @@ from mussel.model import (
 )
 from mussel.replay import Replayer
 from mussel.replay.follower import Follower
+from mussel.replay.remote import RemoteProgress
 from mussel.storage.base import Backend, RowQuery, ScanQuery, SkRange, TableStats
 from mussel.storage.memory import MemoryBackend
 from mussel.storage.rocksdb import RocksBackend, RocksConfig
 from mussel.storage.versions import ReadFilter, Visibility
 
-__all__ = ["Ack", "Store", "StoreConfig", "Table"]
+__all__ = ["Ack", "Role", "Store", "StoreConfig", "Table"]
 
 Ack = Literal["durable", "applied"]
+Role = Literal["embedded", "dispatcher", "replayer"]
+"""``embedded``: this process applies its own log. ``dispatcher``: the log is applied by
+replayer processes (distributed mode). ``replayer``: a consumer-group member applying
+its share of a shared log."""
 Key = bytes | str
 
 
@@ -111,17 +116,24 @@ class Store:
         clock: Clock | None = None,
         config: StoreConfig | None = None,
         follow: tuple[SharedState, int] | None = None,
+        role: Role = "embedded",
+        group: str = "mussel-replayers",
     ) -> None:
         self.config = config or StoreConfig()
         self.clock = clock or SystemClock()
         self.backend = backend
         self.log = wlog
         self.limits = self.config.limits
-        self.catalog = Catalog(backend, self.clock)
+        self.role = role
+        self.catalog = Catalog(backend, self.clock, shared=role != "embedded")
         self.follower: Follower | None = None
-        self.replayer: Replayer | Follower
+        self.replayer: Replayer | Follower | RemoteProgress
         self._shared: SharedState | None = None
-        if follow is None:
+        if role == "dispatcher":
+            self.replayer = RemoteProgress(backend, self.catalog, wlog, self.clock)
+        elif role == "replayer":
+            self.replayer = Replayer(wlog, backend, self.catalog, self.clock, group=group)
+        elif follow is None:
             self.replayer = Replayer(wlog, backend, self.catalog, self.clock)
         else:
             assert isinstance(backend, RocksBackend)
@@ -160,6 +172,44 @@ class Store:
             backend.close()
             raise
         return cls(backend, wlog, clock=clock, config=config)
+
+    @classmethod
+    def open_distributed(
+        cls,
+        log_url: str,
+        backend_url: str,
+        role: Role,
+        config: StoreConfig | None = None,
+        clock: Clock | None = None,
+        group: str = "mussel-replayers",
+    ) -> Store:
+        """A process of a distributed deployment (SPEC §9): the write log is Kafka
+        (``kafka://host:port/topic``), the backend a PostgreSQL-compatible database.
+
+        ``role="dispatcher"``: writes go to the log; reads to the database, strong ones
+        after waiting until the replayers applied every write acknowledged before them
+        (by any dispatcher). ``role="replayer"``: a member of the consumer group
+        ``group`` that applies its share of the log's partitions. The catalog is the
+        database's, shared by every process.
+        """
+        from mussel.log.kafka import KafkaLog  # noqa: PLC0415 (optional at import time)
+        from mussel.storage.sql import SqlBackend  # noqa: PLC0415
+
+        config = config or StoreConfig()
+        backend = SqlBackend(backend_url)
+        try:
+            wlog = KafkaLog.from_url(log_url)
+        except BaseException:
+            backend.close()
+            raise
+        try:
+            if wlog.partitions != config.partitions:
+                config = replace(config, partitions=wlog.partitions)
+            return cls(backend, wlog, clock=clock, config=config, role=role, group=group)
+        except BaseException:
+            wlog.close()
+            backend.close()
+            raise
 
     @classmethod
     def open_follower(
@@ -470,6 +520,8 @@ class Store:
         0 when every acknowledged write (of ``pk``'s partition, when given) is applied,
         else the time since the replayer was last caught up."""
         wm = self.replayer.watermark
+        if self.role == "dispatcher":  # the log's ends are a network call away: the
+            return wm.staleness_ms()  # watcher's last check bounds it (every 100 ms)
         if pk is not None:
             p = crc32(pk, self._read_ctx(namespace, table).info.id) % self._partitions
             if wm.position(p) >= self.log.end_offset(p):

@@ -111,7 +111,12 @@ def _last_key(table_id: int) -> bytes:
     return meta_key("expire-last", f"{table_id:010d}")
 
 
+def _request_key(table_id: int) -> bytes:
+    return meta_key("expire-request", f"{table_id:010d}")
+
+
 _RUN_PREFIX = meta_key("expire-run", "")
+_REQUEST_PREFIX = meta_key("expire-request", "")
 _LAST = msgspec.json.Decoder(RunStats)
 _RUN = msgspec.json.Decoder(_RunState)
 
@@ -126,10 +131,17 @@ class ExpirationService:
         *,
         read_p99_s: Callable[[], float | None] | None = None,
         scan: Callable[..., SweepPage] | None = None,
+        remote: bool = False,
     ) -> None:
         """``scan`` runs each step's scan (``Backend.sweep_scan``'s signature; default:
-        the store's backend, in this process; ``RemoteScanner``: in followers)."""
+        the store's backend, in this process; ``RemoteScanner``: in followers).
+
+        ``remote`` (a distributed-mode dispatcher): the sweeps run in worker processes
+        over the shared database; this object only asks for runs (``run_now`` stores
+        a request the workers take) and reports their state from the database (a
+        running run's checkpoint, the last run's figures). ``start`` does nothing."""
         self.store = store
+        self.remote = remote
         self._scan = scan or store.backend.sweep_scan
         self.config = cfg = config or ExpireConfig()
         self.budget = DeleteBudget(cfg.deletes_per_s)
@@ -146,6 +158,8 @@ class ExpirationService:
 
     def start(self) -> None:
         """Resume runs a crash interrupted, then schedule runs in a background thread."""
+        if self.remote:
+            return
         for _, raw in self.store.backend.meta_scan(_RUN_PREFIX):
             state = _RUN.decode(raw)
             self._queued[state.stats.table_id] = "resumed"
@@ -166,6 +180,9 @@ class ExpirationService:
         """Queue a run of the table (no-op if one is queued or running); returns the
         running run's figures, if there is one."""
         info = self.store.table_info(namespace, table)
+        if self.remote:
+            self.store.backend.meta_write({_request_key(info.id): b"on_demand"})
+            return None
         with self._lock:
             running = self._running.get(info.id)
             if running is None:
@@ -176,9 +193,14 @@ class ExpirationService:
     def state(self, namespace: str, table: str) -> dict[str, object]:
         """What ``GET .../tables/{t}`` shows: running, queued, last run, next run."""
         info = self.store.table_info(namespace, table)
-        with self._lock:
-            running = self._running.get(info.id)
-            queued = info.id in self._queued
+        if self.remote:
+            raw = self.store.backend.meta_get(_run_key(info.id))
+            running = None if raw is None else _RUN.decode(raw).stats
+            queued = self.store.backend.meta_get(_request_key(info.id)) is not None
+        else:
+            with self._lock:
+                running = self._running.get(info.id)
+                queued = info.id in self._queued
         last = self.last_run(info.id)
         return {
             "state": "running" if running else "queued" if queued else "idle",
@@ -211,6 +233,7 @@ class ExpirationService:
         while not self._stop.is_set():
             try:
                 self._reclaim_dropped()
+                self._take_requests()
                 self._schedule()
                 with self._lock:
                     queued, self._queued = self._queued, {}
@@ -237,6 +260,18 @@ class ExpirationService:
                 with self._lock:
                     if info.id not in self._running:
                         self._queued.setdefault(info.id, "scheduled")
+
+    def _take_requests(self) -> None:
+        """Runs that dispatchers asked for (distributed mode), once each."""
+        requests = self.store.backend.meta_scan(_REQUEST_PREFIX)
+        if not requests:
+            return
+        with self._lock:
+            for key, raw in requests:
+                table_id = int(key.rsplit(b"\x00", 1)[1])
+                if table_id not in self._running:
+                    self._queued.setdefault(table_id, raw.decode("ascii", "replace"))
+        self.store.backend.meta_write(dict.fromkeys((key for key, _ in requests), None))
 
     def _reclaim_dropped(self) -> None:
         for key, _ in self.store.backend.meta_scan(DROPPED_PREFIX):

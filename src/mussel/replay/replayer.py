@@ -9,6 +9,15 @@ applied, so after a crash the log still holds everything not yet durable.
 
 Per-partition order is the log's order; batches mix partitions freely since
 writes to one (table, pk) always share a partition.
+
+With ``group`` (distributed mode) the replayer is one member of a consumer group
+of the log (``KafkaLog.group_consumer``): it applies only the partitions the group
+gives it, starting each one from the offset stored in the backend. Each batch is
+applied with ``expect`` = its first offset per partition, so a replayer that lost a
+partition in a rebalance, and applies a batch late, is refused by the backend
+(``ConflictError``) instead of applying it twice; it then seeks back to the stored
+offsets. Records of a table the local catalog does not know make it refresh the
+catalog first (another process created the table).
 """
 
 from __future__ import annotations
@@ -16,12 +25,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from operator import itemgetter
+from typing import Any
 
 from mussel.catalog import Catalog
 from mussel.clock import Clock
-from mussel.errors import MusselError
+from mussel.errors import ConflictError, MusselError
 from mussel.log.base import WriteLog
 from mussel.model import Mutation
 from mussel.replay.watermark import Watermark
@@ -45,6 +55,7 @@ class Replayer:
         batch_records: int = 10_000,
         sync_interval_s: float = 10.0,
         poll_timeout_s: float = 0.05,
+        group: str | None = None,
     ) -> None:
         self._log = wlog
         self._backend = backend
@@ -53,6 +64,11 @@ class Replayer:
         self._batch_records = batch_records
         self._sync_interval_s = sync_interval_s
         self._poll_timeout_s = poll_timeout_s
+        self._group = group
+        self._consumer: Any = None
+        self._last_refresh = 0.0
+        self.fenced = 0
+        """Batches refused because another replayer had applied past them."""
         self.watermark = Watermark(backend.applied_positions(), clock)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -73,8 +89,26 @@ class Replayer:
             self._thread.join()
             self._thread = None
 
+    def _positions_of(self, partitions: list[int]) -> dict[int, int]:
+        stored = self._backend.applied_positions()
+        self.watermark.advance({p: stored.get(p, 0) for p in partitions}, False)
+        return {p: stored.get(p, 0) for p in partitions}
+
+    def _open_consumer(self) -> Any:
+        if self._group is None:
+            return self._log.consumer(self._backend.applied_positions())
+        group_consumer = getattr(self._log, "group_consumer", None)
+        if group_consumer is None:
+            raise ConflictError("this write log has no consumer groups")
+        return group_consumer(self._group, self._positions_of)
+
     def _run(self) -> None:
-        consumer = self._log.consumer(self._backend.applied_positions())
+        try:
+            consumer = self._consumer = self._open_consumer()
+        except MusselError as exc:
+            self.error = exc
+            log.error("replayer cannot start: %s", exc)
+            return
         last_sync = self._clock.monotonic()
         synced = self.watermark.applied()
         try:
@@ -87,7 +121,8 @@ class Replayer:
                     # the last offset of each partition wins: C-speed column extraction
                     last = dict(zip(map(_PARTITION, entries), map(_OFFSET, entries), strict=True))
                     positions = {p: o + 1 for p, o in last.items()}
-                    self._apply(list(map(_RECORD, entries)), positions)
+                    if not self._apply(list(map(_RECORD, entries)), positions, entries):
+                        continue
                     caught_up = len(entries) < self._batch_records and self._caught_up()
                     self.watermark.advance(positions, caught_up)
                     self.applied_records += len(entries)
@@ -114,14 +149,48 @@ class Replayer:
     def _caught_up(self) -> bool:
         return self.watermark.reached(self._log.end_offsets())
 
-    def _apply(self, records: list[Mutation], positions: dict[int, int]) -> None:
-        """Apply one batch, retrying while the backend is unavailable."""
+    def _first_offsets(self, entries: list[Any]) -> dict[int, int]:
+        first: dict[int, int] = {}
+        for partition, offset, _ in entries:
+            if partition not in first:
+                first[partition] = offset
+        return first
+
+    def _epochs(self, records: list[Mutation]) -> Mapping[int, int]:
+        """The live tables' epochs; refreshed from a shared catalog when the batch
+        names a table this process does not know (at most every 50 ms: records of a
+        dropped table name it too)."""
+        epochs = self._catalog.epochs()
+        if self._catalog.shared and any(m.table_id not in epochs for m in records):
+            now = time.monotonic()
+            if now - self._last_refresh >= 0.05:
+                self._last_refresh = now
+                self._catalog.refresh()
+                epochs = self._catalog.epochs()
+        return epochs
+
+    def _apply(self, records: list[Mutation], positions: dict[int, int], entries: Any) -> bool:
+        """Apply one batch, retrying while the backend is unavailable. False when the
+        batch was fenced off (another replayer applied past it): the consumer then
+        continues from the stored offsets."""
         delay = 0.01
         while True:
             try:
                 with self._catalog.apply_lock:
-                    self._backend.apply(records, self._catalog.epochs(), positions)
-                return
+                    epochs = self._epochs(records)
+                    if self._group is None:
+                        self._backend.apply(records, epochs, positions)
+                    else:
+                        self._backend.apply(
+                            records, epochs, positions, expect=self._first_offsets(entries)
+                        )
+                return True
+            except ConflictError as exc:
+                self.fenced += 1
+                log.warning("batch fenced off (%s); continuing from the stored offsets", exc)
+                stored = self._backend.applied_positions()
+                self._consumer.seek({p: stored.get(p, 0) for p in positions})
+                return False
             except MusselError as exc:
                 if self._stop.is_set() and delay > 1.0:
                     raise

@@ -20,6 +20,10 @@ class Watermark:
         self._cond = threading.Condition()
         self._clock = clock
         self._caught_up_at = clock.monotonic()
+        self.waiters = 0
+        """Callers blocked in ``wait`` now (a remote watcher polls faster while > 0)."""
+        self.demand = threading.Event()
+        """Set by every ``wait`` that has to block: wakes a watcher that polls lazily."""
 
     def advance(
         self, positions: Mapping[int, int], caught_up: bool, at: float | None = None
@@ -60,7 +64,12 @@ class Watermark:
         if self.reached(positions):
             return True
         with self._cond:
-            return self._cond.wait_for(lambda: self.reached(positions), timeout_s)
+            self.waiters += 1
+            self.demand.set()
+            try:
+                return self._cond.wait_for(lambda: self.reached(positions), timeout_s)
+            finally:
+                self.waiters -= 1
 
     def staleness_ms(self) -> float:
         """Upper estimate of how far behind acknowledged writes reads may be."""

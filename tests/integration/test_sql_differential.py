@@ -179,9 +179,11 @@ def reads(b: Backend, rng: random.Random) -> Iterator[tuple[str, object]]:
                 ScanQuery(pk_start=b"k010", pk_end=b"k030", limit=50),
                 ScanQuery(pk_start=b"ab", pk_prefix=b"a", limit=4),
             ]
-            for q in scans:
-                q = ScanQuery(q.pk_start, q.pk_end, q.pk_prefix, rng.choice(filters), q.limit)
-                yield f"scan {vname} {table} {q}", scan_pages(b, table, vis, q)
+            for base in scans:
+                sq = ScanQuery(
+                    base.pk_start, base.pk_end, base.pk_prefix, rng.choice(filters), base.limit
+                )
+                yield f"scan {vname} {table} {sq}", scan_pages(b, table, vis, sq)
 
 
 def sweep_all(b: Backend, table: int, vis: Visibility, grace: int | None) -> tuple[int, int]:

@@ -67,7 +67,8 @@ __all__ = ["SCHEMA_VERSION", "SqlBackend"]
 
 SCHEMA_VERSION = 1
 _STATS_SLOTS = 16
-_APPLY_CHUNK = 2000
+_APPLY_CHUNK = 2000  # rows per upsert statement
+_APPLY_CHUNK_BYTES = 16 << 20  # ... and at most about this many bytes of values
 _MAX_CHUNK = 8000
 _RETRIES = 8
 
@@ -81,6 +82,18 @@ def _its(ts: int) -> int:
 
 def _hex_md5(value: bytes) -> str:
     return hashlib.md5(value, usedforsecurity=False).hexdigest()
+
+
+def _chunked(batch: Sequence[Mutation]) -> Iterator[Sequence[Mutation]]:
+    """Slices of at most ``_APPLY_CHUNK`` mutations and about ``_APPLY_CHUNK_BYTES``."""
+    start = size = 0
+    for i, m in enumerate(batch):
+        size += len(m.value) + len(m.pk) + len(m.sk)
+        if i + 1 - start >= _APPLY_CHUNK or size >= _APPLY_CHUNK_BYTES:
+            yield batch[start : i + 1]
+            start, size = i + 1, 0
+    if start < len(batch):
+        yield batch[start:]
 
 
 class _NeedMore(Exception):
@@ -249,8 +262,7 @@ class SqlBackend:
         def body(cur: psycopg.Cursor[Any]) -> None:
             if expect:
                 self._fence(cur, expect)
-            for i in range(0, len(batch), _APPLY_CHUNK):
-                chunk = batch[i : i + _APPLY_CHUNK]
+            for chunk in _chunked(batch):
                 cur.execute(
                     f"INSERT INTO {CELLS} (table_id, pk, sk, its, tomb, epoch, value)"
                     " SELECT * FROM unnest(%s::int4[], %s::bytea[], %s::bytea[],"
@@ -338,9 +350,6 @@ class SqlBackend:
 
     # -- reads ----------------------------------------------------------------
 
-    def _source(self) -> str:
-        return self.dialect.read_source(self._eventual)
-
     def _point_query(self, sql: str, params: Sequence[object]) -> list[_Row]:
         """One read statement (its own snapshot)."""
         with map_sql_errors("read"), self._conn() as conn:
@@ -390,11 +399,8 @@ class SqlBackend:
         fetched ``chunk`` rows at a time with keyset pagination."""
         order = ", ".join(key_cols)
         keyset = f"({order}) > ({', '.join(['%s'] * len(key_cols))})"
-        sql0 = f"SELECT {cols} FROM {self._source()} WHERE {where} ORDER BY {order} LIMIT %s"
-        sqln = (
-            f"SELECT {cols} FROM {self._source()} WHERE {where} AND {keyset}"
-            f" ORDER BY {order} LIMIT %s"
-        )
+        sql0 = f"SELECT {cols} FROM {CELLS} WHERE {where} ORDER BY {order} LIMIT %s"
+        sqln = f"SELECT {cols} FROM {CELLS} WHERE {where} AND {keyset} ORDER BY {order} LIMIT %s"
         nkey = len(key_cols)
         rows = fetch(sql0, [*params, chunk])
         while True:
@@ -472,7 +478,7 @@ class SqlBackend:
             cell = self.get_latest(table_id, pk, sk, vis.expired_before_us)
             return [] if cell is None else [cell]
         rows = self._point_query(
-            f"SELECT its, tomb, epoch, value FROM {self._source()}"
+            f"SELECT its, tomb, epoch, value FROM {CELLS}"
             " WHERE table_id = %s AND pk = %s AND sk = %s ORDER BY its",
             (table_id, pk, sk),
         )
@@ -484,7 +490,7 @@ class SqlBackend:
     ) -> Cell | None:
         """One indexed statement: the newest stored version decides alone."""
         rows = self._point_query(
-            f"SELECT its, tomb, value FROM {self._source()}"
+            f"SELECT its, tomb, value FROM {CELLS}"
             " WHERE table_id = %s AND pk = %s AND sk = %s ORDER BY its LIMIT 1",
             (table_id, pk, sk),
         )
@@ -512,13 +518,12 @@ class SqlBackend:
         cap = max(64, 4 * limit_per_key * max(1, min(rf.versions, vis.max_versions)))
         cell_keys = [(i, pk, sk) for i, (pk, sk) in enumerate(keys) if sk is not None]
         row_keys = [(i, pk) for i, (pk, sk) in enumerate(keys) if sk is None]
-        src = self._source()
         redo: list[int] = []
         if cell_keys:
             rows = self._point_query(
                 "SELECT k.i, c.sk, c.tomb, c.epoch, c.value, c.its"
                 " FROM unnest(%s::int4[], %s::bytea[], %s::bytea[]) AS k(i, pk, sk)"
-                f" CROSS JOIN LATERAL (SELECT sk, tomb, epoch, value, its FROM {src}"
+                f" CROSS JOIN LATERAL (SELECT sk, tomb, epoch, value, its FROM {CELLS}"
                 "  WHERE table_id = %s AND pk = k.pk AND sk = k.sk ORDER BY its LIMIT %s) c"
                 " ORDER BY k.i, c.its",
                 (
@@ -543,7 +548,7 @@ class SqlBackend:
             rows = self._point_query(
                 "SELECT k.i, c.sk, c.tomb, c.epoch, c.value, c.its"
                 " FROM unnest(%s::int4[], %s::bytea[]) AS k(i, pk)"
-                f" CROSS JOIN LATERAL (SELECT sk, tomb, epoch, value, its FROM {src}"
+                f" CROSS JOIN LATERAL (SELECT sk, tomb, epoch, value, its FROM {CELLS}"
                 "  WHERE table_id = %s AND pk = k.pk ORDER BY sk, its LIMIT %s) c"
                 " ORDER BY k.i, c.sk, c.its",
                 ([i for i, _ in row_keys], [pk for _, pk in row_keys], table_id, cap),
@@ -740,16 +745,15 @@ class SqlBackend:
         if n < 2 or stats.approx_cells == 0:
             return []
         if stats.approx_cells > 200_000 and self.dialect.tablesample:
-            total = self._point_query("SELECT coalesce(sum(cells), 0) FROM mussel_stats", ())
-            all_cells = max(1, int(total[0][0]))
-            pct = min(100.0, 100.0 * 50 * n * 20 / all_cells * (all_cells / stats.approx_cells))
+            # about 1,000 sampled versions of this table per range
+            pct = min(100.0, 100.0 * 1000 * n / stats.approx_cells)
             rows = self._point_query(
                 f"SELECT pk FROM {CELLS} TABLESAMPLE SYSTEM (%s) WHERE table_id = %s ORDER BY pk",
                 (pct, table_id),
             )
         else:
             rows = self._point_query(
-                f"SELECT pk FROM {self._source()} WHERE table_id = %s ORDER BY pk, sk, its",
+                f"SELECT pk FROM {CELLS} WHERE table_id = %s ORDER BY pk, sk, its",
                 (table_id,),
             )
         pks = [bytes(r[0]) for r in rows]

@@ -59,10 +59,6 @@ class Dialect:
             " PRIMARY KEY (table_id, pk, sk, its))"
         )
 
-    def read_source(self, eventual: bool) -> str:
-        """The cells table as a read names it in FROM (a single-statement read)."""
-        return CELLS
-
     #: eventual single-statement reads need a transaction (``begin_read``) too
     eventual_needs_tx = False
     #: ``TABLESAMPLE SYSTEM`` is available (for ``split_points`` on big tables)
@@ -94,17 +90,18 @@ class CockroachDialect(Dialect):
 
     * Presplit: ``ALTER TABLE mussel_cells SPLIT AT VALUES (tid, pk), ...``: ranges
       start at each point (the pk prefix of the primary key is enough).
-    * Eventual reads: follower reads, ``AS OF SYSTEM TIME follower_read_timestamp()``
-      (about 4.8 s stale by default), served by the closest replica.
+    * Eventual reads: follower reads, a read-only transaction ``AS OF SYSTEM TIME
+      follower_read_timestamp()`` (about 4.8 s stale by default), served by the closest
+      replica. Always a transaction, never a statement-level ``AS OF SYSTEM TIME``:
+      CockroachDB allows that only in the top-level FROM (not in multi_get's LATERAL
+      subquery), and the statements of one read must share one timestamp.
     * Its default isolation is SERIALIZABLE; ``REPEATABLE READ`` is honoured from v23.2
       (or upgraded), either gives one snapshot.
     """
 
     name = "cockroachdb"
     eventual_staleness_ms = 5000
-
-    def read_source(self, eventual: bool) -> str:
-        return f"{CELLS} AS OF SYSTEM TIME follower_read_timestamp()" if eventual else CELLS
+    eventual_needs_tx = True
 
     tablesample = False
 

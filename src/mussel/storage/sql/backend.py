@@ -34,7 +34,7 @@ import hashlib
 import itertools
 import random
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
@@ -117,6 +117,7 @@ class SqlBackend:
         pool_size: int = 8,
         eventual_reads: bool = False,
         connect_timeout_s: float = 10.0,
+        stats_cache_s: float = 1.0,
     ) -> None:
         conninfo, named = split_dialect_from_url(url)
         if isinstance(dialect, str):
@@ -124,6 +125,8 @@ class SqlBackend:
         elif dialect is None and named is not None:
             dialect = dialect_by_name(named)
         self._eventual = eventual_reads
+        self._stats_ttl = stats_cache_s
+        self._stats_cache: dict[int, tuple[float, TableStats]] = {}
         self._closed = False
         self._owner = True
         self._stats_slot = itertools.count()
@@ -265,8 +268,8 @@ class SqlBackend:
             for chunk in _chunked(batch):
                 cur.execute(
                     f"INSERT INTO {CELLS} (table_id, pk, sk, its, tomb, epoch, value)"
-                    " SELECT * FROM unnest(%s::int4[], %s::bytea[], %s::bytea[],"
-                    " %s::int8[], %s::bool[], %s::int4[], %s::bytea[])"
+                    " SELECT * FROM unnest(%b::int4[], %b::bytea[], %b::bytea[],"
+                    " %b::int8[], %b::bool[], %b::int4[], %b::bytea[])"
                     " ON CONFLICT (table_id, pk, sk, its) DO UPDATE SET"
                     " tomb = excluded.tomb, epoch = excluded.epoch, value = excluded.value",
                     (
@@ -285,12 +288,13 @@ class SqlBackend:
                 parts = sorted(positions)
                 cur.execute(
                     "INSERT INTO mussel_positions (part, next_offset)"
-                    " SELECT * FROM unnest(%s::int4[], %s::int8[])"
+                    " SELECT * FROM unnest(%b::int4[], %b::int8[])"
                     " ON CONFLICT (part) DO UPDATE SET next_offset = excluded.next_offset",
                     (parts, [positions[p] for p in parts]),
                 )
 
         self._write_tx("apply", body)
+        self.forget_stats(counts)
 
     @staticmethod
     def _fence(cur: psycopg.Cursor[Any], expect: Mapping[int, int]) -> None:
@@ -298,11 +302,11 @@ class SqlBackend:
         # Rows first, so that two replayers of a new partition also serialize on it.
         cur.execute(
             "INSERT INTO mussel_positions (part, next_offset)"
-            " SELECT p, 0 FROM unnest(%s::int4[]) AS t(p) ON CONFLICT (part) DO NOTHING",
+            " SELECT p, 0 FROM unnest(%b::int4[]) AS t(p) ON CONFLICT (part) DO NOTHING",
             (parts,),
         )
         cur.execute(
-            "SELECT part, next_offset FROM mussel_positions WHERE part = ANY(%s::int4[])"
+            "SELECT part, next_offset FROM mussel_positions WHERE part = ANY(%b::int4[])"
             " ORDER BY part FOR UPDATE",
             (parts,),
         )
@@ -318,7 +322,7 @@ class SqlBackend:
         tids = sorted(deltas)
         cur.execute(
             "INSERT INTO mussel_stats (table_id, slot, cells, bytes)"
-            " SELECT t, %s, c, b FROM unnest(%s::int4[], %s::int8[], %s::int8[]) AS d(t, c, b)"
+            " SELECT t, %s, c, b FROM unnest(%b::int4[], %b::int8[], %b::int8[]) AS d(t, c, b)"
             " ON CONFLICT (table_id, slot) DO UPDATE SET"
             " cells = mussel_stats.cells + excluded.cells,"
             " bytes = mussel_stats.bytes + excluded.bytes",
@@ -347,6 +351,7 @@ class SqlBackend:
                 if cur.rowcount <= 0:
                     break
             conn.execute("DELETE FROM mussel_stats WHERE table_id = %s", (table_id,))
+        self.forget_stats((table_id,))
 
     # -- reads ----------------------------------------------------------------
 
@@ -357,8 +362,8 @@ class SqlBackend:
                 with conn.transaction():
                     for stmt in self.dialect.begin_read(True):
                         conn.execute(stmt)
-                    return conn.execute(sql, params).fetchall()
-            return conn.execute(sql, params).fetchall()
+                    return conn.execute(sql, params, binary=True).fetchall()
+            return conn.execute(sql, params, binary=True).fetchall()
 
     def _paged(
         self,
@@ -375,7 +380,7 @@ class SqlBackend:
                     if not first:
                         raise _NeedMore
                     first = False
-                    return conn.execute(sql, params).fetchall()
+                    return conn.execute(sql, params, binary=True).fetchall()
 
                 try:
                     return run(once)
@@ -384,7 +389,7 @@ class SqlBackend:
             with conn.transaction():
                 for stmt in self.dialect.begin_read(self._eventual):
                     conn.execute(stmt)
-                return run(lambda sql, params: conn.execute(sql, params).fetchall())
+                return run(lambda sql, params: conn.execute(sql, params, binary=True).fetchall())
 
     def _chunks(
         self,
@@ -522,7 +527,7 @@ class SqlBackend:
         if cell_keys:
             rows = self._point_query(
                 "SELECT k.i, c.sk, c.tomb, c.epoch, c.value, c.its"
-                " FROM unnest(%s::int4[], %s::bytea[], %s::bytea[]) AS k(i, pk, sk)"
+                " FROM unnest(%b::int4[], %b::bytea[], %b::bytea[]) AS k(i, pk, sk)"
                 f" CROSS JOIN LATERAL (SELECT sk, tomb, epoch, value, its FROM {CELLS}"
                 "  WHERE table_id = %s AND pk = k.pk AND sk = k.sk ORDER BY its LIMIT %s) c"
                 " ORDER BY k.i, c.its",
@@ -547,7 +552,7 @@ class SqlBackend:
         if row_keys:
             rows = self._point_query(
                 "SELECT k.i, c.sk, c.tomb, c.epoch, c.value, c.its"
-                " FROM unnest(%s::int4[], %s::bytea[]) AS k(i, pk)"
+                " FROM unnest(%b::int4[], %b::bytea[]) AS k(i, pk)"
                 f" CROSS JOIN LATERAL (SELECT sk, tomb, epoch, value, its FROM {CELLS}"
                 "  WHERE table_id = %s AND pk = k.pk ORDER BY sk, its LIMIT %s) c"
                 " ORDER BY k.i, c.sk, c.its",
@@ -629,14 +634,28 @@ class SqlBackend:
         return result
 
     def table_stats(self, table_id: int) -> TableStats:
-        """Sum of the table's counter slots: one indexed statement."""
+        """Sum of the table's counter slots: one indexed statement, its answer kept
+        ``stats_cache_s`` (quota checks call this for every table of a namespace at
+        every write). This instance's own writes refresh it at once; other processes'
+        writes show within ``stats_cache_s``."""
+        now = time.monotonic()
+        hit = self._stats_cache.get(table_id)
+        if hit is not None and now - hit[0] < self._stats_ttl:
+            return hit[1]
         rows = self._point_query(
             "SELECT coalesce(sum(cells), 0), coalesce(sum(bytes), 0) FROM mussel_stats"
             " WHERE table_id = %s",
             (table_id,),
         )
         n, b = rows[0] if rows else (0, 0)
-        return TableStats(max(0, int(n)), max(0, int(b)))
+        stats = TableStats(max(0, int(n)), max(0, int(b)))
+        self._stats_cache[table_id] = (now, stats)
+        return stats
+
+    def forget_stats(self, table_ids: Iterable[int]) -> None:
+        """Drop cached ``table_stats`` of tables this instance just changed."""
+        for t in table_ids:
+            self._stats_cache.pop(t, None)
 
     # -- expiration -----------------------------------------------------------
 
@@ -721,8 +740,8 @@ class SqlBackend:
 
         def body(cur: psycopg.Cursor[Any]) -> tuple[int, int]:
             cur.execute(
-                f"DELETE FROM {CELLS} AS c USING unnest(%s::bytea[], %s::bytea[], %s::int8[],"
-                " %s::bool[], %s::int4[], %s::text[]) AS d(pk, sk, its, tomb, epoch, h)"
+                f"DELETE FROM {CELLS} AS c USING unnest(%b::bytea[], %b::bytea[], %b::int8[],"
+                " %b::bool[], %b::int4[], %b::text[]) AS d(pk, sk, its, tomb, epoch, h)"
                 " WHERE c.table_id = %s AND c.pk = d.pk AND c.sk = d.sk AND c.its = d.its"
                 " AND c.tomb = d.tomb AND c.epoch = d.epoch AND md5(c.value) = d.h"
                 " RETURNING octet_length(c.pk) + octet_length(c.sk) + 8 + octet_length(c.value)",
@@ -734,6 +753,7 @@ class SqlBackend:
             return len(sizes), sum(sizes)
 
         result: tuple[int, int] = self._write_tx("sweep delete", body)
+        self.forget_stats((table_id,))
         return result
 
     def split_points(self, table_id: int, target_bytes: int) -> list[bytes]:
@@ -825,7 +845,7 @@ class SqlBackend:
         if expect:
             keys = sorted(expect)
             cur.execute(
-                "SELECT key, value FROM mussel_meta WHERE key = ANY(%s::bytea[])"
+                "SELECT key, value FROM mussel_meta WHERE key = ANY(%b::bytea[])"
                 " ORDER BY key FOR UPDATE",
                 (keys,),
             )
@@ -838,11 +858,11 @@ class SqlBackend:
         deletes = sorted(k for k, v in items.items() if v is None)
         puts = sorted((k, v) for k, v in items.items() if v is not None)
         if deletes:
-            cur.execute("DELETE FROM mussel_meta WHERE key = ANY(%s::bytea[])", (deletes,))
+            cur.execute("DELETE FROM mussel_meta WHERE key = ANY(%b::bytea[])", (deletes,))
         if puts:
             cur.execute(
                 "INSERT INTO mussel_meta (key, value)"
-                " SELECT * FROM unnest(%s::bytea[], %s::bytea[])"
+                " SELECT * FROM unnest(%b::bytea[], %b::bytea[])"
                 " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 ([k for k, _ in puts], [v for _, v in puts]),
             )

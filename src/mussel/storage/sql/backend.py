@@ -130,7 +130,7 @@ class SqlBackend:
         self._closed = False
         self._owner = True
         self._stats_slot = itertools.count()
-        with map_sql_errors("connect"):
+        with map_sql_errors("connect"):  # (opened below: closed again if that fails)
             self._pool = psycopg_pool.ConnectionPool(
                 conninfo,
                 min_size=1,
@@ -140,10 +140,11 @@ class SqlBackend:
                 name="mussel-sql",
                 open=False,
             )
-            self._pool.open(wait=True, timeout=connect_timeout_s)
         try:
+            with map_sql_errors("connect"):
+                self._pool.open(wait=True, timeout=connect_timeout_s)
             if dialect is None:
-                with self._conn() as conn:
+                with map_sql_errors("connect"), self._conn() as conn:
                     row = conn.execute("SELECT version()").fetchone()
                 dialect = dialect_from_version(str(row[0]) if row else "")
             self.dialect: Dialect = dialect
@@ -260,6 +261,8 @@ class SqlBackend:
             c = counts.setdefault(m.table_id, [0, 0])
             c[0] += 1
             c[1] += len(m.pk) + len(m.sk) + 8 + len(m.value)
+        if not batch and not positions and not expect:
+            return
         slot = next(self._stats_slot) % _STATS_SLOTS
 
         def body(cur: psycopg.Cursor[Any]) -> None:
@@ -452,6 +455,8 @@ class SqlBackend:
         self, table_id: int, vis: Visibility, pk: bytes, q: RowQuery
     ) -> tuple[list[Cell], bool]:
         if q.sks.sk is not None and q.after is None and q.limit >= q.rf.versions:
+            if not q.sks.admits(q.sks.sk):  # an exact sk outside the other bounds
+                return [], False
             return self.get_cell(table_id, vis, pk, q.sks.sk, q.rf), False
         conds, params = self._sk_where(q.sks, None if q.after is None else q.after[0])
         where = " AND ".join(["table_id = %s", "pk = %s", *conds])

@@ -188,3 +188,41 @@ def test_a_batch_with_repeated_keys_keeps_the_last(pg_url: str) -> None:
         assert b.get_latest(T, b"r", b"", None) == Cell(b"", 5, b"3")
     finally:
         b.close()
+
+
+def test_a_read_of_many_chunks_sees_one_snapshot(pg_url: str) -> None:
+    """A write committed between two chunks of one scan is not seen by that scan (the
+    chunks run in one REPEATABLE READ transaction), and is seen by the next one."""
+    writer = SqlBackend(pg_url, pool_size=1)
+    wrote: list[bool] = []
+
+    class Hooked(SqlBackend):
+        def _chunks(self, fetch, cols, where, params, key_cols, chunk):  # type: ignore[no-untyped-def]
+            def hooked(sql: str, p: object) -> object:
+                rows = fetch(sql, p)  # type: ignore[arg-type]
+                if "(pk, sk, its) >" in sql and not wrote:  # after the 2nd chunk
+                    writer.apply([put(b"zzz", b"", 1, b"late")], {T: 0}, {})
+                    writer.apply([Mutation(T, 1, b"k0999", b"", 10)], {T: 0}, {})
+                    wrote.append(True)
+                return rows
+
+            return super()._chunks(hooked, cols, where, params, key_cols, chunk)
+
+    reader = Hooked(pg_url, pool_size=1)
+    try:
+        # 5 versions of each of 1,000 cells, one visible: a page of 1,000 needs 3 chunks
+        writer.apply(
+            [put(b"k%04d" % i, b"", ts, b"v") for i in range(1000) for ts in range(1, 6)],
+            {T: 0},
+            {},
+        )
+        page, more = reader.scan(T, Visibility(), ScanQuery(limit=1000))
+        assert wrote and not more
+        assert len(page) == 1000 and page[-1].pk == b"k0999"  # neither the delete ...
+        assert all(c.pk != b"zzz" for c in page)  # ... nor the put
+        page, _ = reader.scan(T, Visibility(), ScanQuery(limit=1000))
+        assert len(page) == 1000 and page[-1].pk == b"zzz"
+        assert all(c.pk != b"k0999" for c in page)
+    finally:
+        reader.close()
+        writer.close()

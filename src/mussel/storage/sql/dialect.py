@@ -115,11 +115,10 @@ class CockroachDialect(Dialect):
     ) -> list[tuple[str, tuple[object, ...]]]:
         if not pks:
             return []
-        values = ", ".join(["(%s::INT4, %s::BYTES)"] * len(pks))
-        params: list[object] = []
-        for pk in pks:
-            params += [table_id, pk]
-        return [(f"ALTER TABLE {CELLS} SPLIT AT VALUES {values}", tuple(params))]
+        # Literals, not placeholders (ALTER TABLE takes no bind parameters everywhere):
+        # an int and hex-encoded bytes cannot inject anything.
+        values = ", ".join(f"({int(table_id)}, b'\\x{pk.hex()}')" for pk in pks)
+        return [(f"ALTER TABLE {CELLS} SPLIT AT VALUES {values}", ())]
 
 
 class YugabyteDialect(Dialect):

@@ -15,6 +15,7 @@ handler and the CLI one generic printer::
     │   ├── JobNotFoundError         404 job_not_found
     │   └── KeyNotFoundError         404 key_not_found
     ├── ConflictError                409 conflict
+    │   └── FencedError              409 conflict          (a replayer lost its partition)
     ├── TooLargeError                413 too_large
     ├── RateLimitedError             429 rate_limited      (retry_after_s)
     ├── UnavailableError             503 unavailable       (retry_after_s)
@@ -30,6 +31,7 @@ from __future__ import annotations
 __all__ = [
     "ConflictError",
     "CorruptionError",
+    "FencedError",
     "ForbiddenError",
     "InvalidCursorError",
     "InvalidRequestError",
@@ -110,6 +112,13 @@ class ConflictError(MusselError):
 
     code = "conflict"
     http_status = 409
+
+
+class FencedError(ConflictError):
+    """A replayer's apply was refused: another replayer already applied past the first
+    offset of this batch in one of its partitions (after a Kafka consumer-group
+    rebalance moved the partition). Nothing of the batch was applied; the replayer
+    must stop applying that partition and re-read its positions."""
 
 
 class TooLargeError(MusselError):

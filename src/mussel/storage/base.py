@@ -11,12 +11,20 @@ Contract of every implementation (the same contract test suite runs on each):
   Mutations of a table missing from ``epochs`` are skipped (the table was dropped).
   Mutations are applied in order, so a later mutation with the same
   (table, pk, sk, ts) replaces an earlier one.
+* ``apply(..., expect=)`` fences off a replayer that lost its partitions (a Kafka
+  consumer-group rebalance): ``expect`` maps partitions to the first log offset of this
+  batch; if the stored position of one of them is greater (another replayer applied
+  past it), ``FencedError`` is raised and nothing is applied. Check and apply are one
+  atomic step.
 * ``apply`` need not be durable by itself (the log is the write-ahead log);
   ``sync`` makes everything applied so far durable, after which the log may drop
   it. A crash before ``sync`` may lose applied data, but always together with the
   positions stored with it, so the replayer applies it again.
 * Reads see a consistent view of the data as of the read's start.
-* ``meta_write`` is atomic and durable when it returns.
+* ``meta_write`` is atomic and durable when it returns. With ``expect`` it is a
+  compare-and-set: every key given must hold the given value (None: absent) or
+  ``ConflictError`` is raised and nothing is written; check and write are atomic, also
+  between processes sharing the backend (the SQL backend).
 * ``bulk_ingest`` adds bulk-loaded versions stamped with a (pending) epoch. It never
   replaces a stored version: a loaded cell whose (pk, sk, ts) is already stored is
   *deferred* and written only by ``BulkIngest.commit_write``, atomically with the
@@ -159,9 +167,13 @@ class Backend(Protocol):
         mutations: Sequence[Mutation],
         epochs: Mapping[int, int],
         positions: Mapping[int, int],
+        *,
+        expect: Mapping[int, int] | None = None,
     ) -> None:
         """Atomically apply ``mutations`` (stamped with their table's epoch) and store
-        ``positions`` (partition -> next log offset to apply)."""
+        ``positions`` (partition -> next log offset to apply). ``expect``: partition ->
+        first offset of this batch; ``FencedError`` (nothing applied) if a stored
+        position is greater."""
         ...
 
     def applied_positions(self) -> dict[int, int]:
@@ -259,8 +271,15 @@ class Backend(Protocol):
         """Every metadata item whose key starts with ``prefix``, in key order."""
         ...
 
-    def meta_write(self, items: Mapping[bytes, bytes | None]) -> None:
-        """Atomically and durably put (or, for None, delete) metadata items."""
+    def meta_write(
+        self,
+        items: Mapping[bytes, bytes | None],
+        *,
+        expect: Mapping[bytes, bytes | None] | None = None,
+    ) -> None:
+        """Atomically and durably put (or, for None, delete) metadata items; with
+        ``expect`` only if each of its keys holds the given value (None: absent),
+        else ``ConflictError`` and nothing written."""
         ...
 
     def bulk_ingest(

@@ -12,6 +12,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 
 from mussel.codec.keys import data_key, decode_cell_key, decode_data_key
+from mussel.errors import ConflictError, FencedError
 from mussel.model import OP_DELETE, Cell, Mutation, ScanCell
 from mussel.storage.base import IngestCounts, RowQuery, ScanQuery, SkRange, SweepPage, TableStats
 from mussel.storage.versions import ReadFilter, Visibility, page_versions, removable_versions
@@ -41,8 +42,17 @@ class MemoryBackend:
         mutations: Sequence[Mutation],
         epochs: Mapping[int, int],
         positions: Mapping[int, int],
+        *,
+        expect: Mapping[int, int] | None = None,
     ) -> None:
         with self._lock:
+            for part, first in (expect or {}).items():
+                stored = self._positions.get(part)
+                if stored is not None and stored > first:
+                    raise FencedError(
+                        f"partition {part} was applied up to offset {stored} by another "
+                        f"replayer; this batch starts at {first}"
+                    )
             for m in mutations:
                 epoch = epochs.get(m.table_id)
                 if epoch is None:
@@ -206,8 +216,18 @@ class MemoryBackend:
         with self._lock:
             return sorted((k, v) for k, v in self._meta.items() if k.startswith(prefix))
 
-    def meta_write(self, items: Mapping[bytes, bytes | None]) -> None:
+    def meta_write(
+        self,
+        items: Mapping[bytes, bytes | None],
+        *,
+        expect: Mapping[bytes, bytes | None] | None = None,
+    ) -> None:
         with self._lock:
+            for k, want in (expect or {}).items():
+                if self._meta.get(k) != want:
+                    raise ConflictError(
+                        f"metadata item {k!r} changed concurrently: compare-and-set failed"
+                    )
             for k, v in items.items():
                 if v is None:
                     self._meta.pop(k, None)

@@ -12,6 +12,7 @@ from mussel.model import OP_DELETE, OP_PUT, Cell, Floor, Mutation, ScanCell
 from mussel.storage.base import Backend, RowQuery, ScanQuery, SkRange
 from mussel.storage.memory import MemoryBackend
 from mussel.storage.rocksdb import RocksBackend
+from mussel.storage.sql import SqlBackend
 from mussel.storage.versions import ReadFilter, Visibility
 from tests.unit.storage.conftest import SMALL
 from tests.unit.storage.model_history import ModelTable, W
@@ -215,6 +216,7 @@ op = st.tuples(
 )
 def test_backends_agree_with_the_model(
     tmp_path_factory: pytest.TempPathFactory,
+    pg_url: str,
     ops: list[tuple[bytes, bytes, int, bool]],
     max_versions: int,
     ttl_s: int | None,
@@ -222,6 +224,8 @@ def test_backends_agree_with_the_model(
 ) -> None:
     rocks = RocksBackend(tmp_path_factory.mktemp("diff") / "db", SMALL)
     memory = MemoryBackend()
+    sql = SqlBackend(pg_url, pool_size=1)  # one database for every example: start empty
+    sql.drop_table_data(T)
     model = ModelTable()
     try:
         muts = []
@@ -234,6 +238,7 @@ def test_backends_agree_with_the_model(
         for start in range(0, len(muts), 7):
             rocks.apply(muts[start : start + 7], EPOCHS, {})
             memory.apply(muts[start : start + 7], EPOCHS, {})
+            sql.apply(muts[start : start + 7], EPOCHS, {})
         now_us = now_s * 1_000_000
         vis = Visibility(
             max_versions=max_versions,
@@ -245,7 +250,7 @@ def test_backends_agree_with_the_model(
             for pk, sk in model.cells()
             for ts, v in model.visible(pk, sk, now_us, ttl_s, max_versions)[:3]
         ]
-        for b in (rocks, memory):
+        for b in (rocks, memory, sql):
             assert b.scan(T, vis, ScanQuery(rf=rf, limit=1000))[0] == expected_scan
             for pk in (b"p", b"q", b"p\x00"):
                 expected_row = [c for c in expected_scan if c.pk == pk]
@@ -260,6 +265,7 @@ def test_backends_agree_with_the_model(
                     )[:3]
     finally:
         rocks.close()
+        sql.close()
 
 
 # -- expiration sweeps ----------------------------------------------------------
@@ -355,8 +361,9 @@ def test_split_points_are_ascending_pks(backend: Backend) -> None:
     st.integers(1, 9),
     st.one_of(st.none(), st.integers(0, 10)),
 )
-def test_sweeps_change_no_read_on_either_backend(
+def test_sweeps_change_no_read_on_any_backend(
     tmp_path_factory: pytest.TempPathFactory,
+    pg_url: str,
     ops: list[tuple[bytes, bytes, int, bool]],
     max_versions: int,
     ttl_s: int | None,
@@ -366,6 +373,8 @@ def test_sweeps_change_no_read_on_either_backend(
 ) -> None:
     rocks = RocksBackend(tmp_path_factory.mktemp("sweep") / "db", SMALL)
     memory = MemoryBackend()
+    sql = SqlBackend(pg_url, pool_size=1)  # one database for every example: start empty
+    sql.drop_table_data(T)
     try:
         muts = [
             Mutation(
@@ -380,14 +389,17 @@ def test_sweeps_change_no_read_on_either_backend(
         )
         grace = None if grace_s is None else grace_s * 1_000_000
         rf = ScanQuery(rf=ReadFilter(versions=10), limit=10_000)
-        for b in (rocks, memory):
+        for b in (rocks, memory, sql):
             b.apply(muts, EPOCHS, {})
             before = b.scan(T, vis, rf)[0]
             _sweep_all(b, vis, step, grace)
             assert b.scan(T, vis, rf)[0] == before
+        everything = Visibility(max_versions=100)
         assert (
-            rocks.scan(T, Visibility(max_versions=100), rf)[0]
-            == memory.scan(T, Visibility(max_versions=100), rf)[0]
-        )  # both removed the same versions
+            rocks.scan(T, everything, rf)[0]
+            == memory.scan(T, everything, rf)[0]
+            == sql.scan(T, everything, rf)[0]
+        )  # all removed the same versions
     finally:
         rocks.close()
+        sql.close()

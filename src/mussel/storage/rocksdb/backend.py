@@ -48,7 +48,7 @@ from mussel.codec.keys import (
     table_prefix,
     unescape,
 )
-from mussel.errors import InvalidRequestError
+from mussel.errors import ConflictError, FencedError, InvalidRequestError
 from mussel.model import OP_DELETE, OP_PUT, Cell, Mutation, ScanCell
 from mussel.storage.base import RowQuery, ScanQuery, SkRange, SweepPage, TableStats
 from mussel.storage.rocksdb.errors import map_backend_errors
@@ -146,6 +146,7 @@ class RocksBackend:
         self._wo_wal = WriteOptions()
         self._wo_sync = WriteOptions()
         self._wo_sync.sync = True
+        self._meta_lock = threading.Lock()
         self._headers: dict[tuple[int, int], bytes] = {}
         self._prefixes: dict[int, bytes] = {}
         self._stats: dict[int, tuple[int, int]] = {}
@@ -198,6 +199,8 @@ class RocksBackend:
         mutations: Sequence[Mutation],
         epochs: Mapping[int, int],
         positions: Mapping[int, int],
+        *,
+        expect: Mapping[int, int] | None = None,
     ) -> None:
         """One WriteBatch for data, positions and counters, written without the WAL
         (unless ``RocksConfig.wal``; then to the WAL, not synced).
@@ -205,6 +208,14 @@ class RocksBackend:
         The write log is the WAL: until ``sync()`` flushes the memtable, a crash loses
         data and positions together and the replayer applies them again.
         """
+        for part, first in (expect or {}).items():
+            # One process applies (the replayer); the cached positions are the stored ones.
+            stored = self._positions.get(part)
+            if stored is not None and stored > first:
+                raise FencedError(
+                    f"partition {part} was applied up to offset {stored} by another "
+                    f"replayer; this batch starts at {first}"
+                )
         wb = WriteBatch(raw_mode=True)
         put = wb.put
         join = b"".join
@@ -622,14 +633,27 @@ class RocksBackend:
                 it.next()  # type: ignore[attr-defined]
         return out
 
-    def meta_write(self, items: Mapping[bytes, bytes | None]) -> None:
+    def meta_write(
+        self,
+        items: Mapping[bytes, bytes | None],
+        *,
+        expect: Mapping[bytes, bytes | None] | None = None,
+    ) -> None:
+        """One synced WriteBatch. ``expect`` is checked under a lock that every
+        ``meta_write`` of this process takes (one process owns the database)."""
         wb = WriteBatch(raw_mode=True)
         for k, v in items.items():
             if v is None:
                 wb.delete(k)
             else:
                 wb.put(k, v)
-        with map_backend_errors("metadata write"):
+        with self._meta_lock, map_backend_errors("metadata write"):
+            for k, want in (expect or {}).items():
+                current = self._db.get(k)
+                if (None if current is None else bytes(current)) != want:
+                    raise ConflictError(
+                        f"metadata item {k!r} changed concurrently: compare-and-set failed"
+                    )
             self._db.write(wb, self._wo_sync)
 
     # -- bulk ingest (see ``ingest.py``) ----------------------------------------

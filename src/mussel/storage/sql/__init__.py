@@ -1,0 +1,21 @@
+"""The distributed backend on a PostgreSQL-compatible database (psycopg 3).
+
+Only this package imports psycopg and psycopg_pool.
+"""
+
+from mussel.storage.sql.backend import SCHEMA_VERSION, SqlBackend
+from mussel.storage.sql.dialect import (
+    CockroachDialect,
+    Dialect,
+    PostgresDialect,
+    YugabyteDialect,
+)
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "CockroachDialect",
+    "Dialect",
+    "PostgresDialect",
+    "SqlBackend",
+    "YugabyteDialect",
+]

@@ -58,6 +58,7 @@ __all__ = [
     "encode_segment_header",
     "frame_header",
     "frame_size",
+    "partitions_of",
     "well_formed",
 ]
 
@@ -74,6 +75,7 @@ _HEADER = struct.Struct("<IIB")
 _LENGTH_TYPE = struct.Struct("<IB")
 _MASK_DELTA = 0xA282EAD8
 _U32 = 0xFFFFFFFF
+_FIELDS = ("table_id", "op", "pk", "sk", "ts", "value")
 
 
 class FrameError(Exception):
@@ -257,3 +259,37 @@ def decode_batch(payload: bytes | memoryview) -> Batch:
     if not len(batch.partitions) == len(batch.offsets) == len(batch.records):
         raise FrameError("batch columns differ in length")
     return batch
+
+
+def partitions_of(records: Sequence[Mutation], partitions: int) -> list[int]:
+    """The partition of each record; ValueError unless every one is well formed.
+
+    The per-record pass of every log's append path (LocalLog, KafkaLog):
+    ``base.partition_for`` and :func:`well_formed`, both inlined (one comprehension, no
+    call per record). The type checks come first, so
+    ``crc32`` only ever sees an exact bytes pk and int table id.
+    """
+    crc32, mutation = zlib.crc32, Mutation
+    parts = [
+        crc32(r.pk, r.table_id) % partitions  # == base.partition_for
+        for r in records
+        if type(r) is mutation
+        and type(r.pk) is bytes
+        and type(r.sk) is bytes
+        and type(r.value) is bytes
+        and type(r.table_id) is int
+        and type(r.op) is int
+        and type(r.ts) is int
+    ]
+    if len(parts) != len(records):
+        i, bad = next((i, r) for i, r in enumerate(records) if not well_formed(r))
+        got = (
+            ", ".join(f"{f}: {type(getattr(bad, f)).__name__}" for f in _FIELDS)
+            if type(bad) is Mutation
+            else type(bad).__name__
+        )
+        raise ValueError(
+            f"records[{i}] is not a Mutation of int table_id, op, ts and bytes pk, sk, "
+            f"value ({got})"
+        )
+    return parts

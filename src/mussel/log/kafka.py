@@ -1,0 +1,943 @@
+"""``KafkaLog``: the write log of distributed mode, on any Kafka-protocol broker.
+
+The only module (with nothing else) that imports ``confluent_kafka``; every library
+error becomes a :class:`mussel.errors.MusselError` (``UnavailableError`` for a broker
+that is down or a request that timed out).
+
+Layout. One topic per cluster (``KafkaLog(bootstrap, topic)`` or
+``kafka://host:port[,host:port]/topic?partitions=8``) holds every table's writes: its
+partitions are the log's partitions, ``partition_for(table_id, pk, P)`` of
+:mod:`mussel.log.base`, and the producer names the partition of every message itself
+(no key hashing by the client). One topic rather than one per namespace: a replayer
+group then covers every namespace with one subscription, and Kafka's per-partition cost
+does not grow with tenants. The topic is created if missing (``create=True``) with
+``cleanup.policy=delete`` and ``max.message.bytes`` large enough for the biggest write
+batch; an existing topic must have exactly ``partitions`` partitions.
+
+Messages. An ``append`` call's records are grouped by partition and each group is ONE
+Kafka message whose value is one BATCH frame of :mod:`mussel.log.format` (the LocalLog
+framing, CRC-checked): ``partitions`` column = that partition for every record,
+``offsets`` column = the record's index in the message (0, 1, ...; Kafka assigns the
+real offset). No key, no headers. So a call is atomic per partition, and every record
+of one call in one partition has that message's offset: offsets strictly increase per
+partition but are not dense by one per record, and ``append`` returns the message's
+offset for each of its records. A call that spans partitions is several messages and is
+NOT atomic across partitions if the broker fails mid-way: some may be in the log and
+others not (the call then fails with ``UnavailableError``, and a retry with explicit ts
+is idempotent by SPEC §2). Kafka transactions would make it atomic, but Tansu (the
+test broker) shows aborted records to read_committed consumers, so none is used.
+
+Producer. Idempotent (``enable.idempotence``, ``acks=all``), so a broker retry never
+duplicates or reorders a message. A call is acknowledged only once the broker confirmed
+every one of its messages (delivery callbacks, served by a background thread that polls
+the producer); any delivery error fails the whole call with ``UnavailableError``
+("may or may not be in the log"). ``delivery_timeout_s`` (``message.timeout.ms``)
+bounds how long an append waits for a broker that is down.
+
+One message per Kafka record batch (``batch.num.messages=1``, the default here): Tansu
+reports a partition's high watermark as the base offset of its last record batch plus
+one, so a batch of several messages would hide acknowledged messages from the end
+offsets that strong reads wait for. On a broker known to be correct (Apache Kafka,
+Redpanda) pass ``producer_config={"batch.num.messages": 10000}`` for more throughput.
+
+End offsets. ``end_offsets()``/``end_offset(p)`` are what strong reads wait for, so they
+are fresh: the broker's high watermarks of every partition from one ListOffsets request
+that started after the call began (a "read index": concurrent callers share one
+in-flight request, and a caller joins only a request that started after it arrived),
+max'd with this process's own acknowledged offsets + 1.
+
+Consumers. A poll never returns part of a Kafka message: the records of one message all
+come in the same poll (which may exceed ``max_records`` by one message), because the
+replayer stores offset + 1 of what a poll returned as applied. Every message is decoded
+and CRC-checked; a bad one is ``CorruptionError`` (never skipped). ``consumer(positions)``
+assigns every partition; ``group_consumer(group_id, positions_of)`` joins a consumer
+group (replayers sharing the partitions) and seeks every newly assigned partition to
+``positions_of(partitions)`` (the applied offsets stored in the database). Offsets are
+committed to Kafka only asynchronously, for monitoring (consumer-group lag); correctness
+never depends on them. ``release`` deletes nothing: the broker's retention does.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
+from types import TracebackType
+from typing import Any, NamedTuple
+from urllib.parse import parse_qsl, urlsplit
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec  # type: ignore[attr-defined]
+
+from mussel.errors import (
+    CorruptionError,
+    InvalidRequestError,
+    MusselError,
+    TooLargeError,
+    UnavailableError,
+)
+from mussel.log import format as fmt
+from mussel.log.base import LogEntry
+from mussel.model import Mutation
+
+__all__ = ["KafkaGroupConsumer", "KafkaLog", "KafkaLogConsumer"]
+
+logger = logging.getLogger("mussel.log.kafka")
+
+MAX_MESSAGE_BYTES = 48 << 20
+"""The largest message (one partition's records of one call): over the 32 MiB batch limit."""
+
+_MAYBE = (
+    "the write may or may not be in the log; retrying it with explicit timestamps is idempotent"
+)
+_SLICE_S = 0.1  # a consumer's longest wait inside librdkafka: close() is seen this fast
+_COMMIT_EVERY_S = 1.0
+_TOPIC_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+
+ConfigValue = str | int | float | bool
+
+
+def _unavailable(what: str, exc: BaseException) -> UnavailableError:
+    err = UnavailableError(f"{what}: {exc}")
+    err.__cause__ = exc
+    return err
+
+
+class _Call:
+    """One append call in flight: one Kafka message per partition it touches."""
+
+    __slots__ = ("error", "future", "lock", "offsets", "parts", "remaining")
+
+    def __init__(self, future: Future[list[tuple[int, int]]], parts: list[int], n: int) -> None:
+        self.future = future
+        self.parts = parts
+        self.remaining = n
+        self.offsets: dict[int, int] = {}
+        self.error: str | None = None
+        self.lock = threading.Lock()
+
+
+class _Fetch:
+    """One ListOffsets request of every partition; ``ticket`` orders requests."""
+
+    __slots__ = ("done", "ends", "error", "ticket")
+
+    def __init__(self, ticket: int) -> None:
+        self.ticket = ticket
+        self.done = threading.Event()
+        self.ends: list[int] | None = None
+        self.error: MusselError | None = None
+
+
+class KafkaLog:
+    """A :class:`mussel.log.base.WriteLog` on a Kafka topic (module docstring).
+
+    ``config`` is librdkafka configuration for every client (security settings, ...);
+    ``producer_config`` and ``consumer_config`` override it for one kind. Raises
+    ``UnavailableError`` if the broker cannot be reached within ``request_timeout_s``,
+    ``InvalidRequestError`` for a topic with another partition count (or a missing one
+    with ``create=False``).
+    """
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        *,
+        partitions: int = 8,
+        create: bool = True,
+        client_id: str = "mussel",
+        replication_factor: int = -1,
+        delivery_timeout_s: float = 10.0,
+        request_timeout_s: float = 5.0,
+        close_timeout_s: float = 5.0,
+        config: Mapping[str, ConfigValue] | None = None,
+        producer_config: Mapping[str, ConfigValue] | None = None,
+        consumer_config: Mapping[str, ConfigValue] | None = None,
+    ) -> None:
+        if isinstance(partitions, bool) or not isinstance(partitions, int) or partitions < 1:
+            raise InvalidRequestError(f"partitions must be a positive integer, not {partitions!r}")
+        if not topic or len(topic) > 249 or not set(topic) <= _TOPIC_CHARS:
+            raise InvalidRequestError(
+                f"bad Kafka topic name {topic!r} (1 to 249 of a-z A-Z 0-9 . _ -)"
+            )
+        if not bootstrap:
+            raise InvalidRequestError("no Kafka bootstrap servers given")
+        self._bootstrap = bootstrap
+        self._topic = topic
+        self._partitions = partitions
+        self._request_timeout_s = request_timeout_s
+        self._close_timeout_s = close_timeout_s
+        self._common: dict[str, ConfigValue] = {
+            "bootstrap.servers": bootstrap,
+            "client.id": client_id,
+            "socket.timeout.ms": max(1000, int(request_timeout_s * 1000)),
+        }
+        self._common.update(config or {})
+        self._consumer_config = dict(consumer_config or {})
+        self._closed = False
+        self._fatal: str | None = None
+        self._lock = threading.Lock()  # guards _inflight, _acked
+        self._inflight: set[_Call] = set()
+        self._acked = [0] * partitions
+        self._consumers: weakref.WeakSet[KafkaLogConsumer] = weakref.WeakSet()
+        # the end-offset "read index"
+        self._fetch_cond = threading.Condition()
+        self._fetch_tickets = 0
+        self._fetch: _Fetch | None = None
+
+        admin_conf: dict[str, Any] = {**self._common, "logger": logger}
+        self._admin = AdminClient(admin_conf)
+        self._ensure_topic(create, replication_factor)
+        producer_conf: dict[str, ConfigValue | Any] = {
+            **self._common,
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 1,
+            "batch.num.messages": 1,
+            "message.timeout.ms": max(1, int(delivery_timeout_s * 1000)),
+            "message.max.bytes": MAX_MESSAGE_BYTES + 4096,
+            "error_cb": self._on_error,
+            "logger": logger,
+        }
+        producer_conf.update(producer_config or {})
+        try:
+            self._producer = Producer(producer_conf)
+        except (KafkaException, ValueError, TypeError) as exc:
+            raise InvalidRequestError(f"bad Kafka producer configuration: {exc}") from exc
+        self._stop = threading.Event()
+        self._poller = threading.Thread(
+            target=self._poll_loop, name=f"mussel-kafka-{topic}", daemon=True
+        )
+        self._poller.start()
+
+    # -- construction ---------------------------------------------------------------
+
+    @classmethod
+    def from_url(cls, url: str, **overrides: Any) -> KafkaLog:
+        """``kafka://host:port[,host:port...]/topic[?param=value&...]``.
+
+        Parameters: ``partitions`` (default 8), ``create`` (``true``/``false``, default
+        true), ``client_id``, ``replication_factor`` (default -1: the broker's default),
+        ``delivery_timeout_s``, ``request_timeout_s``; any parameter with a dot in its
+        name is librdkafka configuration for every client (``security.protocol=SSL``).
+        Keyword ``overrides`` win over the URL.
+        """
+        parts = urlsplit(url)
+        if parts.scheme != "kafka" or not parts.netloc:
+            raise InvalidRequestError(
+                f"not a Kafka log URL: {url!r} (kafka://host:port[,host:port]/topic)"
+            )
+        topic = parts.path.lstrip("/")
+        kwargs: dict[str, Any] = {}
+        config: dict[str, ConfigValue] = {}
+        try:
+            for key, value in parse_qsl(parts.query, keep_blank_values=True, strict_parsing=False):
+                if "." in key:
+                    config[key] = value
+                elif key in ("partitions", "replication_factor"):
+                    kwargs[key] = int(value)
+                elif key in ("delivery_timeout_s", "request_timeout_s"):
+                    kwargs[key] = float(value)
+                elif key == "client_id":
+                    kwargs[key] = value
+                elif key == "create":
+                    if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                        raise ValueError(f"create={value}")
+                    kwargs[key] = value.lower() in ("true", "1", "yes")
+                else:
+                    raise InvalidRequestError(f"unknown Kafka log URL parameter {key!r} in {url!r}")
+        except ValueError as exc:
+            raise InvalidRequestError(f"bad Kafka log URL {url!r}: {exc}") from None
+        if config:
+            kwargs["config"] = config
+        kwargs.update(overrides)
+        return cls(parts.netloc, topic, **kwargs)
+
+    def _ensure_topic(self, create: bool, replication_factor: int) -> None:
+        timeout = self._request_timeout_s
+        if create:
+            topic = NewTopic(
+                self._topic,
+                self._partitions,
+                replication_factor=replication_factor,
+                config={"cleanup.policy": "delete", "max.message.bytes": str(MAX_MESSAGE_BYTES)},
+            )
+            try:
+                futures = self._admin.create_topics([topic], request_timeout=timeout)
+                futures[self._topic].result(timeout + 1)
+            except KafkaException as exc:
+                err = exc.args[0] if exc.args else None
+                if not (
+                    isinstance(err, KafkaError) and err.code() == KafkaError.TOPIC_ALREADY_EXISTS
+                ):
+                    raise _unavailable(f"cannot create Kafka topic {self._topic}", exc) from exc
+            except Exception as exc:  # a timeout of the future
+                raise _unavailable(f"cannot create Kafka topic {self._topic}", exc) from exc
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                meta = self._admin.list_topics(self._topic, timeout=timeout)
+            except KafkaException as exc:
+                raise _unavailable(
+                    f"cannot reach the Kafka brokers {self._bootstrap}", exc
+                ) from exc
+            info = meta.topics.get(self._topic)
+            missing = info is None or info.error is not None or not info.partitions
+            if missing and not create:
+                raise InvalidRequestError(
+                    f"Kafka topic {self._topic} does not exist (and create is false)"
+                )
+            if not missing and info is not None:
+                count = len(info.partitions)
+                if count != self._partitions:
+                    raise InvalidRequestError(
+                        f"Kafka topic {self._topic} has {count} partitions, not "
+                        f"{self._partitions}: the partition count is fixed when the log is "
+                        "created (use the same count, or another topic)"
+                    )
+                if all(p.leader >= 0 for p in info.partitions.values()):
+                    return
+            if time.monotonic() > deadline:
+                raise UnavailableError(f"Kafka topic {self._topic} has no leader for a partition")
+            time.sleep(0.05)
+
+    # -- WriteLog -------------------------------------------------------------------
+
+    @property
+    def partitions(self) -> int:
+        return self._partitions
+
+    @property
+    def topic(self) -> str:
+        return self._topic
+
+    @property
+    def bootstrap(self) -> str:
+        return self._bootstrap
+
+    def append(self, records: Sequence[Mutation]) -> list[tuple[int, int]]:
+        """Append ``records``; return once the broker confirmed every message of the call.
+
+        Returns (partition, offset) per record in call order; the records of one
+        partition share their message's offset. Raises as :meth:`append_async`.
+        """
+        fut = self.append_async(records)
+        try:
+            return fut.result()
+        except MusselError:
+            raise
+        except Exception as exc:  # pragma: no cover - the future only holds MusselErrors
+            raise _unavailable("append failed", exc) from exc
+
+    def append_async(self, records: Sequence[Mutation]) -> Future[list[tuple[int, int]]]:
+        """Produce one message per partition of ``records``; the future completes (in the
+        producer's poller thread) once the broker acknowledged all of them.
+
+        Raises ``InvalidRequestError`` at once unless every record is well formed
+        (:func:`mussel.log.format.well_formed`), ``TooLargeError`` for a partition's
+        group over ``MAX_MESSAGE_BYTES``, ``UnavailableError`` if the log is closed or
+        its producer failed. The future fails with ``UnavailableError`` on any delivery
+        error (timeout included).
+        """
+        self._check_open()
+        fut: Future[list[tuple[int, int]]] = Future()
+        fut.set_running_or_notify_cancel()
+        try:
+            parts = fmt.partitions_of(records, self._partitions)
+        except ValueError as exc:
+            raise InvalidRequestError(f"cannot log these records: {exc}") from None
+        if not parts:
+            fut.set_result([])
+            return fut
+        groups: dict[int, list[Mutation]] = {}
+        for p, r in zip(parts, records, strict=True):
+            groups.setdefault(p, []).append(r)
+        values: list[tuple[int, bytes]] = []
+        for p, recs in groups.items():
+            try:
+                body = fmt.encode_records(recs)
+            except ValueError as exc:
+                raise InvalidRequestError(f"cannot log these records: {exc}") from None
+            n = len(recs)
+            value = fmt.batch_head([p] * n, list(range(n)), body) + body
+            if len(value) > MAX_MESSAGE_BYTES:
+                raise TooLargeError(
+                    f"the records of partition {p} take {len(value)} bytes; a Kafka log "
+                    f"message is at most {MAX_MESSAGE_BYTES} bytes"
+                )
+            values.append((p, value))
+        call = _Call(fut, parts, len(values))
+        with self._lock:
+            self._check_open()
+            self._inflight.add(call)
+        for p, value in values:
+            if not self._produce(call, p, value):
+                break
+        return fut
+
+    def _produce(self, call: _Call, partition: int, value: bytes) -> bool:
+        callback = functools.partial(self._delivered, call, partition)
+        deadline = time.monotonic() + self._request_timeout_s
+        while True:
+            try:
+                self._producer.produce(
+                    self._topic, value, partition=partition, on_delivery=callback
+                )
+                return True
+            except BufferError:  # the local queue is full: the poller drains it
+                if time.monotonic() > deadline or self._closed:
+                    self._fail(call, "the Kafka producer's queue stayed full")
+                    return False
+                time.sleep(0.002)
+            except KafkaException as exc:
+                self._fail(call, f"the Kafka producer refused a message: {exc}")
+                return False
+
+    def _delivered(self, call: _Call, partition: int, err: KafkaError | None, msg: Message) -> None:
+        """Delivery callback (poller thread, or the thread in ``close``'s flush)."""
+        if err is not None:
+            self._fail(call, f"a message of partition {partition} was not delivered: {err.str()}")
+            return
+        offset = msg.offset()
+        with self._lock:
+            if offset is not None and offset + 1 > self._acked[partition]:
+                self._acked[partition] = offset + 1
+        with call.lock:
+            if call.error is not None:
+                return
+            call.offsets[partition] = offset if offset is not None else -1
+            call.remaining -= 1
+            done = call.remaining == 0
+        if done:
+            with self._lock:
+                self._inflight.discard(call)
+            offsets = call.offsets
+            call.future.set_result([(p, offsets[p]) for p in call.parts])
+
+    def _fail(self, call: _Call, reason: str) -> None:
+        with call.lock:
+            if call.error is not None or call.remaining == 0:
+                return
+            call.error = reason
+        with self._lock:
+            self._inflight.discard(call)
+        call.future.set_exception(
+            UnavailableError(f"Kafka append to {self._topic} failed: {reason}; {_MAYBE}")
+        )
+
+    def _on_error(self, err: KafkaError) -> None:
+        if err.fatal():
+            self._fatal = err.str()
+            logger.error("Kafka producer failed for good: %s", err.str())
+        else:
+            logger.warning("Kafka producer: %s", err.str())
+
+    def _poll_loop(self) -> None:
+        producer, stop = self._producer, self._stop
+        while not stop.is_set():
+            try:
+                producer.poll(0.05)
+            except Exception:  # a callback raised: never let the poller die
+                logger.exception("Kafka producer poll failed")
+
+    def end_offsets(self) -> dict[int, int]:
+        """Per partition, one past the last acknowledged offset: the high watermarks from
+        a ListOffsets request that started after this call, max'd with this process's
+        own acknowledged offsets + 1. ``UnavailableError`` if the broker does not answer
+        within ``request_timeout_s``."""
+        ends = self._fresh_ends()
+        with self._lock:
+            acked = list(self._acked)
+        return {p: max(e, a) for p, (e, a) in enumerate(zip(ends, acked, strict=True))}
+
+    def end_offset(self, partition: int) -> int:
+        """``end_offsets()[partition]`` (the same shared, fresh request)."""
+        if not 0 <= partition < self._partitions:
+            self._check_open()
+            raise InvalidRequestError(
+                f"no partition {partition} (the log has partitions 0..{self._partitions - 1})"
+            )
+        end = self._fresh_ends()[partition]
+        return max(end, self._acked[partition])
+
+    def _fresh_ends(self) -> list[int]:
+        """High watermarks from a request that began after the caller arrived; concurrent
+        callers share one request (the first to arrive with none in flight sends it)."""
+        self._check_open()
+        cond = self._fetch_cond
+        with cond:
+            arrived = self._fetch_tickets
+            while True:
+                fetch = self._fetch
+                if fetch is None:
+                    self._fetch_tickets += 1
+                    fetch = self._fetch = _Fetch(self._fetch_tickets)
+                    leader = True
+                    break
+                if fetch.ticket > arrived:  # it started after we arrived: share it
+                    leader = False
+                    break
+                cond.wait()  # an older request: wait for it to end, then send or join a new one
+        if leader:
+            try:
+                fetch.ends = self._list_offsets()
+            except MusselError as exc:
+                fetch.error = exc
+            finally:
+                with cond:
+                    self._fetch = None
+                    cond.notify_all()
+                fetch.done.set()
+        else:
+            fetch.done.wait()
+        if fetch.error is not None:
+            raise fetch.error
+        assert fetch.ends is not None
+        return fetch.ends
+
+    def _list_offsets(self) -> list[int]:
+        timeout = self._request_timeout_s
+        latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
+        request = {TopicPartition(self._topic, p): latest for p in range(self._partitions)}
+        try:
+            futures = self._admin.list_offsets(request, request_timeout=timeout)
+            ends = [0] * self._partitions
+            for tp, f in futures.items():
+                ends[tp.partition] = f.result(timeout + 1).offset
+        except KafkaException as exc:
+            raise _unavailable(
+                f"cannot read the end offsets of Kafka topic {self._topic}", exc
+            ) from exc
+        except Exception as exc:  # a timeout of a future
+            raise _unavailable(
+                f"cannot read the end offsets of Kafka topic {self._topic}", exc
+            ) from exc
+        return ends
+
+    def consumer(self, positions: Mapping[int, int]) -> KafkaLogConsumer:
+        """A consumer assigned every partition from ``positions`` (missing: 0). A
+        position outside the partition's retained range makes its poll raise
+        ``CorruptionError``."""
+        want = self._positions(positions)
+        self._check_open()
+        consumer = KafkaLogConsumer(self, self._consumer_conf(None))
+        consumer._assign_positions(dict(enumerate(want)))
+        self._consumers.add(consumer)
+        return consumer
+
+    def group_consumer(
+        self,
+        group_id: str,
+        positions_of: Callable[[list[int]], Mapping[int, int]],
+        *,
+        session_timeout_s: float = 6.0,
+        max_poll_interval_s: float = 10.0,
+    ) -> KafkaGroupConsumer:
+        """A member of consumer group ``group_id``: see :class:`KafkaGroupConsumer`.
+
+        ``session_timeout_s``: how long after a member dies (no heartbeat) its
+        partitions move. ``max_poll_interval_s``: a member that does not poll for that
+        long is dropped from the group (its partitions move; its next poll rejoins).
+        """
+        if not group_id:
+            raise InvalidRequestError("a consumer group needs a non-empty group id")
+        self._check_open()
+        conf = self._consumer_conf(group_id)
+        conf.setdefault("session.timeout.ms", int(session_timeout_s * 1000))
+        conf.setdefault("heartbeat.interval.ms", max(100, int(session_timeout_s * 1000) // 12))
+        conf.setdefault("max.poll.interval.ms", int(max_poll_interval_s * 1000))
+        conf.setdefault("partition.assignment.strategy", "roundrobin")
+        consumer = KafkaGroupConsumer(self, conf, positions_of)
+        self._consumers.add(consumer)
+        return consumer
+
+    def _consumer_conf(self, group_id: str | None) -> dict[str, Any]:
+        conf: dict[str, Any] = {
+            **self._common,
+            "group.id": group_id if group_id is not None else f"mussel-reader-{id(self)}",
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "error",
+            "enable.partition.eof": False,
+            "isolation.level": "read_uncommitted",
+            "fetch.wait.max.ms": 100,
+            "check.crcs": True,
+            "logger": logger,
+        }
+        conf.update(self._consumer_config)
+        if group_id is not None:
+            conf["group.id"] = group_id
+        return conf
+
+    def release(self, positions: Mapping[int, int]) -> None:
+        """Nothing to delete: the broker's retention removes old messages (set the
+        topic's ``retention.ms``/``retention.bytes`` longer than a replayer may lag)."""
+        self._positions(positions)
+        self._check_open()
+
+    def close(self) -> None:
+        """Flush pending messages (up to ``close_timeout_s``), fail what is still in
+        flight with ``UnavailableError``, close the consumers that are not polling (a
+        polling one raises within ``0.1`` s and is closed then); idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        try:
+            self._producer.flush(self._close_timeout_s)
+        except Exception:  # pragma: no cover
+            logger.exception("flushing the Kafka producer failed")
+        self._stop.set()
+        self._poller.join()
+        with self._lock:
+            pending = list(self._inflight)
+        for call in pending:
+            self._fail(call, "the log was closed before the broker confirmed it")
+        with self._fetch_cond:
+            self._fetch_cond.notify_all()
+        for consumer in list(self._consumers):
+            consumer._close_for_log()
+
+    def __enter__(self) -> KafkaLog:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise UnavailableError(f"the Kafka write log of topic {self._topic} is closed")
+        if self._fatal is not None:
+            raise UnavailableError(f"the Kafka producer failed: {self._fatal}")
+
+    def _positions(self, positions: Mapping[int, int]) -> list[int]:
+        want = [0] * self._partitions
+        for p, offset in positions.items():
+            if not 0 <= p < self._partitions or offset < 0:
+                raise InvalidRequestError(
+                    f"bad log position {offset} of partition {p} "
+                    f"(the log has partitions 0..{self._partitions - 1})"
+                )
+            want[p] = offset
+        return want
+
+
+class _Msg(NamedTuple):
+    """One fetched Kafka message, decoded; ``error`` instead of entries if it is bad."""
+
+    partition: int
+    offset: int
+    entries: list[LogEntry]
+    error: MusselError | None
+
+
+def decode_message(topic: str, partition: int, offset: int, value: bytes | None) -> list[LogEntry]:
+    """The entries of one Kafka message; ``CorruptionError`` unless it is one intact
+    BATCH frame of ``partition``'s records (module docstring)."""
+    where = f"Kafka message at offset {offset} of partition {partition} of topic {topic}"
+    if value is None:
+        raise CorruptionError(f"{where} has no value")
+    try:
+        kind, payload, end = fmt.decode_frame(value, 0)
+        if kind != fmt.FRAME_BATCH:
+            raise fmt.FrameError(f"frame type {kind} is not a batch")
+        if end != len(value):
+            raise fmt.FrameError(f"{len(value) - end} bytes after the frame")
+        batch = fmt.decode_batch(payload)
+    except fmt.FrameError as exc:
+        raise CorruptionError(f"{where} is damaged: {exc.reason}") from None
+    n = len(batch.records)
+    if n == 0 or batch.partitions != [partition] * n or batch.offsets != list(range(n)):
+        raise CorruptionError(f"{where} is damaged: its columns do not describe this message")
+    return [LogEntry(partition, offset, r) for r in batch.records]
+
+
+class KafkaLogConsumer:
+    """Reads a :class:`KafkaLog` from given positions; one thread polls a consumer.
+
+    A poll returns whole messages only (module docstring): whole messages while they fit
+    in ``max_records``, and always at least one when any is ready.
+    """
+
+    def __init__(self, log: KafkaLog, conf: dict[str, Any]) -> None:
+        self._log = log
+        self._topic = log.topic
+        self._lock = threading.Lock()  # held by poll, seek and close
+        self._closed = False
+        self._next: dict[int, int] = {}  # partition -> next offset to hand out
+        self._fetched: dict[int, int] = {}  # partition -> offset after the last buffered
+        self._buffer: deque[_Msg] = deque()
+        try:
+            self._c = Consumer(conf)
+        except (KafkaException, ValueError, TypeError) as exc:
+            raise InvalidRequestError(f"bad Kafka consumer configuration: {exc}") from exc
+
+    def poll(self, max_records: int, timeout_s: float) -> list[LogEntry]:
+        """Whole messages' entries (at least one message if any is ready, then more while
+        the total stays within ``max_records``); waits up to ``timeout_s`` for one.
+
+        Raises ``CorruptionError`` at a damaged message or a position outside the
+        partition's retained offsets (again at every poll: nothing is skipped).
+        """
+        self._check_open()
+        if max_records <= 0:
+            return []
+        deadline = time.monotonic() + timeout_s
+        with self._lock:
+            while True:
+                self._check_open()
+                self._before_fetch()
+                out = self._take(max_records)
+                if out:
+                    self._taken()
+                    return out
+                remaining = deadline - time.monotonic()
+                got = self._fetch(max_records, remaining)
+                if not got and remaining <= 0:
+                    return []
+
+    def _fetch(self, n: int, wait_s: float) -> int:
+        """Move up to ``n`` ready messages into the buffer, waiting up to ``wait_s`` (at
+        most one slice) for the first. ``consume`` waits for a full batch, ``poll``
+        returns at the first message: poll, then take what else is ready at once."""
+        try:
+            msgs: list[Message] = self._c.consume(n, 0)
+            if not msgs and wait_s > 0:
+                first = self._c.poll(min(wait_s, _SLICE_S))
+                if first is not None:
+                    msgs = [first, *self._c.consume(n, 0)]
+        except KafkaException as exc:
+            raise _unavailable(f"cannot read Kafka topic {self._topic}", exc) from exc
+        for m in msgs:
+            self._ingest(m)
+        return len(msgs)
+
+    def _ingest(self, m: Message) -> None:
+        err = m.error()
+        p, o = m.partition(), m.offset()
+        if err is not None:
+            code = err.code()
+            if code == KafkaError._PARTITION_EOF:
+                return
+            if code in (KafkaError.OFFSET_OUT_OF_RANGE, KafkaError._AUTO_OFFSET_RESET):
+                where = self._next.get(p) if p is not None else None
+                self._buffer.append(
+                    _Msg(
+                        p if p is not None else -1,
+                        -1,
+                        [],
+                        CorruptionError(
+                            f"offset {where} of partition {p} of Kafka topic {self._topic} is "
+                            f"not in the log (deleted by retention, or past its end): {err.str()}"
+                        ),
+                    )
+                )
+                return
+            if err.fatal():
+                raise UnavailableError(f"Kafka consumer of {self._topic} failed: {err.str()}")
+            logger.warning("Kafka consumer of %s: %s", self._topic, err.str())
+            return
+        if p is None or o is None or p not in self._fetched or o < self._fetched[p]:
+            return  # not assigned any more, or before a seek: stale
+        self._fetched[p] = o + 1
+        try:
+            entries = decode_message(self._topic, p, o, m.value())
+        except CorruptionError as exc:
+            self._buffer.append(_Msg(p, o, [], exc))
+            return
+        self._buffer.append(_Msg(p, o, entries, None))
+
+    def _take(self, max_records: int) -> list[LogEntry]:
+        out: list[LogEntry] = []
+        buf = self._buffer
+        while buf:
+            msg = buf[0]
+            if msg.error is not None:
+                if out:
+                    break
+                raise msg.error  # left in the buffer: every later poll raises it too
+            if out and len(out) + len(msg.entries) > max_records:
+                break
+            buf.popleft()
+            out.extend(msg.entries)
+            self._next[msg.partition] = msg.offset + 1
+        return out
+
+    def _before_fetch(self) -> None:
+        """Hook: a group consumer finishes a pending assignment here."""
+
+    def _taken(self) -> None:
+        """Hook: called after a poll returned entries."""
+
+    def _assign_positions(self, positions: Mapping[int, int]) -> None:
+        """Read exactly ``positions``' partitions from there on (drops the buffer)."""
+        self._buffer.clear()
+        self._next = dict(positions)
+        self._fetched = dict(positions)
+        tps = [TopicPartition(self._topic, p, o) for p, o in sorted(positions.items())]
+        try:
+            self._c.assign(tps)
+        except KafkaException as exc:
+            raise _unavailable(
+                f"cannot assign partitions of Kafka topic {self._topic}", exc
+            ) from exc
+
+    def positions(self) -> dict[int, int]:
+        """Per assigned partition, the next offset a poll will hand out."""
+        return dict(self._next)
+
+    def close(self) -> None:
+        """Idempotent; afterwards ``poll`` raises ``UnavailableError``. A group member
+        leaves the group (its partitions move at once)."""
+        with self._lock:
+            self._close_handle()
+
+    def _close_for_log(self) -> None:
+        """The log closed: close now unless a poll holds the consumer (it will raise)."""
+        if self._lock.acquire(timeout=2 * _SLICE_S):
+            try:
+                self._close_handle()
+            finally:
+                self._lock.release()
+
+    def _close_handle(self) -> None:
+        """REQUIRES: ``_lock`` held."""
+        if self._closed:
+            return
+        self._closed = True
+        self._buffer.clear()
+        try:
+            self._c.close()
+        except (KafkaException, RuntimeError) as exc:
+            logger.warning("closing a Kafka consumer of %s: %s", self._topic, exc)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise UnavailableError("this Kafka log consumer is closed")
+        self._log._check_open()
+
+
+class KafkaGroupConsumer(KafkaLogConsumer):
+    """A member of a consumer group reading the log's topic (replayers share partitions).
+
+    On every assignment it calls ``positions_of(newly_assigned_partitions)`` (in the
+    polling thread) and reads each from there; with the eager protocol used here every
+    rebalance revokes everything first, so "newly assigned" is the member's whole new
+    assignment. If ``positions_of`` raises, the poll raises (``UnavailableError`` unless
+    it raised a ``MusselError``) and the next poll asks again. ``on_revoke`` (optional)
+    is called with the partitions taken away, before any of them is read elsewhere
+    from this member's point of view. Offsets are committed to Kafka asynchronously,
+    at most once a second, for monitoring only.
+    """
+
+    def __init__(
+        self,
+        log: KafkaLog,
+        conf: dict[str, Any],
+        positions_of: Callable[[list[int]], Mapping[int, int]],
+    ) -> None:
+        super().__init__(log, conf)
+        self._positions_of = positions_of
+        self.on_revoke: Callable[[list[int]], None] | None = None
+        self._assignment: frozenset[int] = frozenset()
+        self._pending: list[int] | None = None
+        self._last_commit = 0.0
+        try:
+            self._c.subscribe(
+                [self._topic],
+                on_assign=self._on_assign,
+                on_revoke=self._on_revoke,
+                on_lost=self._on_revoke,
+            )
+        except KafkaException as exc:
+            raise _unavailable(f"cannot subscribe to Kafka topic {self._topic}", exc) from exc
+
+    def assignment(self) -> frozenset[int]:
+        """The partitions this member reads now."""
+        return self._assignment
+
+    def seek(self, positions: Mapping[int, int]) -> None:
+        """Read the given assigned partitions from ``positions`` on (e.g. to rewind after
+        another replayer fenced this one); other partitions keep their place."""
+        positions = dict(positions)
+        with self._lock:
+            self._check_open()
+            for p, o in positions.items():
+                if p not in self._assignment or o < 0:
+                    raise InvalidRequestError(
+                        f"cannot seek partition {p} to {o}: assigned are {sorted(self._assignment)}"
+                    )
+            if self._pending is not None:
+                return  # positions_of decides where a pending assignment starts
+            self._assign_positions({**self._next, **positions})
+
+    def _on_assign(self, consumer: Consumer, tps: list[TopicPartition]) -> None:
+        parts = sorted(tp.partition for tp in tps)
+        self._pending = parts
+        try:
+            self._finish_assignment()
+        except Exception as exc:  # a raise inside librdkafka's callback would be lost
+            logger.warning("positions of partitions %s unknown yet: %s", parts, exc)
+            consumer.assign([])  # hold them (nothing read) until a poll resolves them
+
+    def _on_revoke(self, consumer: Consumer, tps: list[TopicPartition]) -> None:
+        revoked = sorted(tp.partition for tp in tps)
+        self._pending = None
+        self._assignment = frozenset()
+        self._buffer.clear()
+        self._next = {}
+        self._fetched = {}
+        with_hook = self.on_revoke
+        if with_hook is not None and revoked:
+            try:
+                with_hook(revoked)
+            except Exception:
+                logger.exception("on_revoke hook failed")
+        try:
+            consumer.unassign()
+        except KafkaException as exc:
+            logger.warning("unassign of %s failed: %s", self._topic, exc)
+
+    def _finish_assignment(self) -> None:
+        parts = self._pending
+        if parts is None:
+            return
+        try:
+            got = self._positions_of(list(parts))
+        except MusselError:
+            raise
+        except Exception as exc:
+            raise _unavailable(f"positions_of({parts}) failed", exc) from exc
+        want = {p: int(got.get(p, 0)) for p in parts}
+        for p, o in want.items():
+            if o < 0:
+                raise InvalidRequestError(f"positions_of gave offset {o} for partition {p}")
+        self._assign_positions(want)
+        self._assignment = frozenset(parts)
+        self._pending = None
+
+    def _before_fetch(self) -> None:
+        if self._pending is not None:
+            self._finish_assignment()
+
+    def _taken(self) -> None:
+        now = time.monotonic()
+        if now - self._last_commit < _COMMIT_EVERY_S or not self._next:
+            return
+        self._last_commit = now
+        tps = [TopicPartition(self._topic, p, o) for p, o in self._next.items()]
+        try:
+            self._c.commit(offsets=tps, asynchronous=True)
+        except KafkaException as exc:  # monitoring only
+            logger.debug("offset commit of %s failed: %s", self._topic, exc)

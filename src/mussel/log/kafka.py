@@ -189,7 +189,8 @@ class KafkaLog:
         # the end-offset "read index"
         self._fetch_cond = threading.Condition()
         self._fetch_tickets = 0
-        self._fetch: _Fetch | None = None
+        self._fetch: _Fetch | None = None  # the request in flight
+        self._fetched: _Fetch | None = None  # the last one that ended
 
         admin_conf: dict[str, Any] = {**self._common, "logger": logger}
         self._admin = AdminClient(admin_conf)
@@ -468,20 +469,28 @@ class KafkaLog:
 
     def _fresh_ends(self) -> list[int]:
         """High watermarks from a request that began after the caller arrived; concurrent
-        callers share one request (the first to arrive with none in flight sends it)."""
+        callers share one request (the first to arrive with none in flight sends it).
+
+        A caller that arrives while a request is out waits for it to end, then takes the
+        answer of the next request (already ended or still out) or sends it itself.
+        """
         self._check_open()
         cond = self._fetch_cond
         with cond:
             arrived = self._fetch_tickets
             while True:
-                fetch = self._fetch
-                if fetch is None:
+                done = self._fetched
+                if done is not None and done.ticket > arrived:  # ended, but began after us
+                    fetch, leader = done, False
+                    break
+                current = self._fetch
+                if current is None:
                     self._fetch_tickets += 1
                     fetch = self._fetch = _Fetch(self._fetch_tickets)
                     leader = True
                     break
-                if fetch.ticket > arrived:  # it started after we arrived: share it
-                    leader = False
+                if current.ticket > arrived:  # it started after we arrived: share it
+                    fetch, leader = current, False
                     break
                 cond.wait()  # an older request: wait for it to end, then send or join a new one
         if leader:
@@ -492,6 +501,7 @@ class KafkaLog:
             finally:
                 with cond:
                     self._fetch = None
+                    self._fetched = fetch
                     cond.notify_all()
                 fetch.done.set()
         else:
@@ -520,12 +530,46 @@ class KafkaLog:
             ) from exc
         return ends
 
+    def check_positions(self, positions: Mapping[int, int]) -> None:
+        """``CorruptionError`` unless every ``positions[p]`` is within partition p's
+        retained offsets (from its low to its high watermark): a broker may not say so
+        itself (Tansu waits at a position past the end instead of failing the fetch)."""
+        if not positions:
+            return
+        timeout = self._request_timeout_s
+        spans: dict[int, list[int]] = {p: [0, 0] for p in positions}
+        try:
+            for i, spec in enumerate((OffsetSpec.earliest(), OffsetSpec.latest())):  # type: ignore[no-untyped-call]
+                request = {TopicPartition(self._topic, p): spec for p in positions}
+                for tp, f in self._admin.list_offsets(request, request_timeout=timeout).items():
+                    spans[tp.partition][i] = f.result(timeout + 1).offset
+        except Exception as exc:
+            raise _unavailable(
+                f"cannot read the offsets of Kafka topic {self._topic}", exc
+            ) from exc
+        for p, offset in positions.items():
+            low, high = spans[p]
+            high = max(high, self._acked[p])
+            if offset < low:
+                raise CorruptionError(
+                    f"log starts at offset {low} of partition {p} of Kafka topic "
+                    f"{self._topic}: offset {offset} was deleted (retention)"
+                )
+            if offset > high:
+                raise CorruptionError(
+                    f"offset {offset} of partition {p} of Kafka topic {self._topic} is not in "
+                    f"the log: it ends at {high}"
+                )
+
     def consumer(self, positions: Mapping[int, int]) -> KafkaLogConsumer:
-        """A consumer assigned every partition from ``positions`` (missing: 0). A
-        position outside the partition's retained range makes its poll raise
-        ``CorruptionError``."""
+        """A consumer assigned every partition from ``positions`` (missing: 0).
+
+        ``CorruptionError`` at once for a position outside its partition's retained
+        offsets (and from a poll, if retention deletes it later).
+        """
         want = self._positions(positions)
         self._check_open()
+        self.check_positions(dict(enumerate(want)))
         consumer = KafkaLogConsumer(self, self._consumer_conf(None))
         consumer._assign_positions(dict(enumerate(want)))
         self._consumers.add(consumer)
@@ -923,6 +967,7 @@ class KafkaGroupConsumer(KafkaLogConsumer):
         for p, o in want.items():
             if o < 0:
                 raise InvalidRequestError(f"positions_of gave offset {o} for partition {p}")
+        self._log.check_positions(want)
         self._assign_positions(want)
         self._assignment = frozenset(parts)
         self._pending = None

@@ -1,6 +1,7 @@
 """KafkaLog on a local Tansu broker: append rates and end-offset latency.
 
-``python -m bench.kafka_log [seconds]`` (default 3 per figure) prints JSON:
+``python -m bench.kafka_log [seconds] [max_in_flight]`` (default 3 s per figure, 1 message
+in flight per partition) prints JSON:
 
 * appends of one record, one caller at a time (latency p50/p99, calls/s);
 * appends of one record, 64 ``append_async`` calls in flight (calls/s);
@@ -59,11 +60,11 @@ def _pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(q * len(xs)))]
 
 
-def run(seconds: float = 3.0) -> dict[str, Any]:
+def run(seconds: float = 3.0, in_flight: int = 1) -> dict[str, Any]:
     proc, bootstrap = _start_tansu()
     out: dict[str, Any] = {}
     try:
-        with KafkaLog(bootstrap, "bench", partitions=8) as log:
+        with KafkaLog(bootstrap, "bench", partitions=8, max_in_flight=in_flight) as log:
             seq = iter(range(1 << 62))
 
             def rec() -> Mutation:
@@ -163,4 +164,6 @@ def run(seconds: float = 3.0) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    print(json.dumps(run(float(sys.argv[1]) if len(sys.argv) > 1 else 3.0), indent=2))
+    seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 3.0
+    in_flight = int(sys.argv[2]) if len(sys.argv) > 2 else 1
+    print(json.dumps(run(seconds, in_flight), indent=2))

@@ -58,6 +58,7 @@ __all__ = [
     "encode_segment_header",
     "frame_header",
     "frame_size",
+    "join_records",
     "partitions_of",
     "well_formed",
 ]
@@ -230,6 +231,29 @@ def encode_records(records: Sequence[Mutation]) -> bytes:
         return _encode(records)
     except (msgspec.EncodeError, TypeError, OverflowError) as exc:
         raise ValueError(f"not a valid list of Mutation records: {exc}") from None
+
+
+def _array_header(n: int) -> bytes:
+    """The msgpack array header msgspec writes for ``n`` elements (its smallest form)."""
+    if n < 16:
+        return bytes((0x90 | n,))
+    if n < 1 << 16:
+        return b"\xdc" + n.to_bytes(2, "big")
+    return b"\xdd" + n.to_bytes(4, "big")
+
+
+def join_records(encoded: Sequence[tuple[bytes, int]]) -> bytes:
+    """``encode_records`` of several record lists one after the other, from each list's
+    ``(encode_records(list), len(list))``, without encoding any record again: the
+    elements are copied behind one new array header. (KafkaLog merges the appends
+    that wait for a partition into one message this way.)"""
+    if len(encoded) == 1:
+        return encoded[0][0]
+    total = sum(n for _, n in encoded)
+    chunks: list[bytes | memoryview] = [_array_header(total)]
+    for body, n in encoded:
+        chunks.append(memoryview(body)[len(_array_header(n)) :])
+    return b"".join(chunks)
 
 
 def encode_batch(partitions: list[int], offsets: list[int], records_msgpack: bytes) -> bytes:

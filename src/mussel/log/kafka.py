@@ -14,14 +14,22 @@ does not grow with tenants. The topic is created if missing (``create=True``) wi
 ``cleanup.policy=delete`` and ``max.message.bytes`` large enough for the biggest write
 batch; an existing topic must have exactly ``partitions`` partitions.
 
-Messages. An ``append`` call's records are grouped by partition and each group is ONE
-Kafka message whose value is one BATCH frame of :mod:`mussel.log.format` (the LocalLog
-framing, CRC-checked): ``partitions`` column = that partition for every record,
-``offsets`` column = the record's index in the message (0, 1, ...; Kafka assigns the
-real offset). No key, no headers. So a call is atomic per partition, and every record
-of one call in one partition has that message's offset: offsets strictly increase per
-partition but are not dense by one per record, and ``append`` returns the message's
-offset for each of its records. A call that spans partitions is several messages and is
+Messages. An ``append`` call's records are grouped by partition and each group goes
+whole into ONE Kafka message whose value is one BATCH frame of :mod:`mussel.log.format`
+(the LocalLog framing, CRC-checked): ``partitions`` column = that partition for every
+record, ``offsets`` column = the record's index in the message (0, 1, ...; Kafka assigns
+the real offset). No key, no headers. So a call is atomic per partition, and every
+record of one call in one partition has that message's offset: offsets strictly
+increase per partition but are not dense by one per record, and ``append`` returns the
+message's offset for each of its records.
+
+Group commit. Each partition has a lane with at most ``max_in_flight`` (default 1)
+messages on their way to the broker. A call whose partition's lane is free is produced
+at once (no added latency); otherwise its group waits, and when the message in flight
+is acknowledged every waiting group of that partition goes out as one message (the
+encoded records are concatenated, not encoded again). A message therefore holds one or
+more calls' groups, never part of one. Groups of a call that already failed are
+dropped from the lane, not sent. A call that spans partitions is several messages and is
 NOT atomic across partitions if the broker fails mid-way: some may be in the log and
 others not (the call then fails with ``UnavailableError``, and a retry with explicit ts
 is idempotent by SPEC §2). Kafka transactions would make it atomic, but Tansu (the
@@ -34,11 +42,11 @@ the producer); any delivery error fails the whole call with ``UnavailableError``
 ("may or may not be in the log"). ``delivery_timeout_s`` (``message.timeout.ms``)
 bounds how long an append waits for a broker that is down.
 
-One message per Kafka record batch (``batch.num.messages=1``, the default here): Tansu
-reports a partition's high watermark as the base offset of its last record batch plus
-one, so a batch of several messages would hide acknowledged messages from the end
-offsets that strong reads wait for. On a broker known to be correct (Apache Kafka,
-Redpanda) pass ``producer_config={"batch.num.messages": 10000}`` for more throughput.
+One message per Kafka record batch (``batch.num.messages=1``): Tansu reports a
+partition's high watermark as the base offset of its last record batch plus one, so a
+record batch of several messages would hide acknowledged messages from the end offsets
+that strong reads wait for. The lanes above do the batching instead (and keep it
+correct on every broker).
 
 End offsets. ``end_offsets()``/``end_offset(p)`` are what strong reads wait for, so they
 are fresh: the broker's high watermarks of every partition from one ListOffsets request
@@ -90,7 +98,8 @@ __all__ = ["KafkaGroupConsumer", "KafkaLog", "KafkaLogConsumer"]
 logger = logging.getLogger("mussel.log.kafka")
 
 MAX_MESSAGE_BYTES = 48 << 20
-"""The largest message (one partition's records of one call): over the 32 MiB batch limit."""
+"""The largest message the topic accepts: over the 32 MiB batch limit."""
+_MAX_RECORDS_BYTES = MAX_MESSAGE_BYTES - (1 << 20)  # room for the frame and the columns
 
 _MAYBE = (
     "the write may or may not be in the log; retrying it with explicit timestamps is idempotent"
@@ -122,6 +131,28 @@ class _Call:
         self.lock = threading.Lock()
 
 
+class _Group:
+    """The records of one call in one partition, encoded (``count`` of them)."""
+
+    __slots__ = ("body", "call", "count", "partition")
+
+    def __init__(self, call: _Call, partition: int, body: bytes, count: int) -> None:
+        self.call = call
+        self.partition = partition
+        self.body = body
+        self.count = count
+
+
+class _Lane:
+    """A partition's write lane: messages in flight, groups waiting for the next one."""
+
+    __slots__ = ("sending", "waiting")
+
+    def __init__(self) -> None:
+        self.sending = 0
+        self.waiting: deque[_Group] = deque()
+
+
 class _Fetch:
     """One ListOffsets request of every partition; ``ticket`` orders requests."""
 
@@ -138,7 +169,9 @@ class KafkaLog:
     """A :class:`mussel.log.base.WriteLog` on a Kafka topic (module docstring).
 
     ``config`` is librdkafka configuration for every client (security settings, ...);
-    ``producer_config`` and ``consumer_config`` override it for one kind. Raises
+    ``producer_config`` and ``consumer_config`` override it for one kind.
+    ``max_in_flight``: messages per partition on their way to the broker at once (the
+    group commit of the module docstring). Raises
     ``UnavailableError`` if the broker cannot be reached within ``request_timeout_s``,
     ``InvalidRequestError`` for a topic with another partition count (or a missing one
     with ``create=False``).
@@ -156,6 +189,7 @@ class KafkaLog:
         delivery_timeout_s: float = 10.0,
         request_timeout_s: float = 5.0,
         close_timeout_s: float = 5.0,
+        max_in_flight: int = 1,
         config: Mapping[str, ConfigValue] | None = None,
         producer_config: Mapping[str, ConfigValue] | None = None,
         consumer_config: Mapping[str, ConfigValue] | None = None,
@@ -168,6 +202,8 @@ class KafkaLog:
             )
         if not bootstrap:
             raise InvalidRequestError("no Kafka bootstrap servers given")
+        if max_in_flight < 1:
+            raise InvalidRequestError("max_in_flight must be at least 1")
         self._bootstrap = bootstrap
         self._topic = topic
         self._partitions = partitions
@@ -184,6 +220,8 @@ class KafkaLog:
         self._fatal: str | None = None
         self._lock = threading.Lock()  # guards _inflight, _acked
         self._inflight: set[_Call] = set()
+        self._lanes = [_Lane() for _ in range(partitions)]
+        self._max_in_flight = max_in_flight
         self._acked = [0] * partitions
         self._consumers: weakref.WeakSet[KafkaLogConsumer] = weakref.WeakSet()
         # the end-offset "read index"
@@ -337,8 +375,8 @@ class KafkaLog:
             raise _unavailable("append failed", exc) from exc
 
     def append_async(self, records: Sequence[Mutation]) -> Future[list[tuple[int, int]]]:
-        """Produce one message per partition of ``records``; the future completes (in the
-        producer's poller thread) once the broker acknowledged all of them.
+        """Queue one group per partition of ``records``; the future completes (in the
+        producer's poller thread) once the broker acknowledged the message of each.
 
         Raises ``InvalidRequestError`` at once unless every record is well formed
         (:func:`mussel.log.format.well_formed`), ``TooLargeError`` for a partition's
@@ -356,63 +394,89 @@ class KafkaLog:
         if not parts:
             fut.set_result([])
             return fut
-        groups: dict[int, list[Mutation]] = {}
+        grouped: dict[int, list[Mutation]] = {}
         for p, r in zip(parts, records, strict=True):
-            groups.setdefault(p, []).append(r)
-        values: list[tuple[int, bytes]] = []
-        for p, recs in groups.items():
+            grouped.setdefault(p, []).append(r)
+        call = _Call(fut, parts, len(grouped))
+        groups: list[_Group] = []
+        for p, recs in grouped.items():
             try:
                 body = fmt.encode_records(recs)
             except ValueError as exc:
                 raise InvalidRequestError(f"cannot log these records: {exc}") from None
-            n = len(recs)
-            value = fmt.batch_head([p] * n, list(range(n)), body) + body
-            if len(value) > MAX_MESSAGE_BYTES:
+            if len(body) > _MAX_RECORDS_BYTES:
                 raise TooLargeError(
-                    f"the records of partition {p} take {len(value)} bytes; a Kafka log "
-                    f"message is at most {MAX_MESSAGE_BYTES} bytes"
+                    f"the records of partition {p} take {len(body)} bytes; a Kafka log "
+                    f"message holds at most {_MAX_RECORDS_BYTES} bytes of records"
                 )
-            values.append((p, value))
-        call = _Call(fut, parts, len(values))
+            groups.append(_Group(call, p, body, len(recs)))
+        send_now: list[_Group] = []
         with self._lock:
             self._check_open()
             self._inflight.add(call)
-        for p, value in values:
-            if not self._produce(call, p, value):
-                break
+            for g in groups:
+                lane = self._lanes[g.partition]
+                if lane.sending < self._max_in_flight:
+                    lane.sending += 1
+                    send_now.append(g)
+                else:  # group commit: it goes with the next message of its partition
+                    lane.waiting.append(g)
+        for g in send_now:
+            self._send(g.partition, [g])
         return fut
 
-    def _produce(self, call: _Call, partition: int, value: bytes) -> bool:
-        callback = functools.partial(self._delivered, call, partition)
+    def _send(self, partition: int, groups: list[_Group]) -> None:
+        """Produce ``groups`` (whole calls' groups of one partition) as ONE message.
+        REQUIRES: a sending slot of the partition's lane is held for it."""
+        n = sum(g.count for g in groups)
+        body = fmt.join_records([(g.body, g.count) for g in groups])
+        value = fmt.batch_head([partition] * n, list(range(n)), body) + body
+        callback = functools.partial(self._delivered, groups, partition)
         deadline = time.monotonic() + self._request_timeout_s
+        reason = ""
         while True:
             try:
                 self._producer.produce(
                     self._topic, value, partition=partition, on_delivery=callback
                 )
-                return True
+                return
             except BufferError:  # the local queue is full: the poller drains it
-                if time.monotonic() > deadline or self._closed:
-                    self._fail(call, "the Kafka producer's queue stayed full")
-                    return False
+                if time.monotonic() > deadline or self._stop.is_set():
+                    reason = "the Kafka producer's queue stayed full"
+                    break
                 time.sleep(0.002)
             except KafkaException as exc:
-                self._fail(call, f"the Kafka producer refused a message: {exc}")
-                return False
+                reason = f"the Kafka producer refused a message: {exc}"
+                break
+        for g in groups:
+            self._fail(g.call, reason)
+        self._next_message(partition)
 
-    def _delivered(self, call: _Call, partition: int, err: KafkaError | None, msg: Message) -> None:
+    def _delivered(
+        self, groups: list[_Group], partition: int, err: KafkaError | None, msg: Message
+    ) -> None:
         """Delivery callback (poller thread, or the thread in ``close``'s flush)."""
-        if err is not None:
-            self._fail(call, f"a message of partition {partition} was not delivered: {err.str()}")
-            return
-        offset = msg.offset()
-        with self._lock:
-            if offset is not None and offset + 1 > self._acked[partition]:
-                self._acked[partition] = offset + 1
+        try:
+            if err is not None:
+                reason = f"a message of partition {partition} was not delivered: {err.str()}"
+                for g in groups:
+                    self._fail(g.call, reason)
+                return
+            offset = msg.offset()
+            if offset is None:  # pragma: no cover - librdkafka gives one with acks=all
+                offset = -1
+            with self._lock:
+                self._acked[partition] = max(self._acked[partition], offset + 1)
+            for g in groups:
+                self._group_done(g.call, partition, offset)
+        finally:
+            self._next_message(partition)
+
+    def _group_done(self, call: _Call, partition: int, offset: int) -> None:
         with call.lock:
             if call.error is not None:
                 return
-            call.offsets[partition] = offset if offset is not None else -1
+            call.offsets[partition] = offset
             call.remaining -= 1
             done = call.remaining == 0
         if done:
@@ -420,6 +484,27 @@ class KafkaLog:
                 self._inflight.discard(call)
             offsets = call.offsets
             call.future.set_result([(p, offsets[p]) for p in call.parts])
+
+    def _next_message(self, partition: int) -> None:
+        """A message of ``partition`` is done: send what waits for it as one message, or
+        free the slot. Groups of calls that already failed are dropped, not sent."""
+        with self._lock:
+            lane = self._lanes[partition]
+            batch: list[_Group] = []
+            size = 0
+            while lane.waiting:
+                g = lane.waiting[0]
+                if g.call.error is not None:
+                    lane.waiting.popleft()
+                    continue
+                if batch and size + len(g.body) > _MAX_RECORDS_BYTES:
+                    break
+                batch.append(lane.waiting.popleft())
+                size += len(g.body)
+            if not batch:
+                lane.sending -= 1
+                return
+        self._send(partition, batch)
 
     def _fail(self, call: _Call, reason: str) -> None:
         with call.lock:
@@ -878,10 +963,12 @@ class KafkaGroupConsumer(KafkaLogConsumer):
     On every assignment it calls ``positions_of(newly_assigned_partitions)`` (in the
     polling thread) and reads each from there; with the eager protocol used here every
     rebalance revokes everything first, so "newly assigned" is the member's whole new
-    assignment. If ``positions_of`` raises, the poll raises (``UnavailableError`` unless
-    it raised a ``MusselError``) and the next poll asks again. ``on_revoke`` (optional)
-    is called with the partitions taken away, before any of them is read elsewhere
-    from this member's point of view. Offsets are committed to Kafka asynchronously,
+    assignment. If ``positions_of`` raises, the partitions are held (nothing is read)
+    and the poll asks once more; if that fails too the poll raises (``UnavailableError``
+    unless ``positions_of`` raised a ``MusselError``) and the next poll asks again.
+    ``on_revoke`` (optional) is called in the polling thread with the partitions taken
+    away, before the group gives them to another member (eager protocol: at the start
+    of every rebalance, with everything). Offsets are committed to Kafka asynchronously,
     at most once a second, for monitoring only.
     """
 

@@ -88,6 +88,26 @@ def test_an_append_is_one_message_per_partition(klog: KafkaLog, kafka_bootstrap:
     assert klog.append([put(pk_in(0, 1, prefix="y")[0])]) == [(0, 1)]
 
 
+def test_calls_waiting_for_a_partition_share_its_next_message(klog: KafkaLog) -> None:
+    """Group commit: while a partition's message is in flight, later calls wait and go
+    out together as one message, in call order; each call still comes whole."""
+    pks = pk_in(3, 200)
+    futures = [klog.append_async([put(pk), put(pk, sk=b"2")]) for pk in pks]
+    placed = [f.result(timeout=10) for f in futures]
+    offsets = [o for call in placed for p, o in call]
+    assert all(p == 3 for call in placed for p, _ in call)
+    assert all(a == b for a, b in placed)  # a call's records share one message
+    assert offsets == sorted(offsets)  # acknowledgement order is log order
+    messages = klog.end_offset(3)
+    assert messages == offsets[-1] + 1
+    assert messages < len(pks)  # fewer messages than calls
+    consumer = klog.consumer({})
+    got = poll_until(consumer, 400)
+    assert [e.record.pk for e in got] == [pk for pk in pks for _ in range(2)]
+    assert [e.offset for e in got] == offsets
+    consumer.close()
+
+
 def test_a_poll_never_splits_a_message(klog: KafkaLog) -> None:
     big = [put(b"row", sk=f"{i:03}".encode()) for i in range(30)]  # one pk: one partition
     p = partition_for(1, b"row", P)
@@ -169,9 +189,14 @@ def test_group_consumer_seeks_to_positions_of_and_hands_over_on_close(
         stored = {p: 1 for p in range(P)}  # "applied" positions, as a database would hold
         asked: list[tuple[str, list[int]]] = []
 
+        failures = {"b": 2}  # B's database is down the first two times it is asked
+
         def positions_of(name: str):  # type: ignore[no-untyped-def]
             def get(parts: list[int]) -> dict[int, int]:
                 asked.append((name, parts))
+                if failures.get(name):
+                    failures[name] -= 1
+                    raise UnavailableError("database down")
                 return {p: stored[p] for p in parts}
 
             return get
@@ -182,13 +207,21 @@ def test_group_consumer_seeks_to_positions_of_and_hands_over_on_close(
         assert asked == [("a", list(range(P)))]
         assert {(e.partition, e.offset) for e in got} == {(p, o) for p in range(P) for o in (1, 2)}
 
+        revoked: list[list[int]] = []
+        a.on_revoke = revoked.append
         b = log.group_consumer("replayers", positions_of("b"))
+        b_errors = 0
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             a.poll(100, 0.1)
-            b.poll(100, 0.1)
+            try:
+                b.poll(100, 0.1)
+            except UnavailableError:  # positions_of failed: the next poll asks again
+                b_errors += 1
             if a.assignment() and b.assignment():
                 break
+        assert b_errors == 1
+        assert revoked[0] == list(range(P))  # eager protocol: everything, then a new share
         assert a.assignment() | b.assignment() == frozenset(range(P))
         assert not a.assignment() & b.assignment()
 
@@ -198,7 +231,9 @@ def test_group_consumer_seeks_to_positions_of_and_hands_over_on_close(
         got = []
         deadline = time.monotonic() + 20
         while b.assignment() != frozenset(range(P)) and time.monotonic() < deadline:
-            got.extend(b.poll(100, 0.1))
+            batch = b.poll(100, 0.1)
+            if b.assignment() == frozenset(range(P)):  # not what its old half still read
+                got.extend(batch)
         assert b.assignment() == frozenset(range(P))
         assert asked[-1] == ("b", list(range(P)))
         got.extend(poll_until(b, P - len(got), timeout=5))

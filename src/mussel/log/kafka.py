@@ -441,7 +441,7 @@ class KafkaLog:
                 )
                 return
             except BufferError:  # the local queue is full: the poller drains it
-                if time.monotonic() > deadline or self._stop.is_set():
+                if time.monotonic() > deadline:
                     reason = "the Kafka producer's queue stayed full"
                     break
                 time.sleep(0.002)
@@ -718,12 +718,12 @@ class KafkaLog:
             if self._closed:
                 return
             self._closed = True
+        self._stop.set()  # the poller ends, so that one thread (this one) serves callbacks
+        self._poller.join()
         try:
             self._producer.flush(self._close_timeout_s)
         except Exception:  # pragma: no cover
             logger.exception("flushing the Kafka producer failed")
-        self._stop.set()
-        self._poller.join()
         with self._lock:
             pending = list(self._inflight)
         for call in pending:

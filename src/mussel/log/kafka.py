@@ -263,7 +263,8 @@ class KafkaLog:
 
         Parameters: ``partitions`` (default 8), ``create`` (``true``/``false``, default
         true), ``client_id``, ``replication_factor`` (default -1: the broker's default),
-        ``delivery_timeout_s``, ``request_timeout_s``; any parameter with a dot in its
+        ``delivery_timeout_s``, ``request_timeout_s``, ``close_timeout_s``,
+        ``max_in_flight`` (the constructor's arguments); any parameter with a dot in its
         name is librdkafka configuration for every client (``security.protocol=SSL``).
         Keyword ``overrides`` win over the URL.
         """
@@ -279,9 +280,9 @@ class KafkaLog:
             for key, value in parse_qsl(parts.query, keep_blank_values=True, strict_parsing=False):
                 if "." in key:
                     config[key] = value
-                elif key in ("partitions", "replication_factor"):
+                elif key in ("partitions", "replication_factor", "max_in_flight"):
                     kwargs[key] = int(value)
-                elif key in ("delivery_timeout_s", "request_timeout_s"):
+                elif key in ("delivery_timeout_s", "request_timeout_s", "close_timeout_s"):
                     kwargs[key] = float(value)
                 elif key == "client_id":
                     kwargs[key] = value

@@ -108,6 +108,19 @@ def test_calls_waiting_for_a_partition_share_its_next_message(klog: KafkaLog) ->
     consumer.close()
 
 
+def test_messages_over_a_fetch_size_round_trip(klog: KafkaLog) -> None:
+    """Values of 1 MiB, several in one message: bigger than librdkafka's default fetch
+    size per partition (1 MiB), still read whole."""
+    big = [
+        Mutation(1, OP_PUT, b"big", f"{i}".encode(), 1, bytes([i]) * (1 << 20)) for i in range(5)
+    ]
+    klog.append(big)
+    consumer = klog.consumer({})
+    got = poll_until(consumer, 5, timeout=10)
+    assert [e.record for e in got] == big
+    consumer.close()
+
+
 def test_a_poll_never_splits_a_message(klog: KafkaLog) -> None:
     big = [put(b"row", sk=f"{i:03}".encode()) for i in range(30)]  # one pk: one partition
     p = partition_for(1, b"row", P)
@@ -362,6 +375,9 @@ def test_broker_down_fails_appends_and_end_offsets_within_bounds(
         assert time.monotonic() - started < 5
     finally:
         log.close()
+    kafka_broker.start()  # the same port again (Tansu keeps nothing: a fresh, empty broker)
+    with KafkaLog(kafka_broker.bootstrap, "outage", partitions=P) as again:
+        assert again.append([put(b"after")]) == [(partition_for(1, b"after", P), 0)]
 
 
 def test_topic_with_another_partition_count_is_refused(klog: KafkaLog) -> None:

@@ -7,8 +7,9 @@ in flight per partition) prints JSON:
 * appends of one record, 64 ``append_async`` calls in flight (calls/s);
 * appends of 100 records from 8 threads (records/s; each call is one message per
   partition it touches, 8 partitions);
-* ``end_offset`` latency alone (p50/p99) and with 8 threads calling it at once (calls/s
-  and how many ListOffsets requests they needed).
+* ``end_offset`` latency alone (p50/p99) and with 8 threads asking for one partition at
+  once (calls/s and how many ListOffsets requests they needed), on the topic written
+  above and on a topic of 1,000 messages (Tansu's ListOffsets cost grows with a topic).
 
 Tansu keeps the topic in memory (no fsync): against a replicated Kafka cluster expect
 the broker's replication latency on top.
@@ -58,6 +59,46 @@ def _start_tansu() -> tuple[subprocess.Popen[bytes], str]:
 def _pct(xs: list[float], q: float) -> float:
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(q * len(xs)))]
+
+
+def _end_offsets(log: KafkaLog, seconds: float) -> dict[str, float]:
+    """``end_offset`` latency alone, then 8 threads asking for one partition at once."""
+    requests = [0]
+    fetch = log._list_offsets
+
+    def counted(parts: list[int]) -> dict[int, int]:
+        requests[0] += 1
+        return fetch(parts)
+
+    log._list_offsets = counted  # type: ignore[method-assign]
+    lat = []
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        t0 = time.perf_counter()
+        log.end_offset(0)
+        lat.append(time.perf_counter() - t0)
+    requests[0] = 0
+    calls = [0] * 8
+    stop = time.perf_counter() + seconds
+
+    def reader(t: int) -> None:
+        while time.perf_counter() < stop:
+            log.end_offset(0)
+            calls[t] += 1
+
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=reader, args=(t,)) for t in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    elapsed = time.perf_counter() - t0
+    return {
+        "alone_p50_ms": statistics.median(lat) * 1e3,
+        "alone_p99_ms": _pct(lat, 0.99) * 1e3,
+        "8_threads_calls_per_s": sum(calls) / elapsed,
+        "8_threads_list_offsets_requests_per_s": requests[0] / elapsed,
+    }
 
 
 def run(seconds: float = 3.0, in_flight: int = 1) -> dict[str, Any]:
@@ -118,45 +159,12 @@ def run(seconds: float = 3.0, in_flight: int = 1) -> dict[str, Any]:
                 "records_per_s": sum(counts) / (time.perf_counter() - t0)
             }
 
-            # end_offset: alone, then 8 threads at once
-            requests = [0]
-            fetch = log._list_offsets
-
-            def counted() -> list[int]:
-                requests[0] += 1
-                return fetch()
-
-            log._list_offsets = counted  # type: ignore[method-assign]
-            lat = []
-            end = time.perf_counter() + seconds
-            while time.perf_counter() < end:
-                t0 = time.perf_counter()
-                log.end_offset(0)
-                lat.append(time.perf_counter() - t0)
-            out["end_offset_alone"] = {
-                "p50_ms": statistics.median(lat) * 1e3,
-                "p99_ms": _pct(lat, 0.99) * 1e3,
-            }
-            requests[0] = 0
-            calls = [0] * 8
-            stop = time.perf_counter() + seconds
-
-            def reader(t: int) -> None:
-                while time.perf_counter() < stop:
-                    log.end_offset(t)
-                    calls[t] += 1
-
-            t0 = time.perf_counter()
-            threads = [threading.Thread(target=reader, args=(t,)) for t in range(8)]
-            for th in threads:
-                th.start()
-            for th in threads:
-                th.join()
-            elapsed = time.perf_counter() - t0
-            out["end_offset_8_threads"] = {
-                "calls_per_s": sum(calls) / elapsed,
-                "list_offsets_requests_per_s": requests[0] / elapsed,
-            }
+            out["messages_in_topic"] = sum(log.end_offsets().values())
+            out["end_offset_big_topic"] = _end_offsets(log, seconds)
+        with KafkaLog(bootstrap, "small", partitions=8) as small:
+            for i in range(1000):
+                small.append([Mutation(1, OP_PUT, b"s%d" % i, b"", i, VALUE)])
+            out["end_offset_1000_message_topic"] = _end_offsets(small, seconds)
     finally:
         proc.kill()
         proc.wait()

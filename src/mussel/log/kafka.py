@@ -52,10 +52,11 @@ that strong reads wait for. The lanes above do the batching instead (and keep it
 correct on every broker).
 
 End offsets. ``end_offsets()``/``end_offset(p)`` are what strong reads wait for, so they
-are fresh: the broker's high watermarks of every partition from one ListOffsets request
-that started after the call began (a "read index": concurrent callers share one
-in-flight request, and a caller joins only a request that started after it arrived),
-max'd with this process's own acknowledged offsets + 1.
+are fresh: the broker's high watermarks from one ListOffsets request that started after
+the call began (of every partition for ``end_offsets``, of p alone for ``end_offset``),
+max'd with this process's own acknowledged offsets + 1. A "read index": concurrent
+callers share requests, a caller taking the answer only of a request that started after
+it arrived.
 
 Consumers. A poll never returns part of a Kafka message: the records of one message all
 come in the same poll, because the replayer stores offset + 1 of what a poll returned as
@@ -115,6 +116,7 @@ _MAX_RECORDS_BYTES = MAX_MESSAGE_BYTES - (1 << 20)  # room for the frame and the
 _MAYBE = (
     "the write may or may not be in the log; retrying it with explicit timestamps is idempotent"
 )
+_ALL = -1  # the read-index key of a request for every partition
 _SLICE_S = 0.1  # a consumer's longest wait inside librdkafka: close() is seen this fast
 _COMMIT_EVERY_S = 1.0
 _TOPIC_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
@@ -165,14 +167,14 @@ class _Lane:
 
 
 class _Fetch:
-    """One ListOffsets request of every partition; ``ticket`` orders requests."""
+    """One ListOffsets request (of one partition or all); ``ticket`` orders requests."""
 
     __slots__ = ("done", "ends", "error", "ticket")
 
     def __init__(self, ticket: int) -> None:
         self.ticket = ticket
         self.done = threading.Event()
-        self.ends: list[int] | None = None
+        self.ends: dict[int, int] | None = None
         self.error: MusselError | None = None
 
 
@@ -237,9 +239,9 @@ class KafkaLog:
         self._consumers: weakref.WeakSet[KafkaLogConsumer] = weakref.WeakSet()
         # the end-offset "read index"
         self._fetch_cond = threading.Condition()
-        self._fetch_tickets = 0
-        self._fetch: _Fetch | None = None  # the request in flight
-        self._fetched: _Fetch | None = None  # the last one that ended
+        self._fetch_tickets = 0  # requests started so far (all keys): a request's ticket
+        self._fetching: dict[int, _Fetch] = {}  # key (partition or _ALL) -> request out
+        self._fetched: dict[int, _Fetch] = {}  # key -> the last request that ended
 
         admin_conf: dict[str, Any] = {**self._common, "logger": logger}
         self._admin = AdminClient(admin_conf)
@@ -549,56 +551,65 @@ class KafkaLog:
         a ListOffsets request that started after this call, max'd with this process's
         own acknowledged offsets + 1. ``UnavailableError`` if the broker does not answer
         within ``request_timeout_s``."""
-        ends = self._fresh_ends()
+        ends = self._fresh_ends(_ALL)
         with self._lock:
             acked = list(self._acked)
-        return {p: max(e, a) for p, (e, a) in enumerate(zip(ends, acked, strict=True))}
+        return {p: max(ends[p], a) for p, a in enumerate(acked)}
 
     def end_offset(self, partition: int) -> int:
-        """``end_offsets()[partition]`` (the same shared, fresh request)."""
+        """``end_offsets()[partition]``, from a request for this partition alone (or for
+        all, if one started after this call): on some brokers (Tansu) a ListOffsets costs
+        in proportion to the partitions it names."""
         if not 0 <= partition < self._partitions:
             self._check_open()
             raise InvalidRequestError(
                 f"no partition {partition} (the log has partitions 0..{self._partitions - 1})"
             )
-        end = self._fresh_ends()[partition]
+        end = self._fresh_ends(partition)[partition]
         return max(end, self._acked[partition])
 
-    def _fresh_ends(self) -> list[int]:
-        """High watermarks from a request that began after the caller arrived; concurrent
-        callers share one request (the first to arrive with none in flight sends it).
+    def _fresh_ends(self, key: int) -> dict[int, int]:
+        """High watermarks of partition ``key`` (or of all, ``_ALL``) from a request that
+        began after the caller arrived; concurrent callers share requests.
 
-        A caller that arrives while a request is out waits for it to end, then takes the
-        answer of the next request (already ended or still out) or sends it itself.
+        The read index: a caller takes the answer of a request that started after it
+        arrived (still out, or already ended; for one partition, a request for all
+        partitions does too), else sends one if none of its key is out, else waits for
+        the one that is out to end and looks again.
         """
         self._check_open()
         cond = self._fetch_cond
+        keys = (key,) if key == _ALL else (key, _ALL)
         with cond:
             arrived = self._fetch_tickets
             while True:
-                done = self._fetched
-                if done is not None and done.ticket > arrived:  # ended, but began after us
-                    fetch, leader = done, False
+                fetch = None
+                for k in keys:
+                    for f in (self._fetching.get(k), self._fetched.get(k)):
+                        if f is not None and f.ticket > arrived:  # began after we arrived
+                            fetch = f
+                            break
+                    if fetch is not None:
+                        break
+                if fetch is not None:
+                    leader = False
                     break
-                current = self._fetch
-                if current is None:
+                if key not in self._fetching:
                     self._fetch_tickets += 1
-                    fetch = self._fetch = _Fetch(self._fetch_tickets)
+                    fetch = self._fetching[key] = _Fetch(self._fetch_tickets)
                     leader = True
                     break
-                if current.ticket > arrived:  # it started after we arrived: share it
-                    fetch, leader = current, False
-                    break
-                cond.wait()  # an older request: wait for it to end, then send or join a new one
+                cond.wait()  # an older request of our key is out: wait for it to end
         if leader:
             try:
-                fetch.ends = self._list_offsets()
+                parts = list(range(self._partitions)) if key == _ALL else [key]
+                fetch.ends = self._list_offsets(parts)
             except MusselError as exc:
                 fetch.error = exc
             finally:
                 with cond:
-                    self._fetch = None
-                    self._fetched = fetch
+                    del self._fetching[key]
+                    self._fetched[key] = fetch
                     cond.notify_all()
                 fetch.done.set()
         else:
@@ -608,24 +619,19 @@ class KafkaLog:
         assert fetch.ends is not None
         return fetch.ends
 
-    def _list_offsets(self) -> list[int]:
+    def _list_offsets(self, partitions: list[int]) -> dict[int, int]:
+        """The high watermarks of ``partitions``: one ListOffsets round trip."""
         timeout = self._request_timeout_s
         latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
-        request = {TopicPartition(self._topic, p): latest for p in range(self._partitions)}
+        request = {TopicPartition(self._topic, p): latest for p in partitions}
+        what = f"cannot read the end offsets of Kafka topic {self._topic}"
         try:
             futures = self._admin.list_offsets(request, request_timeout=timeout)
-            ends = [0] * self._partitions
-            for tp, f in futures.items():
-                ends[tp.partition] = f.result(timeout + 1).offset
+            return {tp.partition: f.result(timeout + 1).offset for tp, f in futures.items()}
         except KafkaException as exc:
-            raise _unavailable(
-                f"cannot read the end offsets of Kafka topic {self._topic}", exc
-            ) from exc
+            raise _unavailable(what, exc) from exc
         except Exception as exc:  # a timeout of a future
-            raise _unavailable(
-                f"cannot read the end offsets of Kafka topic {self._topic}", exc
-            ) from exc
-        return ends
+            raise _unavailable(what, exc) from exc
 
     def check_positions(self, positions: Mapping[int, int]) -> None:
         """``CorruptionError`` unless every ``positions[p]`` is within partition p's

@@ -165,12 +165,12 @@ def test_concurrent_end_offset_callers_share_fresh_requests(klog: KafkaLog) -> N
     release = threading.Event()
     calls: list[int] = []
 
-    def slow_list_offsets() -> list[int]:
+    def slow_list_offsets(parts: list[int]) -> dict[int, int]:
         calls.append(len(calls))
         n = len(calls)
         started.release()
         release.wait(5)
-        return [n] * P
+        return dict.fromkeys(parts, n)
 
     klog._list_offsets = slow_list_offsets  # type: ignore[method-assign]
     results: dict[str, int] = {}
@@ -191,6 +191,24 @@ def test_concurrent_end_offset_callers_share_fresh_requests(klog: KafkaLog) -> N
     assert results["first"] == 1
     assert {results[f"late{i}"] for i in range(8)} == {2}  # all eight shared request 2
     assert len(calls) == 2
+
+    # a request for every partition that began before a caller of one partition arrived
+    # does not serve it: the caller sends its own (for its partition alone)
+    release.clear()
+    everything = threading.Thread(target=klog.end_offsets)
+    everything.start()
+    assert started.acquire(timeout=5)  # request 3, of all partitions, is out
+    one = threading.Thread(target=call, args=("one",))
+    one.start()
+    time.sleep(0.1)
+    release.set()
+    everything.join(5)
+    one.join(5)
+    assert results["one"] == 4  # not request 3: it began before the caller arrived
+    assert len(calls) == 4
+    calls.clear()
+    release.set()
+    assert klog.end_offsets() == dict.fromkeys(range(P), 1)
 
 
 def test_group_consumer_seeks_to_positions_of_and_hands_over_on_close(

@@ -850,11 +850,11 @@ class KafkaLogConsumer:
                     self._taken()
                     return out
                 remaining = deadline - time.monotonic()
-                got = self._fetch(max_records, remaining)
-                if not got and remaining <= 0:
+                self._fetch(max_records, remaining)
+                if remaining <= 0 and not self._buffer:  # (what came may all be stale)
                     return []
 
-    def _fetch(self, n: int, wait_s: float) -> int:
+    def _fetch(self, n: int, wait_s: float) -> None:
         """Move up to ``n`` ready messages into the buffer, waiting up to ``wait_s`` (at
         most one slice) for the first. ``consume`` waits for a full batch, ``poll``
         returns at the first message: poll, then take what else is ready at once."""
@@ -868,7 +868,6 @@ class KafkaLogConsumer:
             raise _unavailable(f"cannot read Kafka topic {self._topic}", exc) from exc
         for m in msgs:
             self._ingest(m)
-        return len(msgs)
 
     def _ingest(self, m: Message) -> None:
         err = m.error()

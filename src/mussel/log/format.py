@@ -58,6 +58,8 @@ __all__ = [
     "encode_segment_header",
     "frame_header",
     "frame_size",
+    "join_records",
+    "partitions_of",
     "well_formed",
 ]
 
@@ -74,6 +76,7 @@ _HEADER = struct.Struct("<IIB")
 _LENGTH_TYPE = struct.Struct("<IB")
 _MASK_DELTA = 0xA282EAD8
 _U32 = 0xFFFFFFFF
+_FIELDS = ("table_id", "op", "pk", "sk", "ts", "value")
 
 
 class FrameError(Exception):
@@ -230,6 +233,29 @@ def encode_records(records: Sequence[Mutation]) -> bytes:
         raise ValueError(f"not a valid list of Mutation records: {exc}") from None
 
 
+def _array_header(n: int) -> bytes:
+    """The msgpack array header msgspec writes for ``n`` elements (its smallest form)."""
+    if n < 16:
+        return bytes((0x90 | n,))
+    if n < 1 << 16:
+        return b"\xdc" + n.to_bytes(2, "big")
+    return b"\xdd" + n.to_bytes(4, "big")
+
+
+def join_records(encoded: Sequence[tuple[bytes, int]]) -> bytes:
+    """``encode_records`` of several record lists one after the other, from each list's
+    ``(encode_records(list), len(list))``, without encoding any record again: the
+    elements are copied behind one new array header. (KafkaLog merges the appends
+    that wait for a partition into one message this way.)"""
+    if len(encoded) == 1:
+        return encoded[0][0]
+    total = sum(n for _, n in encoded)
+    chunks: list[bytes | memoryview] = [_array_header(total)]
+    for body, n in encoded:
+        chunks.append(memoryview(body)[len(_array_header(n)) :])
+    return b"".join(chunks)
+
+
 def encode_batch(partitions: list[int], offsets: list[int], records_msgpack: bytes) -> bytes:
     """A BATCH payload from the columns and the output of :func:`encode_records`."""
     return _encode(_BatchOut(partitions, offsets, msgspec.Raw(records_msgpack)))
@@ -257,3 +283,37 @@ def decode_batch(payload: bytes | memoryview) -> Batch:
     if not len(batch.partitions) == len(batch.offsets) == len(batch.records):
         raise FrameError("batch columns differ in length")
     return batch
+
+
+def partitions_of(records: Sequence[Mutation], partitions: int) -> list[int]:
+    """The partition of each record; ValueError unless every one is well formed.
+
+    The per-record pass of every log's append path (LocalLog, KafkaLog):
+    ``base.partition_for`` and :func:`well_formed`, both inlined (one comprehension, no
+    call per record). The type checks come first, so
+    ``crc32`` only ever sees an exact bytes pk and int table id.
+    """
+    crc32, mutation = zlib.crc32, Mutation
+    parts = [
+        crc32(r.pk, r.table_id) % partitions  # == base.partition_for
+        for r in records
+        if type(r) is mutation
+        and type(r.pk) is bytes
+        and type(r.sk) is bytes
+        and type(r.value) is bytes
+        and type(r.table_id) is int
+        and type(r.op) is int
+        and type(r.ts) is int
+    ]
+    if len(parts) != len(records):
+        i, bad = next((i, r) for i, r in enumerate(records) if not well_formed(r))
+        got = (
+            ", ".join(f"{f}: {type(getattr(bad, f)).__name__}" for f in _FIELDS)
+            if type(bad) is Mutation
+            else type(bad).__name__
+        )
+        raise ValueError(
+            f"records[{i}] is not a Mutation of int table_id, op, ts and bytes pk, sk, "
+            f"value ({got})"
+        )
+    return parts

@@ -32,7 +32,6 @@ import logging
 import os
 import re
 import threading
-import zlib
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
@@ -60,7 +59,6 @@ logger = logging.getLogger("mussel.log")
 
 _SEGMENT_RE: Final = re.compile(r"[0-9]{20}\.log")
 _FIRST_SEQUENCE: Final = 1
-_FIELDS: Final = ("table_id", "op", "pk", "sk", "ts", "value")
 
 
 class LogStats:
@@ -135,39 +133,6 @@ class _Batch:
         self.records = records
         self.size = size
         self.sequence = self.start = self.end = 0
-
-
-def _partitions_of(records: Sequence[Mutation], partitions: int) -> list[int]:
-    """The partition of each record; ValueError unless every one is well formed.
-
-    The per-record pass of the append path: ``partition_for`` and ``fmt.well_formed``,
-    both inlined (one comprehension, no call per record). The type checks come first, so
-    ``crc32`` only ever sees an exact bytes pk and int table id.
-    """
-    crc32, mutation = zlib.crc32, Mutation
-    parts = [
-        crc32(r.pk, r.table_id) % partitions
-        for r in records
-        if type(r) is mutation
-        and type(r.pk) is bytes
-        and type(r.sk) is bytes
-        and type(r.value) is bytes
-        and type(r.table_id) is int
-        and type(r.op) is int
-        and type(r.ts) is int
-    ]
-    if len(parts) != len(records):
-        i, bad = next((i, r) for i, r in enumerate(records) if not fmt.well_formed(r))
-        got = (
-            ", ".join(f"{f}: {type(getattr(bad, f)).__name__}" for f in _FIELDS)
-            if type(bad) is Mutation
-            else type(bad).__name__
-        )
-        raise ValueError(
-            f"records[{i}] is not a Mutation of int table_id, op, ts and bytes pk, sk, "
-            f"value ({got})"
-        )
-    return parts
 
 
 class LocalLog:
@@ -385,7 +350,7 @@ class LocalLog:
         """
         recs = tuple(records)
         try:
-            parts = _partitions_of(recs, self._partitions)
+            parts = fmt.partitions_of(recs, self._partitions)
             body = fmt.encode_records(recs)
         except ValueError as exc:
             raise InvalidRequestError(f"cannot log these records: {exc}") from None

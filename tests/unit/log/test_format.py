@@ -193,3 +193,10 @@ def test_batch_head_plus_records_is_the_batch_frame(
     body = fmt.encode_records([r for _, _, r in rows])
     frame = fmt.batch_head(partitions, offsets, body) + body
     assert frame == fmt.encode_frame(fmt.FRAME_BATCH, fmt.encode_batch(partitions, offsets, body))
+
+
+@pytest.mark.parametrize("sizes", [[1], [3, 4], [15, 1], [10, 20], [0, 5], [40000, 30000, 1]])
+def test_join_records_equals_encoding_everything_at_once(sizes: list[int]) -> None:
+    lists = [[Mutation(1, 0, f"{n}-{i}".encode(), b"", i, b"") for i in range(n)] for n in sizes]
+    joined = fmt.join_records([(fmt.encode_records(rs), len(rs)) for rs in lists])
+    assert joined == fmt.encode_records([r for rs in lists for r in rs])

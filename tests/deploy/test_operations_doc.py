@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 
-from tests.deploy.checks import REPO
+from tests.deploy.checks import K8S_VERSIONS, REPO
 from tests.deploy.conftest import Family, Scrape
 
 DOC = REPO / "docs" / "operations.md"
@@ -85,3 +85,5 @@ def test_the_doc_names_only_files_that_exist() -> None:
         "/metrics",
     ]:
         assert needle in text, needle
+    versions = " and ".join(v.rsplit(".", 1)[0] for v in K8S_VERSIONS)
+    assert f"strict JSON schemas of Kubernetes {versions}" in text

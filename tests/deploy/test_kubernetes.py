@@ -359,5 +359,5 @@ def test_container_args_parse_with_the_distributed_options(
     env = _container_env(c)
     params = _parse(args, env, monkeypatch)
     assert params["role"] == role
-    assert params["log"] == env["MUSSEL_LOG_URL"]
-    assert params["backend"] == env["MUSSEL_BACKEND_URL"]
+    assert params["log_url"] == env["MUSSEL_LOG_URL"]
+    assert params["backend_url"] == env["MUSSEL_BACKEND_URL"]

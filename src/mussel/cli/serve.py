@@ -20,7 +20,6 @@ defaults to the number of cores in embedded mode and to 1 in distributed mode.
 
 from __future__ import annotations
 
-import os
 import sys
 import tomllib
 from dataclasses import fields, replace
@@ -153,6 +152,7 @@ def _server_section(path: Path) -> dict[str, object]:
 @click.option(
     "--log",
     "log_url",
+    envvar="MUSSEL_LOG_URL",
     default=None,
     help="Distributed mode: the write log, kafka://host:port[,host:port]/topic "
     "(or MUSSEL_LOG_URL).",
@@ -160,6 +160,7 @@ def _server_section(path: Path) -> dict[str, object]:
 @click.option(
     "--backend",
     "backend_url",
+    envvar="MUSSEL_BACKEND_URL",
     default=None,
     help="Distributed mode: the database, postgresql://user:password@host:port/db "
     "(or MUSSEL_BACKEND_URL).",
@@ -194,8 +195,8 @@ def serve(
     overrides: dict[str, str] = {}
     for name, value in (
         ("role", role),
-        ("log_url", log_url or os.environ.get("MUSSEL_LOG_URL") or None),
-        ("backend_url", backend_url or os.environ.get("MUSSEL_BACKEND_URL") or None),
+        ("log_url", log_url or None),
+        ("backend_url", backend_url or None),
         ("group", group),
     ):
         if value is not None:

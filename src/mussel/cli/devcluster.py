@@ -260,9 +260,27 @@ class DevCluster:
     help="Keep the database and the logs here (default: a temporary directory, removed on exit).",
 )
 @click.option("--port", type=int, default=7070, show_default=True, help="The dispatchers' port.")
-@click.option("--dispatchers", type=click.IntRange(1, 16), default=2, show_default=True)
-@click.option("--replayers", type=click.IntRange(1, 16), default=2, show_default=True)
-@click.option("--partitions", type=click.IntRange(1, 1024), default=8, show_default=True)
+@click.option(
+    "--dispatchers",
+    type=click.IntRange(1, 16),
+    default=2,
+    show_default=True,
+    help="Dispatcher processes (one port).",
+)
+@click.option(
+    "--replayers",
+    type=click.IntRange(1, 16),
+    default=2,
+    show_default=True,
+    help="Replayer processes (one consumer group).",
+)
+@click.option(
+    "--partitions",
+    type=click.IntRange(1, 1024),
+    default=8,
+    show_default=True,
+    help="Partitions of the log's topic.",
+)
 def dev_cluster(
     root: Path | None, port: int, dispatchers: int, replayers: int, partitions: int
 ) -> None:

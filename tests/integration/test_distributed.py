@@ -41,7 +41,7 @@ def _cluster(root: Path, backend_url: str, bootstrap: str, **kw: Any) -> DevClus
         bootstrap=bootstrap,
         topic=f"dist-{os.getpid()}-{time.monotonic_ns()}",
         **kw,
-    ).start()
+    )  # started by ``with``
 
 
 def test_strong_reads_see_writes_acknowledged_by_the_other_dispatcher(

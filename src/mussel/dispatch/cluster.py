@@ -36,7 +36,6 @@ import logging
 import os
 import pickle
 import signal
-import socket
 import sys
 import tempfile
 from dataclasses import replace
@@ -50,8 +49,10 @@ from mussel.dispatch.follower import _die_with_owner
 from mussel.dispatch.quotas import RateBuckets
 from mussel.dispatch.server import (
     ServerConfig,
+    apply_shedding,
     bootstrap_tokens,
     check_auth,
+    report_ready,
     tls_context,
 )
 from mussel.dispatch.serving import Connections, protocol_factory, stop_event
@@ -198,8 +199,7 @@ async def serve_distributed(
         app.auth = Authorizer(node.front.catalog)
     run = Path(tempfile.mkdtemp(prefix="mussel-rates-"))
     app.rates = RateBuckets.create(run / "buckets")
-    app.max_inflight = cfg.max_inflight
-    app.online_latency_target_s = cfg.online_latency_target_s
+    apply_shedding(app, cfg)
     if node.expiration is not None:
         app.expiration = node.expiration
         app.metrics.add_expiration(node.expiration)
@@ -245,9 +245,7 @@ async def serve_distributed(
             file=sys.stderr,
             flush=True,
         )
-    if ready_fd is not None:
-        with socket.socket(fileno=ready_fd) as s:
-            s.sendall(str(port).encode())
+    report_ready(ready_fd, port)
     await stop.wait()
     log.info("stopping: no new connections; draining")
     app.ready = False

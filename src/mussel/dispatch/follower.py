@@ -28,7 +28,7 @@ from mussel.dispatch.app import App
 from mussel.dispatch.auth import Authorizer
 from mussel.dispatch.proxy import OwnerProxy
 from mussel.dispatch.quotas import RateBuckets
-from mussel.dispatch.server import ServerConfig, tls_context
+from mussel.dispatch.server import ServerConfig, apply_shedding, tls_context
 from mussel.dispatch.serving import (
     RUN_DIR,
     Connections,
@@ -65,8 +65,7 @@ async def _serve(cfg: ServerConfig, slot: int, port: int, address: str, ready: b
     if cfg.auth == "token":
         app.auth = Authorizer(store.catalog)
     app.rates = RateBuckets.attach(run / "buckets")
-    app.max_inflight = cfg.max_inflight
-    app.online_latency_target_s = cfg.online_latency_target_s
+    apply_shedding(app, cfg)
     conns = Connections()
     loop = asyncio.get_running_loop()
     protocol = protocol_factory(app, conns, cfg.max_body_bytes)

@@ -158,6 +158,19 @@ def bootstrap_tokens(store: Store) -> None:
         )
 
 
+def apply_shedding(app: App, cfg: ServerConfig) -> None:
+    """The configured shedding thresholds (SPEC §7), in every serving process."""
+    app.max_inflight = cfg.max_inflight
+    app.online_latency_target_s = cfg.online_latency_target_s
+
+
+def report_ready(ready_fd: int | None, port: int) -> None:
+    """Tell whoever started the server (``--ready-fd``) the port it listens on."""
+    if ready_fd is not None:
+        with socket.socket(fileno=ready_fd) as s:
+            s.sendall(str(port).encode())
+
+
 def default_processes() -> int:
     """One serving process per core this process may run on."""
     return max(1, len(os.sched_getaffinity(0)))
@@ -278,8 +291,7 @@ async def _serve(cfg: ServerConfig, ready_fd: int | None) -> None:
     if cfg.auth == "token":
         app.auth = Authorizer(store.catalog)
     app.rates = RateBuckets.create(run / "buckets")
-    app.max_inflight = cfg.max_inflight
-    app.online_latency_target_s = cfg.online_latency_target_s
+    apply_shedding(app, cfg)
     conns = Connections()
     loop = asyncio.get_running_loop()
     protocol = protocol_factory(app, conns, cfg.max_body_bytes)
@@ -342,9 +354,7 @@ async def _serve(cfg: ServerConfig, ready_fd: int | None) -> None:
         file=sys.stderr,
         flush=True,
     )
-    if ready_fd is not None:
-        with socket.socket(fileno=ready_fd) as s:
-            s.sendall(str(port).encode())
+    report_ready(ready_fd, port)
     await stop.wait()
     log.info("stopping: no new connections; draining")
     app.ready = False

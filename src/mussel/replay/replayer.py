@@ -91,8 +91,9 @@ class Replayer:
 
     def _positions_of(self, partitions: list[int]) -> dict[int, int]:
         stored = self._backend.applied_positions()
-        self.watermark.advance({p: stored.get(p, 0) for p in partitions}, False)
-        return {p: stored.get(p, 0) for p in partitions}
+        positions = {p: stored.get(p, 0) for p in partitions}
+        self.watermark.advance(positions, False)
+        return positions
 
     def _open_consumer(self) -> Any:
         if self._group is None:

@@ -17,7 +17,9 @@ def filled(table: Table) -> Table:
         for sk in ("a", "b")
         for ts in (10, 20)
     ]
-    assert table.write(*records).status_code == 200
+    # applied: the eventual-read tests must see it too (SPEC §3: eventual reads may
+    # miss writes that are only durable)
+    assert table.write(*records, ack="applied").status_code == 200
     return table
 
 

@@ -142,7 +142,7 @@ def test_put_table_in_unknown_namespace_is_404_namespace_not_found(api: Api) -> 
 def test_list_tables_lists_the_namespaces_tables_only(api: Api, ns: str) -> None:
     for name in ("b", "a", "c"):
         api.put_table(ns, name, {"max_versions": 2})
-    other = f"{ns}-x"[:63]
+    other = f"{ns[:60]}-x"
     api.put_namespace(other)
     api.put_table(other, "z")
     resp = api.get(f"/v1/namespaces/{ns}/tables")

@@ -119,6 +119,10 @@ class Catalog:
         self._by_id: dict[int, TableInfo] = {}
         self._tokens: dict[str, TokenInfo] = {}  # by hash of the secret
         self.generation = 0
+        self.next_table_id = 1
+        """Every table id below this one is in this catalog, or was dropped (ids are
+        never reused): records of a lower unknown id belong to a dropped table; a
+        higher one is a table created since this process last read the catalog."""
         self.listeners: list[Callable[[], None]] = []
         """Called (under the catalog lock) after each change is durable, before the
         call that made it returns. Must not raise."""
@@ -127,6 +131,7 @@ class Catalog:
     def reload(self) -> None:
         """Re-read the catalog from the backend (e.g. on a read-only secondary)."""
         raw_version = self._backend.meta_get(VERSION_KEY)
+        raw_seq = self._backend.meta_get(_SEQ_KEY)  # before the tables: see next_table_id
         namespaces = {
             ns.name: ns
             for ns in (
@@ -150,6 +155,7 @@ class Catalog:
         }
         with self._lock:
             self._version = int(raw_version) if raw_version else 0
+            self.next_table_id = int(raw_seq) if raw_seq else 1
             self._namespaces = namespaces
             self._tokens = tokens
             self._publish_tables(tables)
@@ -279,6 +285,7 @@ class Catalog:
                 created_us=self._clock.now_us(),
             )
             self._write_table(table, {_SEQ_KEY: str(table_id + 1).encode()})
+            self.next_table_id = max(self.next_table_id, table_id + 1)
             return table
 
     def _write_table(self, table: TableInfo, extra: Mapping[bytes, bytes] | None = None) -> None:

@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -167,10 +168,51 @@ class DevCluster:
                 self.spawn(role.name)
                 if role.role == "dispatcher" and not self.port:
                     self.port = role.port
+            self.wait_settled()
         except BaseException:
             self.stop()
             raise
         return self
+
+    def assigned_partitions(self) -> dict[str, int]:
+        """Per running replayer, how many partitions it applies now (from its
+        ``mussel_replay_assigned_partitions`` metric; -1 if it does not answer)."""
+        out: dict[str, int] = {}
+        for role in self.roles.values():
+            if role.role != "replayer" or role.proc is None or role.proc.poll() is not None:
+                continue
+            out[role.name] = -1
+            with contextlib.suppress(OSError, ValueError):
+                url = f"http://127.0.0.1:{role.port}/metrics"
+                with urllib.request.urlopen(url, timeout=5) as resp:
+                    for line in resp.read().decode().splitlines():
+                        if line.startswith("mussel_replay_assigned_partitions "):
+                            out[role.name] = int(float(line.split()[1]))
+        return out
+
+    def wait_settled(self, timeout_s: float = 60.0, stable_s: float = 1.0) -> None:
+        """Return once the replayers' consumer group holds every partition, unchanged
+        for ``stable_s`` (a group rebalances while members join or leave, and applies
+        nothing meanwhile: strong reads would wait). ``ClickException`` on timeout."""
+        if not any(r.role == "replayer" for r in self.roles.values()):
+            return
+        deadline = time.monotonic() + timeout_s
+        since: float | None = None
+        seen: dict[str, int] = {}
+        while time.monotonic() < deadline:
+            got = self.assigned_partitions()
+            if got and sum(got.values()) == self.partitions and min(got.values()) >= 0:
+                if got != seen:
+                    seen, since = got, time.monotonic()
+                elif since is not None and time.monotonic() - since >= stable_s:
+                    return
+            else:
+                seen, since = got, None
+            time.sleep(0.1)
+        raise click.ClickException(
+            f"the replayers' consumer group did not settle in {timeout_s:g}s "
+            f"(partitions held: {seen}, of {self.partitions})"
+        )
 
     def spawn(self, name: str, timeout_s: float = 60.0) -> Role:
         """Start (again) the process ``name``; return once it listens."""

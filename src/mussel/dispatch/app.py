@@ -41,7 +41,7 @@ from mussel.dispatch.http import Request, Response
 from mussel.dispatch.metrics import ServerMetrics
 from mussel.dispatch.openapi import openapi_document
 from mussel.dispatch.proxy import INTERNAL_CERT, OwnerProxy
-from mussel.dispatch.quotas import RateBuckets
+from mussel.dispatch.quotas import Rates
 from mussel.dispatch.wire import Wire
 from mussel.engine import Store
 from mussel.errors import (
@@ -194,7 +194,7 @@ class App:
         self.online_latency_target_s = 0.05
         """While this process's recent read p99 is above it, batch requests get 503."""
         self._inflight = 0
-        self.rates: RateBuckets | None = None
+        self.rates: Rates | None = None
         """The rate quotas' buckets, shared by every process of the server."""
         self.expiration: ExpirationService | None = None
         """The owner's expiration service (``POST .../expire``, a table's ``expiration``)."""
@@ -261,14 +261,16 @@ class App:
         except MusselError as exc:
             self.metrics.shed(ns, request.headers.get("mussel-priority", "online"))
             return self._failed(exc, request, op, ns, table, started)
+        if self.offload is not None and op not in _INLINE_OPS:
+            if self.rates is not None and op in _RATED:  # (may ask the database)
+                handler = self._rated(handler, ns, _RATED[op])
+            self._inflight += 1
+            return self._finish(self._offloaded(handler), request, op, ns, table, started)
         if self.rates is not None and op in _RATED:
             try:
                 self._take_rate(ns, _RATED[op])
             except MusselError as exc:
                 return self._failed(exc, request, op, ns, table, started)
-        if self.offload is not None and op not in _INLINE_OPS:
-            self._inflight += 1
-            return self._finish(self._offloaded(handler), request, op, ns, table, started)
         try:
             result = handler()
         except MusselError as exc:
@@ -353,6 +355,15 @@ class App:
                     f"{p99 * 1000:.0f} ms, target {self.online_latency_target_s * 1000:.0f} ms)",
                     retry_after_s=1.0,
                 )
+
+    def _rated(self, handler: Callable[[], Any], ns: str, kind: str) -> Callable[[], Any]:
+        """``handler`` after taking a rate token (in the offload pool, off the loop)."""
+
+        def rated() -> Any:
+            self._take_rate(ns, kind)
+            return handler()
+
+        return rated
 
     def _take_rate(self, ns: str, kind: str) -> None:
         """One request against the namespace's ``read_qps``/``write_qps`` (429 past it)."""

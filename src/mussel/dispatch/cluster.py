@@ -37,16 +37,14 @@ import os
 import pickle
 import signal
 import sys
-import tempfile
 from dataclasses import replace
-from pathlib import Path
 
 import uvloop
 
 from mussel.dispatch.app import App
 from mussel.dispatch.auth import Authorizer
 from mussel.dispatch.follower import _die_with_owner
-from mussel.dispatch.quotas import RateBuckets
+from mussel.dispatch.quotas import LeasedRateBuckets
 from mussel.dispatch.server import (
     ServerConfig,
     apply_shedding,
@@ -197,8 +195,9 @@ async def serve_distributed(
             node.close()
             raise
         app.auth = Authorizer(node.front.catalog)
-    run = Path(tempfile.mkdtemp(prefix="mussel-rates-"))
-    app.rates = RateBuckets.create(run / "buckets")
+    take_tokens = getattr(node.front.backend, "take_tokens", None)
+    if take_tokens is not None:  # one budget for every dispatcher (the database's)
+        app.rates = LeasedRateBuckets(take_tokens)
     apply_shedding(app, cfg)
     if node.expiration is not None:
         app.expiration = node.expiration
@@ -255,10 +254,8 @@ async def serve_distributed(
     await loop.run_in_executor(None, app.close)
     await loop.run_in_executor(None, node.close)
     pool.shutdown(wait=False)
-    app.rates.close()
-    with contextlib.suppress(OSError):
-        (run / "buckets").unlink()
-        run.rmdir()
+    if app.rates is not None:
+        app.rates.close()
 
 
 def _redact(url: str | None) -> str:

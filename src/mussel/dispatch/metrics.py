@@ -100,6 +100,12 @@ class ServerMetrics:
             source=lambda: [((), float(self.store.replayer.applied_records))],
         )
         r.gauge(
+            "mussel_replay_assigned_partitions",
+            "Log partitions this replayer applies now (a consumer-group member; 0 during "
+            "a rebalance). Absent in processes that apply no log themselves.",
+            source=self._assigned,
+        )
+        r.gauge(
             "mussel_table_stored_versions",
             "Approximate versions stored per table (not yet swept ones included).",
             ("namespace", "table"),
@@ -111,6 +117,11 @@ class ServerMetrics:
             ("namespace", "table"),
             source=self._table_stats(1),
         )
+
+    def _assigned(self) -> Iterable[tuple[tuple[str, ...], float]]:
+        assigned = getattr(self.store.replayer, "assigned_partitions", None)
+        parts = None if assigned is None else assigned()
+        return [] if parts is None else [((), float(len(parts)))]
 
     def _lag(self) -> Iterable[tuple[tuple[str, ...], float]]:
         ends = self.store.log.end_offsets()

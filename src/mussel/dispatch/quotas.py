@@ -1,5 +1,6 @@
 """Rate quotas per namespace (SPEC §5/§7: 429 ``rate_limited`` with ``Retry-After``),
-one budget for all the server's processes.
+one budget for all the server's processes (``RateBuckets``, embedded mode) or for
+every dispatcher of a distributed deployment (``LeasedRateBuckets``).
 
 A token bucket per (namespace, kind) where kind is ``read`` or ``write``: it holds up
 to one second of the quota and refills continuously; a request takes one token or is
@@ -23,17 +24,38 @@ import math
 import mmap
 import os
 import struct
+import threading
 import time
 import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from mussel.errors import RateLimitedError
 
-__all__ = ["RateBuckets"]
+__all__ = ["LeasedRateBuckets", "RateBuckets", "Rates"]
 
 SLOTS = 4096
 _SLOT = struct.Struct("<Qdd")  # key hash (0: free), tokens, last refill (monotonic s)
 _SIZE = SLOTS * _SLOT.size
+
+
+class Rates(Protocol):
+    """What the request pipeline needs of rate buckets."""
+
+    def take(self, namespace: str, kind: str, per_second: float) -> None:
+        """One request of ``kind`` in ``namespace``: admitted, or ``RateLimitedError``."""
+
+    def close(self) -> None: ...
+
+
+def _refused(namespace: str, kind: str, per_second: float, wait: float) -> RateLimitedError:
+    return RateLimitedError(
+        f"namespace {namespace!r} is over its {kind} quota of {per_second:g} "
+        f"requests per second; retry in {wait:.2f} s",
+        retry_after_s=max(1.0, math.ceil(wait)),
+    )
 
 
 def _key_hash(namespace: str, kind: str) -> int:
@@ -92,9 +114,65 @@ class RateBuckets:
                 wait = (1.0 - tokens) / per_second
             finally:
                 fcntl.lockf(self._fd, fcntl.LOCK_UN, _SLOT.size, at)
-            raise RateLimitedError(
-                f"namespace {namespace!r} is over its {kind} quota of {per_second:g} "
-                f"requests per second; retry in {wait:.2f} s",
-                retry_after_s=max(1.0, math.ceil(wait)),
-            )
+            raise _refused(namespace, kind, per_second, wait)
         raise RateLimitedError("too many rate-limited namespaces", retry_after_s=1.0)
+
+
+TakeTokens = Callable[[str, float, float, int], tuple[int, float]]
+"""``(key, per_second, burst, want) -> (granted, tokens left)`` on a shared bucket
+(``SqlBackend.take_tokens``)."""
+
+
+@dataclass
+class _Lease:
+    tokens: int = 0
+    expires: float = 0.0
+    refused_until: float = 0.0
+    wait: float = 0.0
+
+
+class LeasedRateBuckets:
+    """Rate buckets shared by every dispatcher of a distributed deployment.
+
+    Each bucket lives in the database (``take_tokens``: refilled by the database's
+    clock, so processes on different machines agree). A process leases a few tokens
+    at a time, ``lease_s`` worth of the rate (at least one), and spends them locally
+    for at most ``lease_ttl_s`` (unspent ones lapse: a lease never admits more than the
+    bucket granted). After a refusal it refuses locally until the next token is due
+    (at most ``lease_ttl_s``), so a flood past the quota costs the database about one
+    statement per ``lease_ttl_s`` per process, not one per request. Every dispatcher
+    together admits at most the quota plus one lease per process.
+    """
+
+    def __init__(
+        self, take_tokens: TakeTokens, *, lease_s: float = 0.05, lease_ttl_s: float = 0.25
+    ) -> None:
+        self._take_tokens = take_tokens
+        self._lease_s = lease_s
+        self._lease_ttl_s = lease_ttl_s
+        self._leases: dict[tuple[str, str], _Lease] = {}
+        self._lock = threading.Lock()
+
+    def take(self, namespace: str, kind: str, per_second: float) -> None:
+        """One request of ``kind`` in ``namespace``: admitted, or ``RateLimitedError``
+        (``UnavailableError`` when the database cannot be asked)."""
+        now = time.monotonic()
+        with self._lock:
+            lease = self._leases.setdefault((namespace, kind), _Lease())
+            if lease.tokens > 0 and now < lease.expires:
+                lease.tokens -= 1
+                return
+            if now < lease.refused_until:
+                raise _refused(namespace, kind, per_second, lease.refused_until - now)
+            want = max(1, int(per_second * self._lease_s))
+            granted, left = self._take_tokens(f"{kind}/{namespace}", per_second, per_second, want)
+            if granted > 0:
+                lease.tokens, lease.expires = granted - 1, now + self._lease_ttl_s
+                return
+            wait = max(0.0, (1.0 - left) / per_second)
+            lease.tokens = 0
+            lease.refused_until = now + min(wait, self._lease_ttl_s)
+        raise _refused(namespace, kind, per_second, wait)
+
+    def close(self) -> None:
+        """Nothing to release (the buckets are the database's)."""

@@ -96,8 +96,9 @@ class ServerConfig:
     """Distributed mode: the write log, ``kafka://host:port[,host:port]/topic``."""
     backend_url: str | None = None
     """Distributed mode: the database, ``postgresql://user:password@host:port/db``."""
-    group: str = "mussel-replayers"
-    """Distributed mode: the replayers' Kafka consumer group."""
+    group: str | None = None
+    """Distributed mode: the replayers' Kafka consumer group (default
+    ``mussel-replayers.<topic>``)."""
     offload_threads: int = 32
     """Distributed mode: threads per dispatcher process for database calls."""
 

@@ -181,7 +181,7 @@ class Store:
         role: Role,
         config: StoreConfig | None = None,
         clock: Clock | None = None,
-        group: str = "mussel-replayers",
+        group: str | None = None,
     ) -> Store:
         """A process of a distributed deployment (SPEC §9): the write log is Kafka
         (``kafka://host:port/topic``), the backend a PostgreSQL-compatible database.
@@ -189,8 +189,9 @@ class Store:
         ``role="dispatcher"``: writes go to the log; reads to the database, strong ones
         after waiting until the replayers applied every write acknowledged before them
         (by any dispatcher). ``role="replayer"``: a member of the consumer group
-        ``group`` that applies its share of the log's partitions. The catalog is the
-        database's, shared by every process.
+        ``group`` (default ``mussel-replayers.<topic>``: clusters sharing a broker
+        never share a group) that applies its share of the log's partitions. The
+        catalog is the database's, shared by every process.
         """
         from mussel.log.kafka import KafkaLog  # noqa: PLC0415 (optional at import time)
         from mussel.storage.sql import SqlBackend  # noqa: PLC0415
@@ -205,6 +206,7 @@ class Store:
         try:
             if wlog.partitions != config.partitions:
                 config = replace(config, partitions=wlog.partitions)
+            group = group or f"mussel-replayers.{wlog.topic}"
             return cls(backend, wlog, clock=clock, config=config, role=role, group=group)
         except BaseException:
             wlog.close()

@@ -293,6 +293,31 @@ class KafkaGroupConsumer(KafkaLogConsumer):
                 return  # positions_of decides where a pending assignment starts
             self._assign_positions({**self._next, **positions})
 
+    def keepalive(self) -> None:
+        """Serve the group without handing out records, for a caller that cannot poll
+        for a while (its apply keeps failing): heartbeats, rebalance callbacks, and
+        librdkafka's ``max.poll.interval`` clock, so the member is not dropped from the
+        group. Assigned partitions are paused meanwhile; a message that still arrives
+        is buffered for the next ``poll``, never dropped."""
+        with self._lock:
+            self._check_open()
+            try:
+                held = self._c.assignment()
+                if held:
+                    self._c.pause(held)
+                try:
+                    msg = self._c.poll(0)
+                    if msg is not None:
+                        self._ingest(msg)
+                finally:
+                    now_held = self._c.assignment()  # a callback may have changed it
+                    if now_held:
+                        self._c.resume(now_held)
+            except KafkaException as exc:
+                raise unavailable(
+                    f"cannot reach the group of Kafka topic {self._topic}", exc
+                ) from exc
+
     def _on_assign(self, consumer: Consumer, tps: list[TopicPartition]) -> None:
         parts = sorted(tp.partition for tp in tps)
         self._pending = parts

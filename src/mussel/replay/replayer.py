@@ -31,7 +31,7 @@ from typing import Any
 
 from mussel.catalog import Catalog
 from mussel.clock import Clock
-from mussel.errors import ConflictError, MusselError
+from mussel.errors import ConflictError, MusselError, UnavailableError
 from mussel.log.base import WriteLog
 from mussel.model import Mutation
 from mussel.replay.watermark import Watermark
@@ -56,6 +56,7 @@ class Replayer:
         sync_interval_s: float = 10.0,
         poll_timeout_s: float = 0.05,
         group: str | None = None,
+        group_options: Mapping[str, float] | None = None,
     ) -> None:
         self._log = wlog
         self._backend = backend
@@ -65,8 +66,10 @@ class Replayer:
         self._sync_interval_s = sync_interval_s
         self._poll_timeout_s = poll_timeout_s
         self._group = group
+        self._group_options = dict(group_options or {})
+        self.revoked = 0
+        """Rebalances that took this member's partitions away (group mode)."""
         self._consumer: Any = None
-        self._last_refresh = 0.0
         self.fenced = 0
         """Batches refused because another replayer had applied past them."""
         self.watermark = Watermark(backend.applied_positions(), clock)
@@ -101,7 +104,21 @@ class Replayer:
         group_consumer = getattr(self._log, "group_consumer", None)
         if group_consumer is None:
             raise ConflictError("this write log has no consumer groups")
-        return group_consumer(self._group, self._positions_of)
+        consumer = group_consumer(self._group, self._positions_of, **self._group_options)
+        consumer.on_revoke = self._on_revoke
+        return consumer
+
+    def assigned_partitions(self) -> list[int] | None:
+        """The partitions this member applies now (group mode; empty while the group
+        rebalances); ``None`` without a group (it applies every partition)."""
+        if self._group is None:
+            return None
+        consumer = self._consumer
+        return [] if consumer is None else sorted(consumer.assignment())
+
+    def _on_revoke(self, partitions: list[int]) -> None:
+        self.revoked += 1
+        log.info("partitions %s taken away by a rebalance", partitions)
 
     def _run(self) -> None:
         try:
@@ -112,12 +129,23 @@ class Replayer:
             return
         last_sync = self._clock.monotonic()
         synced = self.watermark.applied()
+        poll_delay = 0.0
         try:
             while True:
                 stopping = self._stop.is_set()
-                entries = consumer.poll(
-                    self._batch_records, 0.0 if stopping else self._poll_timeout_s
-                )
+                try:
+                    entries = consumer.poll(
+                        self._batch_records, 0.0 if stopping else self._poll_timeout_s
+                    )
+                except UnavailableError as exc:  # broker or backend away: wait, ask again
+                    if stopping:
+                        raise
+                    poll_delay = self._unavailable(exc, poll_delay)
+                    continue
+                if poll_delay:
+                    log.info("the log answers again")
+                    self.error = None
+                    poll_delay = 0.0
                 if entries:
                     # the last offset of each partition wins: C-speed column extraction
                     last = dict(zip(map(_PARTITION, entries), map(_OFFSET, entries), strict=True))
@@ -141,11 +169,20 @@ class Replayer:
                     last_sync = now
                 if stopping and not entries:
                     return
-        except MusselError as exc:  # the log itself failed: nothing more can be applied
+        except MusselError as exc:  # the log itself is damaged: nothing more can be applied
             self.error = exc
             log.error("replayer stopped: %s", exc)
         finally:
             consumer.close()
+
+    def _unavailable(self, exc: UnavailableError, delay: float) -> float:
+        """Wait after a failed poll (the broker, or the backend asked for the positions
+        of newly assigned partitions, is unavailable); the next, longer delay."""
+        if delay == 0.0:
+            log.warning("cannot read the log (%s); retrying", exc)
+        self.error = exc
+        self._stop.wait(delay or 0.05)
+        return min(max(delay * 2, 0.05), 2.0)
 
     def _caught_up(self) -> bool:
         return self.watermark.reached(self._log.end_offsets())
@@ -158,16 +195,22 @@ class Replayer:
         return first
 
     def _epochs(self, records: list[Mutation]) -> Mapping[int, int]:
-        """The live tables' epochs; refreshed from a shared catalog when the batch
-        names a table this process does not know (at most every 50 ms: records of a
-        dropped table name it too)."""
+        """The live tables' epochs. With a shared catalog, records of a table created
+        since this process last read it (an id at or past ``next_table_id``) make it
+        read the catalog again first; an id still unknown then is ``UnavailableError``
+        (the batch is retried, never applied as if the table were dropped). An unknown
+        lower id is a dropped table's: its records are skipped."""
         epochs = self._catalog.epochs()
-        if self._catalog.shared and any(m.table_id not in epochs for m in records):
-            now = time.monotonic()
-            if now - self._last_refresh >= 0.05:
-                self._last_refresh = now
-                self._catalog.refresh()
-                epochs = self._catalog.epochs()
+        if not self._catalog.shared:
+            return epochs
+        unknown = {m.table_id for m in records if m.table_id not in epochs}
+        if unknown and max(unknown) >= self._catalog.next_table_id:
+            self._catalog.refresh()
+            epochs = self._catalog.epochs()
+            if max(unknown) >= self._catalog.next_table_id:
+                raise UnavailableError(
+                    f"the log names table id {max(unknown)}, which the catalog does not hold yet"
+                )
         return epochs
 
     def _apply(self, records: list[Mutation], positions: dict[int, int], entries: Any) -> bool:
@@ -190,11 +233,30 @@ class Replayer:
                 self.fenced += 1
                 log.warning("batch fenced off (%s); continuing from the stored offsets", exc)
                 stored = self._backend.applied_positions()
-                self._consumer.seek({p: stored.get(p, 0) for p in positions})
+                # (a rebalance during the retries below may have taken partitions away)
+                held = self._consumer.assignment()
+                self._consumer.seek({p: stored.get(p, 0) for p in positions if p in held})
                 return False
             except MusselError as exc:
                 if self._stop.is_set() and delay > 1.0:
                     raise
                 log.warning("apply failed (%s); retrying in %.2fs", exc, delay)
-                time.sleep(delay)
+                self._wait_alive(delay)
                 delay = min(delay * 2, 2.0)
+
+    def _wait_alive(self, delay: float) -> None:
+        """Sleep ``delay`` between apply attempts; a group member keeps serving its
+        group meanwhile (``keepalive``), so a long backend outage does not drop it
+        from the group and move its partitions for nothing."""
+        keepalive = getattr(self._consumer, "keepalive", None)
+        deadline = time.monotonic() + delay
+        while True:
+            if keepalive is not None:
+                try:
+                    keepalive()
+                except MusselError as exc:
+                    log.debug("keepalive failed: %s", exc)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(min(left, 0.5))

@@ -94,3 +94,29 @@ def test_watermark_wait_times_out_and_wakes_up() -> None:
     t0 = time.monotonic()
     assert wm.wait({0: 1}, 5.0)
     assert time.monotonic() - t0 < 4.0
+
+
+def test_a_shared_catalog_is_read_again_for_every_newly_created_table() -> None:
+    """Tables created one after another in another process: each one's records are
+    applied (never skipped as a dropped table's), however close together they come;
+    records of a dropped table are skipped."""
+    wlog, backend, writer_catalog, _ = setup()
+    replayer_catalog = Catalog(backend, ManualClock(), shared=True)
+    r = Replayer(wlog, backend, replayer_catalog, SystemClock())
+    r.start()
+    try:
+        for i in range(20):
+            tid = writer_catalog.put_table("ns", f"new{i}", {}).id
+            placed = wlog.append([Mutation(tid, OP_PUT, b"k", b"", 1, b"v%d" % i)])
+            part, off = placed[0]
+            assert r.watermark.wait({part: off + 1}, 5.0)
+            got = backend.get_cell(tid, Visibility(), b"k", b"", ReadFilter())
+            assert [c.value for c in got] == [b"v%d" % i], i
+        gone = writer_catalog.put_table("ns", "gone", {}).id
+        writer_catalog.drop_table("ns", "gone")
+        placed = wlog.append([Mutation(gone, OP_PUT, b"k", b"", 1, b"x")])
+        part, off = placed[0]
+        assert r.watermark.wait({part: off + 1}, 5.0)
+        assert backend.table_stats(gone).approx_cells == 0
+    finally:
+        r.stop()

@@ -117,7 +117,7 @@ class SqlBackend:
         pool_size: int = 8,
         eventual_reads: bool = False,
         connect_timeout_s: float = 10.0,
-        stats_cache_s: float = 1.0,
+        stats_cache_s: float = 0.0,
     ) -> None:
         conninfo, named = split_dialect_from_url(url)
         if isinstance(dialect, str):
@@ -210,6 +210,9 @@ class SqlBackend:
             " table_id integer NOT NULL, slot integer NOT NULL,"
             " cells bigint NOT NULL, bytes bigint NOT NULL,"
             " PRIMARY KEY (table_id, slot))",
+            "CREATE TABLE IF NOT EXISTS mussel_rate_buckets ("
+            " key text PRIMARY KEY, tokens float8 NOT NULL, at float8 NOT NULL,"
+            " granted integer NOT NULL)",
         ]
 
         def create(cur: psycopg.Cursor[Any]) -> int:
@@ -656,6 +659,31 @@ class SqlBackend:
         stats = TableStats(max(0, int(n)), max(0, int(b)))
         self._stats_cache[table_id] = (now, stats)
         return stats
+
+    def take_tokens(
+        self, key: str, per_second: float, burst: float, want: int
+    ) -> tuple[int, float]:
+        """Take up to ``want`` whole tokens from the shared token bucket ``key`` (rate
+        quotas across processes): ``(granted, tokens left)``. The bucket refills at
+        ``per_second`` up to ``burst`` by the database's clock (one clock for every
+        process, whatever machine it runs on) and starts full; one statement, the
+        row lock serialising concurrent takers."""
+        refilled = "least(%(burst)s, b.tokens + greatest(0, excluded.at - b.at) * %(rate)s)"
+        grant = f"least(%(want)s, greatest(0, floor({refilled})))"
+        rows = self._write_tx(
+            "take rate tokens",
+            lambda cur: cur.execute(
+                "INSERT INTO mussel_rate_buckets AS b (key, tokens, at, granted)"
+                " VALUES (%(key)s, %(burst)s - least(%(want)s, floor(%(burst)s)),"
+                " extract(epoch FROM clock_timestamp()), least(%(want)s, floor(%(burst)s)))"
+                f" ON CONFLICT (key) DO UPDATE SET tokens = {refilled} - {grant},"
+                f" at = excluded.at, granted = {grant}"
+                " RETURNING granted, tokens",
+                {"key": key, "rate": per_second, "burst": burst, "want": want},
+            ).fetchall(),
+        )
+        granted, left = rows[0]
+        return int(granted), float(left)
 
     def forget_stats(self, table_ids: Iterable[int]) -> None:
         """Drop cached ``table_stats`` of tables this instance just changed."""

@@ -156,10 +156,11 @@ class DevCluster:
                 with open(self.root / "logs" / "broker.log", "ab") as out:
                     self._broker = start_tansu(port, out)
                 self.bootstrap = f"127.0.0.1:{port}"
-            for i in range(self.dispatchers):
-                self.roles[f"dispatcher-{i + 1}"] = Role(f"dispatcher-{i + 1}", "dispatcher", 0)
+            # replayers first: their consumer group forms while the others start
             for i in range(self.replayers):
                 self.roles[f"replayer-{i + 1}"] = Role(f"replayer-{i + 1}", "replayer", 0)
+            for i in range(self.dispatchers):
+                self.roles[f"dispatcher-{i + 1}"] = Role(f"dispatcher-{i + 1}", "dispatcher", 0)
             for i in range(self.workers):
                 self.roles[f"worker-{i + 1}"] = Role(f"worker-{i + 1}", "worker", 0)
             for role in self.roles.values():

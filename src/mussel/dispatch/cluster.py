@@ -205,6 +205,7 @@ async def serve_distributed(
         node.expiration.start()
     elif app.data_api:  # runs happen in workers; a dispatcher asks for them
         app.expiration = ExpirationService(node.front, cfg.expire, remote=True)
+        app.metrics.add_expiration(app.expiration)  # (the last runs are the database's)
     conns = Connections()
     protocol = protocol_factory(app, conns, cfg.max_body_bytes)
     try:

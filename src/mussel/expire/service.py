@@ -240,7 +240,7 @@ class ExpirationService:
                 for table_id, reason in queued.items():
                     if self._stop.is_set():
                         break
-                    info = self.store.catalog.table_by_id(table_id)
+                    info = self._table(table_id)
                     if info is None:  # dropped meanwhile
                         self.store.backend.meta_write({_run_key(table_id): None})
                         continue
@@ -249,6 +249,16 @@ class ExpirationService:
                 log.error("expiration: %s", exc)
             self._wake.wait(self.config.poll_s)
             self._wake.clear()
+
+    def _table(self, table_id: int) -> TableInfo | None:
+        """The table, reading a shared catalog again if it was created since this
+        process last read it (a dispatcher asked for a run of a table just made)."""
+        catalog = self.store.catalog
+        info = catalog.table_by_id(table_id)
+        if info is None and catalog.shared and table_id >= catalog.next_table_id:
+            catalog.refresh()
+            info = catalog.table_by_id(table_id)
+        return info
 
     def _schedule(self) -> None:
         if self.config.interval_s is None:

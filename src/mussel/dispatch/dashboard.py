@@ -16,6 +16,7 @@ read-only GETs accept it.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import html
 import logging
 import time
@@ -182,13 +183,22 @@ class Sampler:
                 )
         return out
 
-    async def run(self, refresh: Callable[[], Awaitable[None]] | None = None) -> None:
-        """Sample every ``interval_s`` until cancelled (``refresh``: the peers' metrics)."""
+    async def run(
+        self,
+        refresh: Callable[[], Awaitable[None]] | None = None,
+        executor: concurrent.futures.Executor | None = None,
+    ) -> None:
+        """Sample every ``interval_s`` until cancelled (``refresh``: the peers' metrics;
+        ``executor``: where a sample runs when it may wait on a database, else inline)."""
+        loop = asyncio.get_running_loop()
         while True:
             try:
                 if refresh is not None:
                     await refresh()
-                self.sample()
+                if executor is None:
+                    self.sample()
+                else:
+                    await loop.run_in_executor(executor, self.sample)
             except Exception:  # a sample may fail (a store closing); the next one tries again
                 log.exception("dashboard sample failed")
             await asyncio.sleep(self.interval_s)

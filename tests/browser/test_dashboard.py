@@ -107,7 +107,7 @@ def test_dashboard_shows_namespaces_and_live_job_progress(
 
             page.on("console", on_console)
             page.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
-            page.reload()
+            page.goto(f"{auth_server.url}/dashboard?refresh=0.5")  # poll every 0.5 s
             page.wait_for_selector(f'#namespaces tr[data-namespace="{NS}"]', timeout=15_000)
             for i in range(30):  # hot keys are those of the last seconds: read now
                 assert api.get(f"{table}/rows/k{i % 3}").status_code == 200

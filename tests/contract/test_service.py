@@ -347,5 +347,9 @@ def test_dashboard_data_reuses_the_api_s_views(api: Api, table: Table) -> None:
     assert history["t"], "the owner samples at start"
     assert all(len(v) == len(history["t"]) for v in history["series"].values())
     assert "reads_per_s" in history["series"]
+    assert api.get("/dashboard", params={"refresh": "0.5"}).status_code == 200
+    for refresh in ("0", "nan", "x", "1e9"):
+        resp = api.get("/dashboard", params={"refresh": refresh})
+        assert resp.status_code == 400 and error_code(resp) == "invalid_request", refresh
     bad = api.get("/dashboard/data.json", params={"x": "1"})
     assert bad.status_code == 400 and error_code(bad) == "invalid_request"

@@ -575,7 +575,10 @@ class App:
 
     @staticmethod
     def _dashboard_file(request: Request, name: str) -> Response:
-        _query(request, set())
+        if name == "index.html":  # ?refresh=S: how often the page polls (read by its script)
+            dashboard.check_refresh(_query(request, {"refresh"}).get("refresh"))
+        else:
+            _query(request, set())
         return dashboard.static_file(name)
 
     def _dashboard_login(self, request: Request) -> Response:

@@ -19,6 +19,7 @@ import asyncio
 import concurrent.futures
 import html
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from importlib import resources
@@ -32,7 +33,17 @@ from mussel.errors import InvalidRequestError, NotFoundError
 from mussel.observability.history import CounterRates, HistogramWindow, History
 from mussel.observability.metrics import LATENCY_BUCKETS_S
 
-__all__ = ["COOKIE", "Sampler", "login_page", "parse_login", "static_file"]
+__all__ = [
+    "COOKIE",
+    "REFRESH_S",
+    "Sampler",
+    "check_refresh",
+    "cookie_token",
+    "login_cookie",
+    "login_page",
+    "parse_login",
+    "static_file",
+]
 
 log = logging.getLogger("mussel.dashboard")
 
@@ -68,6 +79,26 @@ def static_file(name: str) -> Response:
     if name not in _TYPES:
         raise NotFoundError(f"no such dashboard file: {name[:100]!r}")
     return Response(200, _read(name), _TYPES[name], list(_SECURITY_HEADERS))
+
+
+REFRESH_S = (0.5, 3600.0)
+"""The page's polling period may be set from ``?refresh=`` within these bounds (s)."""
+
+
+def check_refresh(raw: str | None) -> None:
+    """400 unless ``raw`` (``/dashboard?refresh=``) is absent or a number of seconds
+    within ``REFRESH_S``."""
+    if raw is None:
+        return
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    low, high = REFRESH_S
+    if not low <= value <= high:  # NaN too
+        raise InvalidRequestError(
+            f"refresh must be a number of seconds from {low:g} to {high:g}, not {raw[:50]!r}"
+        )
 
 
 def login_page(status: int, message: str) -> Response:

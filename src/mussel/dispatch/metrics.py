@@ -9,7 +9,6 @@ from typing import Any
 
 from mussel.bulkload import JobManager
 from mussel.engine import Store
-from mussel.errors import NotFoundError
 from mussel.expire import ExpirationService
 from mussel.observability.hotkeys import HotKeys
 from mussel.observability.metrics import Registry
@@ -204,18 +203,11 @@ class ServerMetrics:
         )
 
     def labels(self, ns: str, table: str) -> tuple[str, str]:
-        """(ns, table) as metric labels: empty unless they exist, so that names a client
-        makes up never create series."""
-        if not ns:
-            return "", ""
-        try:
-            if table:
-                self.store.table_info(ns, table)
-            else:
-                self.store.namespace(ns)
-        except NotFoundError:
-            return "", ""
-        return ns, table
+        """(ns, table) as metric labels: empty unless this process knows them (no I/O),
+        so that names a client makes up never create series."""
+        if ns and self.store.catalog.known(ns, table):
+            return ns, table
+        return "", ""
 
     def latency_by_operation(self) -> dict[str, list[float]]:
         """Request latency bucket counts per operation since start, in every process

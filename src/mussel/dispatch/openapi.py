@@ -269,7 +269,19 @@ def openapi_document() -> bytes:
         "get": {
             "description": "The web dashboard (HTML). With --auth token, a browser without "
             "the sign-in cookie gets the sign-in form (401, HTML) when it accepts text/html.",
-            "responses": {"200": {"description": "the page", "content": html}},
+            "parameters": [
+                _query(
+                    "refresh",
+                    "number",
+                    minimum=0.5,
+                    maximum=3600,
+                    description=("how often the page updates, in seconds (default 2)"),
+                )
+            ],
+            "responses": {
+                "200": {"description": "the page", "content": html},
+                **{k: v for k, v in _answers("ErrorBody").items() if k == "400"},
+            },
         }
     }
     paths["/dashboard/data.json"] = {

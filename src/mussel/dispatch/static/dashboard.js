@@ -4,7 +4,9 @@
 "use strict";
 
 (function () {
-  const POLL_MS = 2000;
+  // ?refresh=S sets how often the page updates (the server checks 0.5 <= S <= 3600)
+  const refresh = Number(new URLSearchParams(window.location.search).get("refresh"));
+  const POLL_MS = refresh >= 0.5 ? refresh * 1000 : 2000;
   const SVG = "http://www.w3.org/2000/svg";
   const COLORS = ["#2563eb", "#16a34a", "#c2410c", "#9333ea", "#0891b2", "#b91c1c", "#ca8a04", "#4b5563"];
 
@@ -179,10 +181,14 @@
       const color = COLORS[i % COLORS.length];
       let d = "";
       let pen = false;
+      const has = (j) => j >= 0 && j < s.values.length && s.values[j] !== null && s.values[j] !== undefined;
       s.values.forEach((v, j) => {
-        if (v === null || v === undefined) { pen = false; return; }
+        if (!has(j)) { pen = false; return; }
         d += (pen ? "L" : "M") + x(times[j]).toFixed(1) + "," + y(v).toFixed(1);
         pen = true;
+        if (!has(j - 1) && !has(j + 1)) { // a lone point: no line shows it, a dot does
+          root.append(svg("circle", { cx: x(times[j]).toFixed(1), cy: y(v).toFixed(1), r: 2.5, fill: color }));
+        }
       });
       if (d) root.append(svg("path", { d: d, fill: "none", stroke: color, "stroke-width": 1.5 }));
       const key = el("span", {}, el("i", { style: "background:" + color }), s.name);

@@ -20,6 +20,7 @@ import concurrent.futures
 import html
 import logging
 import math
+import re
 import time
 from collections.abc import Awaitable, Callable
 from importlib import resources
@@ -81,6 +82,7 @@ def static_file(name: str) -> Response:
     return Response(200, _read(name), _TYPES[name], list(_SECURITY_HEADERS))
 
 
+_DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 REFRESH_S = (0.5, 3600.0)
 """The page's polling period may be set from ``?refresh=`` within these bounds (s)."""
 
@@ -90,10 +92,7 @@ def check_refresh(raw: str | None) -> None:
     within ``REFRESH_S``."""
     if raw is None:
         return
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
+    value = float(raw) if _DECIMAL.fullmatch(raw) else math.nan  # not "1_0", " 5", "inf"
     low, high = REFRESH_S
     if not low <= value <= high:  # NaN too
         raise InvalidRequestError(

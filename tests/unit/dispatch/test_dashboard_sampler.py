@@ -69,6 +69,6 @@ def test_refresh_bounds() -> None:
     check_refresh(None)
     check_refresh("0.5")
     check_refresh("60")
-    for bad in ("0.1", "nan", "inf", "x", "4000"):
+    for bad in ("0.1", "nan", "inf", "x", "4000", "1_0", " 5", "5.", "-1", "1e2"):
         with pytest.raises(InvalidRequestError, match="refresh"):
             check_refresh(bad)

@@ -96,7 +96,14 @@ def test_dashboard_shows_namespaces_and_live_job_progress(
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1600})
             # sign in: the page asks for the token (401), the form sets the cookie
+            refused: list[tuple[int, str]] = []
+            page.on(
+                "response", lambda r: refused.append((r.status, r.url)) if r.status >= 400 else None
+            )
             page.goto(f"{auth_server.url}/dashboard")
+            assert page.locator("input[name=token]").count() == 1
+            # the form's page loads nothing that needs a sign-in: its own 401 only
+            assert refused == [(401, f"{auth_server.url}/dashboard")], refused
             page.fill("input[name=token]", ADMIN)
             page.click("button[type=submit]")
             page.wait_for_url(f"{auth_server.url}/dashboard")

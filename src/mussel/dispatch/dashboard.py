@@ -71,6 +71,15 @@ _SECURITY_HEADERS = [
 ]
 
 
+_LOGIN_CSP = _CSP.replace("style-src 'self'", "style-src 'unsafe-inline'")
+_LOGIN_CSS = (
+    "body{font:14px/1.4 system-ui,sans-serif;color:#1d2430;background:#f7f8fa;margin:0}"
+    "main{max-width:28rem;margin:10vh auto;background:#fff;border:1px solid #d9dee7;"
+    "border-radius:6px;padding:1.5rem}.note{color:#667085}"
+    "input{width:100%;margin:.5rem 0 1rem;padding:.4rem}"
+)
+
+
 def _read(name: str) -> bytes:
     return resources.files("mussel.dispatch").joinpath("static", name).read_bytes()
 
@@ -105,14 +114,18 @@ def login_page(status: int, message: str) -> Response:
     body = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Mussel dashboard: sign in</title>
 <link rel="icon" href="data:,">
-<link rel="stylesheet" href="/dashboard/static/dashboard.css"></head>
-<body class="login"><main><h1>Mussel dashboard</h1>
+<style>{_LOGIN_CSS}</style></head>
+<body><main><h1>Mussel dashboard</h1>
 <p class="note">{html.escape(message)}</p>
 <form method="post" action="/dashboard/login">
+<input type="text" name="username" value="admin" autocomplete="username" hidden>
 <label>Admin token <input type="password" name="token" autocomplete="current-password"
 required autofocus></label> <button type="submit">Sign in</button></form></main></body></html>
 """
-    headers = list(_SECURITY_HEADERS)
+    # its files need a sign-in: its style is inline (allowed for this page alone)
+    headers = [
+        (k, _LOGIN_CSP if k == "content-security-policy" else v) for k, v in _SECURITY_HEADERS
+    ]
     if status == 401:
         headers.append(("www-authenticate", 'Bearer realm="mussel"'))
     return Response(status, body.encode(), "text/html; charset=utf-8", headers)

@@ -25,7 +25,7 @@ import time
 from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote, unquote
 
 from mussel.dispatch.http import Request, Response
 from mussel.dispatch.metrics import ServerMetrics
@@ -153,12 +153,15 @@ def cookie_token(request: Request) -> str | None:
     for part in request.header("cookie").split(";"):
         name, _, value = part.strip().partition("=")
         if name == COOKIE and value:
-            return value
+            return unquote(value)
     return None
 
 
 def login_cookie(token: str, secure: bool) -> str:
-    attrs = f"{COOKIE}={token}; Path=/dashboard; HttpOnly; SameSite=Strict; Max-Age=43200"
+    """The ``Set-Cookie`` value that keeps a browser's admin token (percent-encoded: a
+    ``MUSSEL_ADMIN_TOKEN`` may hold any character) for 12 hours."""
+    attrs = f"{COOKIE}={quote(token, safe='')}; Path=/dashboard; HttpOnly; SameSite=Strict"
+    attrs += "; Max-Age=43200"
     return attrs + ("; Secure" if secure else "")
 
 

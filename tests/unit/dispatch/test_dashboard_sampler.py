@@ -8,7 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from mussel.dispatch.dashboard import Sampler, check_refresh
+from mussel.dispatch.dashboard import Sampler, check_refresh, cookie_token, login_cookie
+from mussel.dispatch.http import Request
 from mussel.dispatch.metrics import ServerMetrics
 from mussel.engine import Store, StoreConfig
 from mussel.errors import InvalidRequestError
@@ -72,3 +73,14 @@ def test_refresh_bounds() -> None:
     for bad in ("0.1", "nan", "inf", "x", "4000", "1_0", " 5", "5.", "-1", "1e2"):
         with pytest.raises(InvalidRequestError, match="refresh"):
             check_refresh(bad)
+
+
+def test_the_sign_in_cookie_carries_any_token() -> None:
+    secret = "a;b c=d%e,f"
+    set_cookie = login_cookie(secret, secure=True)
+    assert "HttpOnly" in set_cookie and "Secure" in set_cookie
+    pair = set_cookie.split(";", 1)[0]
+    request = Request("GET", "/dashboard", b"", {"cookie": f"theme=dark; {pair}"})
+    assert cookie_token(request) == secret
+    assert cookie_token(Request("GET", "/dashboard", b"", {"cookie": "theme=dark"})) is None
+    assert "Secure" not in login_cookie(secret, secure=False)

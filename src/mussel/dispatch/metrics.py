@@ -112,8 +112,9 @@ class ServerMetrics:
         )
         r.gauge(
             "mussel_replay_assigned_partitions",
-            "Log partitions this replayer applies now (a consumer-group member; 0 during "
-            "a rebalance). Absent in processes that apply no log themselves.",
+            "Log partitions this process's replayer applies now: all of them in embedded "
+            "mode; a consumer-group member's share in distributed mode (0 during a "
+            "rebalance). Absent in processes that apply no log themselves.",
             source=self._assigned,
         )
         r.gauge(

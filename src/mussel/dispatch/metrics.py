@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from mussel.bulkload import JobManager
@@ -65,6 +65,8 @@ class ServerMetrics:
         """Other server processes' latest ``snapshot()``s, merged into ``render`` and
         ``rates`` (the owner refreshes them)."""
         self.hot = HotKeys()
+        self.remote_hotkeys: Callable[[], list[Mapping[str, Any]]] | None = None
+        """Distributed mode: the other dispatchers' hot-key snapshots."""
         self._reads = _Rates()
         self._recent: deque[tuple[float, float]] = deque(maxlen=4096)
         self._p99: float | None = None
@@ -393,8 +395,11 @@ class ServerMetrics:
         }
 
     def hot_keys(self, ns: str, table: str, limit: int) -> list[tuple[bytes, float]]:
-        """The table's busiest pks (requests/s) in every process."""
+        """The table's busiest pks (requests/s) in every process (and every dispatcher
+        that publishes its counts, see ``remote_hotkeys``)."""
         peers = [p["hotkeys"] for p in self.peers if "hotkeys" in p]
+        if self.remote_hotkeys is not None:
+            peers += self.remote_hotkeys()
         return self.hot.top(ns, table, limit, peers)
 
     def render(self) -> bytes:

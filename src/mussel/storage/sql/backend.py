@@ -117,6 +117,7 @@ class SqlBackend:
         pool_size: int = 8,
         eventual_reads: bool = False,
         connect_timeout_s: float = 10.0,
+        acquire_timeout_s: float = 2.0,
         stats_cache_s: float = 0.0,
     ) -> None:
         conninfo, named = split_dialect_from_url(url)
@@ -136,7 +137,9 @@ class SqlBackend:
                 min_size=1,
                 max_size=max(1, pool_size),
                 kwargs={"autocommit": True},
-                timeout=connect_timeout_s,
+                # a call waits this long for a connection, then fails (503): while
+                # the database is away, requests fail fast instead of piling up
+                timeout=acquire_timeout_s,
                 name="mussel-sql",
                 open=False,
             )

@@ -1,0 +1,72 @@
+"""Run DAGs with ``dag.test()`` in this process and print what happened.
+
+``python run_dags.py PLAN.json``, where the plan is ``{"runs": [{"name", "file",
+"dag_id", "conf"}, ...]}``. It prints first ``PROVIDERS {json}`` (what Airflow's
+``ProvidersManager`` found of the ``mussel-kv`` provider), then for each run
+``::run-begin NAME``, Airflow's own log of the run (task logs included), and
+``::run-end NAME {json}`` with the run's state, each task's state and each task's XComs.
+
+The environment names Airflow's home, database and DAG folder (``conftest.py``). The
+tests run this in a subprocess so that Airflow's settings and logging never touch the
+pytest process, and all runs in one process so that Airflow starts once.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+import traceback
+from typing import Any
+
+
+def providers() -> dict[str, Any]:
+    from airflow.providers_manager import ProvidersManager
+
+    pm = ProvidersManager()
+    info = pm.providers.get("mussel-kv")
+    hook = pm.hooks.get("mussel")
+    return {
+        "provider": None if info is None else {"version": info.version, **info.data},
+        "hook": None if hook is None else hook._asdict(),
+        "field_behaviour": pm.field_behaviours.get("mussel"),
+        "triggers": [t.trigger_class_name for t in pm.trigger if t.package_name == "mussel-kv"],
+    }
+
+
+def run(path: str, dag_id: str, conf: dict[str, Any]) -> dict[str, Any]:
+    from airflow.models.xcom import XComModel
+    from airflow.sdk import DAG
+    from airflow.utils.session import create_session
+
+    spec = importlib.util.spec_from_file_location(f"dag_{dag_id}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    [dag] = [d for d in vars(module).values() if isinstance(d, DAG) and d.dag_id == dag_id]
+    dag_run = dag.test(run_conf=conf)
+    with create_session() as session:
+        tis = dag_run.get_task_instances(session=session)
+        xcoms = session.query(XComModel).filter(XComModel.run_id == dag_run.run_id).all()
+        return {
+            "state": str(dag_run.state),
+            "tasks": {ti.task_id: str(ti.state) for ti in tis},
+            "xcom": {f"{x.task_id}.{x.key}": XComModel.deserialize_value(x) for x in xcoms},
+        }
+
+
+def main(plan_path: str) -> None:
+    with open(plan_path) as f:
+        plan = json.load(f)
+    print("PROVIDERS " + json.dumps(providers(), default=str), flush=True)
+    for item in plan["runs"]:
+        print(f"::run-begin {item['name']}", flush=True)
+        try:
+            result = run(item["file"], item["dag_id"], item["conf"])
+        except Exception:
+            result = {"state": "crashed", "traceback": traceback.format_exc()}
+        print(f"::run-end {item['name']} " + json.dumps(result, default=str), flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

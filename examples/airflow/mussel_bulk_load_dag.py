@@ -24,6 +24,7 @@ from datetime import datetime
 
 from airflow.sdk import DAG, Param, task
 
+from mussel.errors import NamespaceNotFoundError, TableNotFoundError
 from mussel.integrations.airflow.hooks import MusselHook
 from mussel.integrations.airflow.operators import MusselBulkLoadOperator
 from mussel.integrations.airflow.sensors import MusselJobSensor
@@ -38,11 +39,16 @@ PARAMS = {
 
 @task
 def ensure_table(namespace: str, table: str) -> None:
-    """Create the namespace and the table if they do not exist (both calls are
-    idempotent); the hook gives a ``mussel.Client``."""
+    """Create the namespace and the table if they do not exist (an existing table keeps
+    its options); the hook gives a ``mussel.Client``."""
     with MusselHook().get_conn() as client:
-        client.put_namespace(namespace)
-        client.put_table(namespace, table, max_versions=1)
+        try:
+            client.table(namespace, table)
+        except NamespaceNotFoundError:
+            client.put_namespace(namespace)
+            client.put_table(namespace, table, max_versions=1)
+        except TableNotFoundError:
+            client.put_table(namespace, table, max_versions=1)
 
 
 with DAG(

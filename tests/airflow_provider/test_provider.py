@@ -41,6 +41,8 @@ class World:
     client: Client
 
 
+PREMADE_VERSIONS = 3
+
 # name: (DAG file, DAG id, which file, mode)
 RUNS: dict[str, tuple[str, str, str, str]] = {
     "deferred_ok": (EXAMPLE, "mussel_bulk_load", "good", "replace"),
@@ -74,17 +76,19 @@ def world(
     with Client(shared_server.url) as client:
         runs = []
         for name, (dag_file, dag_id, which, mode) in RUNS.items():
-            # Every run has its own namespace, made here with a cell that predates it
-            # (the example DAGs' first task makes it again: that is idempotent).
-            client.put_namespace(name)
-            client.put_table(name, "t", max_versions=1)
-            client.put(name, "t", "a", "x", b"before")
-            client.put(name, "t", "old", "", b"before")
             conf = {"namespace": name, "table": "t", "source": str(getattr(files, which))}
             conf["mode"] = mode
             runs.append(
                 {"name": name, "file": str(dags / dag_file), "dag_id": dag_id, "conf": conf}
             )
+            if name == "deferred_not_parquet":
+                continue  # the example DAG's first task makes the namespace and the table
+            # Every other run has its own namespace, made here with cells that predate
+            # it (the example DAG's first task leaves an existing table as it is).
+            client.put_namespace(name)
+            client.put_table(name, "t", max_versions=PREMADE_VERSIONS)
+            client.put(name, "t", "a", "x", b"before")
+            client.put(name, "t", "old", "", b"before")
         providers, outcomes = runner.run(runs)
         yield World(providers, outcomes, files, client)
 
@@ -142,6 +146,7 @@ def test_deferred_replace_load_succeeds_and_the_data_is_readable(world: World) -
     # replace: the table is now exactly the file (the older cells are gone)
     assert values(world.client, "deferred_ok") == {(b"a", b"x"): b"1", (b"b", b"y"): b"2"}
     assert [c.value for c in world.client.get("deferred_ok", "t", "b", "y")] == [b"2"]
+    assert world.client.table("deferred_ok", "t").max_versions == PREMADE_VERSIONS
 
 
 def test_deferred_failed_job_fails_the_task_with_its_error(world: World) -> None:
@@ -156,6 +161,8 @@ def test_unreadable_file_fails_the_task_with_the_server_error(world: World) -> N
     assert "mussel refused the bulk load" in run.log
     assert f"{world.files.not_parquet} is not a readable Parquet file" in run.log
     assert world.client.jobs("deferred_not_parquet") == []
+    # the example DAG's first task made the namespace and the table
+    assert world.client.table("deferred_not_parquet", "t").max_versions == 1
 
 
 def test_submit_then_sensor_succeeds(world: World) -> None:

@@ -49,7 +49,8 @@ class MusselBulkLoadOperator(BaseOperator):
     ``mode`` is ``merge``, ``replace`` or ``insert_ignore``; ``layout`` ``cells`` or
     ``wide``; ``columns`` renames the columns the layout reads (e.g. ``{"pk": "user_id"}``);
     ``ts`` is the job's timestamp in microseconds (default: its creation time);
-    ``job_id`` names the job (see the module docstring on retries). ``namespace``,
+    ``job_id`` names the job (see the module docstring on retries); ``cancel_on_kill``
+    cancels the job when Airflow kills the waiting task. ``namespace``,
     ``table``, ``source``, ``mode``, ``layout``, ``columns``, ``ts`` and ``job_id`` are
     templated. ``timeout`` (seconds, None: no limit) bounds the wait.
     """
@@ -82,6 +83,7 @@ class MusselBulkLoadOperator(BaseOperator):
         deferrable: bool = False,
         poll_interval: float = 5.0,
         timeout: float | None = None,
+        cancel_on_kill: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -98,6 +100,8 @@ class MusselBulkLoadOperator(BaseOperator):
         self.deferrable = deferrable
         self.poll_interval = poll_interval
         self.timeout = timeout
+        self.cancel_on_kill = cancel_on_kill
+        self._submitted: str | None = None
 
     def _check(self) -> int | None:
         """Validate the rendered arguments; returns ``ts`` as an int (or None)."""
@@ -132,6 +136,7 @@ class MusselBulkLoadOperator(BaseOperator):
             except MusselError as e:
                 raise AirflowException(f"mussel refused the bulk load: {e}") from e
             job = handle.job
+            self._submitted = job.id
             context["ti"].xcom_push(key="job_id", value=job.id)
             self.log.info(
                 "Submitted mussel job %s: %s into %s/%s (mode %s)",
@@ -160,6 +165,20 @@ class MusselBulkLoadOperator(BaseOperator):
             except MusselError as e:
                 raise AirflowException(f"could not follow mussel job {job.id}: {e}") from e
         return self._finish(job)
+
+    def on_kill(self) -> None:
+        """Airflow kills the task (marked failed by hand, ``execution_timeout``) while it
+        waits in its worker slot: cancel the job, unless ``cancel_on_kill=False``. A
+        deferred wait is not covered: Airflow does not call ``on_kill`` for triggers."""
+        if not self.cancel_on_kill or self._submitted is None:
+            return
+        try:
+            with MusselHook(self.mussel_conn_id).get_conn() as client:
+                job = client.cancel_job(self._submitted)
+        except MusselError as e:
+            self.log.warning("Could not cancel mussel job %s: %s", self._submitted, e)
+            return
+        self.log.info("Asked mussel to cancel job %s (now %s)", job.id, job.state)
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> str:
         """Resumes a deferred task with ``MusselJobTrigger``'s event."""

@@ -44,6 +44,7 @@ class AirflowRunner:
 
     env: dict[str, str]
     dags_folder: Path
+    connections: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def run(
         self, runs: list[dict[str, Any]], timeout: float = 240.0
@@ -51,7 +52,7 @@ class AirflowRunner:
         """Runs ``runs`` (``name``, ``file``, ``dag_id``, ``conf``) in one process;
         returns what ``ProvidersManager`` found and each run's outcome by name."""
         plan = self.dags_folder.parent / "plan.json"
-        plan.write_text(json.dumps({"runs": runs}))
+        plan.write_text(json.dumps({"connections": self.connections, "runs": runs}))
         proc = subprocess.run(
             [sys.executable, str(HERE / "run_dags.py"), str(plan)],
             env=self.env,
@@ -135,19 +136,24 @@ def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return env
 
 
-def mussel_connection(url: str, token: str | None = None) -> str:
-    """The ``AIRFLOW_CONN_*`` value of a ``mussel`` connection to ``url``."""
+def mussel_connection(url: str, token: str | None = None) -> dict[str, Any]:
+    """The fields of a ``mussel`` connection to ``url`` (``http://host:port``)."""
     scheme, _, rest = url.partition("://")
     host, _, port = rest.partition(":")
     conn: dict[str, Any] = {"conn_type": "mussel", "host": host, "port": int(port)}
     conn["schema"] = scheme
     if token is not None:
         conn["password"] = token
-    return json.dumps(conn)
+    return conn
 
 
 def runner_for(env: Mapping[str, str], url: str) -> AirflowRunner:
-    """A runner whose ``mussel_default`` connection points at the server at ``url``."""
+    """A runner with two connections to the server at ``url``: ``mussel_default``
+    stored in Airflow's database, ``mussel_env`` in an environment variable."""
     env = dict(env)
-    env["AIRFLOW_CONN_MUSSEL_DEFAULT"] = mussel_connection(url)
-    return AirflowRunner(env, Path(env["AIRFLOW__CORE__DAGS_FOLDER"]))
+    env["AIRFLOW_CONN_MUSSEL_ENV"] = json.dumps(mussel_connection(url))
+    return AirflowRunner(
+        env,
+        Path(env["AIRFLOW__CORE__DAGS_FOLDER"]),
+        {"mussel_default": mussel_connection(url)},
+    )

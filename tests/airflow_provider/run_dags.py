@@ -1,7 +1,8 @@
 """Run DAGs with ``dag.test()`` in this process and print what happened.
 
-``python run_dags.py PLAN.json``, where the plan is ``{"runs": [{"name", "file",
-"dag_id", "conf"}, ...]}``. It prints first ``PROVIDERS {json}`` (what Airflow's
+``python run_dags.py PLAN.json``, where the plan is ``{"connections": {conn_id:
+fields}, "runs": [{"name", "file", "dag_id", "conf"}, ...]}``. It stores the connections
+in Airflow's database, then prints first ``PROVIDERS {json}`` (what Airflow's
 ``ProvidersManager`` found of the ``mussel-kv`` provider), then for each run
 ``::run-begin NAME``, Airflow's own log of the run (task logs included), and
 ``::run-end NAME {json}`` with the run's state, each task's state and each task's XComs.
@@ -55,9 +56,21 @@ def run(path: str, dag_id: str, conf: dict[str, Any]) -> dict[str, Any]:
         }
 
 
+def add_connections(connections: dict[str, dict[str, Any]]) -> None:
+    """Store connections in Airflow's database, as the UI or the CLI would."""
+    from airflow.models import Connection
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        for conn_id, fields in connections.items():
+            session.query(Connection).filter(Connection.conn_id == conn_id).delete()
+            session.add(Connection(conn_id=conn_id, **fields))
+
+
 def main(plan_path: str) -> None:
     with open(plan_path) as f:
         plan = json.load(f)
+    add_connections(plan.get("connections", {}))
     print("PROVIDERS " + json.dumps(providers(), default=str), flush=True)
     for item in plan["runs"]:
         print(f"::run-begin {item['name']}", flush=True)

@@ -1,5 +1,6 @@
 """DAGs of the provider's tests for what the example DAGs do not use: the operator
-waiting in its worker slot (not deferred) and the sensor deferred to the triggerer."""
+waiting in its worker slot (not deferred), through a connection in an environment
+variable (``mussel_env``), and the sensor deferred to the triggerer."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ with DAG(dag_id="mussel_poll_load", schedule=None, start_date=datetime(2026, 1, 
         table="{{ params.table }}",
         source="{{ params.source }}",
         mode="{{ params.mode }}",
+        mussel_conn_id="mussel_env",
         poll_interval=0.1,
         timeout=60,
     )

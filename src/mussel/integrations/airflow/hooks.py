@@ -10,10 +10,12 @@ environment variable::
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from typing import Any
 
 from airflow.sdk import BaseHook
+from airflow.sdk.exceptions import AirflowNotFoundException
 
 from mussel.client import AsyncClient, Client
 from mussel.errors import MusselError
@@ -74,7 +76,15 @@ class MusselHook(BaseHook):
     async def aget_conn(self) -> AsyncClient:
         """A new ``mussel.AsyncClient`` for the connection (for triggers); the caller
         closes it (``async with``)."""
-        url, token = self._settings(await self.aget_connection(self.mussel_conn_id))
+        try:
+            conn = await self.aget_connection(self.mussel_conn_id)
+        except AirflowNotFoundException:
+            # `airflow dags test` runs triggers in-process, where the async lookup
+            # reaches environment variables and secrets backends but not connections
+            # stored in the database (its in-process channel has no async send); the
+            # blocking lookup does reach them, so it gets one try in a thread.
+            conn = await asyncio.to_thread(self.get_connection, self.mussel_conn_id)
+        url, token = self._settings(conn)
         return AsyncClient(url, token=token, timeout=self.timeout, retries=self.retries)
 
     def test_connection(self) -> tuple[bool, str]:

@@ -45,14 +45,24 @@ class AirflowRunner:
     env: dict[str, str]
     dags_folder: Path
     connections: dict[str, dict[str, Any]] = field(default_factory=dict)
+    test_connections: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def run(
         self, runs: list[dict[str, Any]], timeout: float = 240.0
     ) -> tuple[dict[str, Any], dict[str, DagRunOutcome]]:
         """Runs ``runs`` (``name``, ``file``, ``dag_id``, ``conf``) in one process;
-        returns what ``ProvidersManager`` found and each run's outcome by name."""
+        returns what ``ProvidersManager`` found (with ``connection_tests``: what testing
+        each of ``test_connections`` answered) and each run's outcome by name."""
         plan = self.dags_folder.parent / "plan.json"
-        plan.write_text(json.dumps({"connections": self.connections, "runs": runs}))
+        plan.write_text(
+            json.dumps(
+                {
+                    "connections": self.connections,
+                    "test_connections": self.test_connections,
+                    "runs": runs,
+                }
+            )
+        )
         proc = subprocess.run(
             [sys.executable, str(HERE / "run_dags.py"), str(plan)],
             env=self.env,
@@ -72,6 +82,8 @@ def parse(out: str, code: int) -> tuple[dict[str, Any], dict[str, DagRunOutcome]
     for line in out.splitlines():
         if line.startswith("PROVIDERS "):
             providers = json.loads(line.removeprefix("PROVIDERS "))
+        elif line.startswith("CONNECTION-TESTS ") and providers is not None:
+            providers["connection_tests"] = json.loads(line.removeprefix("CONNECTION-TESTS "))
         elif line.startswith("::run-begin "):
             name, lines = line.removeprefix("::run-begin "), []
         elif line.startswith("::run-end "):

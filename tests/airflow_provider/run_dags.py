@@ -1,9 +1,11 @@
 """Run DAGs with ``dag.test()`` in this process and print what happened.
 
 ``python run_dags.py PLAN.json``, where the plan is ``{"connections": {conn_id:
-fields}, "runs": [{"name", "file", "dag_id", "conf"}, ...]}``. It stores the connections
-in Airflow's database, then prints first ``PROVIDERS {json}`` (what Airflow's
-``ProvidersManager`` found of the ``mussel-kv`` provider), then for each run
+fields}, "test_connections": {conn_id: fields}, "runs": [{"name", "file", "dag_id",
+"conf"}, ...]}``. It stores the connections in Airflow's database, then prints
+``PROVIDERS {json}`` (what Airflow's ``ProvidersManager`` found of the ``mussel-kv``
+provider), ``CONNECTION-TESTS {json}`` (what testing each of ``test_connections``
+answers, as the connection form's "Test" button does), then for each run
 ``::run-begin NAME``, Airflow's own log of the run (task logs included), and
 ``::run-end NAME {json}`` with the run's state, each task's state and each task's XComs.
 
@@ -56,6 +58,22 @@ def run(path: str, dag_id: str, conf: dict[str, Any]) -> dict[str, Any]:
         }
 
 
+def test_connections(connections: dict[str, dict[str, Any]]) -> dict[str, list[Any]]:
+    """What the connection form's "Test" button answers for each connection: the API
+    server puts it in an ``AIRFLOW_CONN_*`` variable as a URI and calls
+    ``Connection.test_connection()`` (which calls ``MusselHook.test_connection``)."""
+    import os
+
+    from airflow.models import Connection
+
+    answers = {}
+    for conn_id, fields in connections.items():
+        conn = Connection(conn_id=conn_id, **fields)
+        os.environ[f"AIRFLOW_CONN_{conn_id.upper()}"] = conn.get_uri()
+        answers[conn_id] = list(conn.test_connection())
+    return answers
+
+
 def add_connections(connections: dict[str, dict[str, Any]]) -> None:
     """Store connections in Airflow's database, as the UI or the CLI would."""
     from airflow.models import Connection
@@ -72,6 +90,8 @@ def main(plan_path: str) -> None:
         plan = json.load(f)
     add_connections(plan.get("connections", {}))
     print("PROVIDERS " + json.dumps(providers(), default=str), flush=True)
+    tested = test_connections(plan.get("test_connections", {}))
+    print("CONNECTION-TESTS " + json.dumps(tested), flush=True)
     for item in plan["runs"]:
         print(f"::run-begin {item['name']}", flush=True)
         try:

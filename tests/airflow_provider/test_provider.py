@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from mussel import Client
-from tests.airflow_provider.conftest import DagRunOutcome, runner_for
+from tests.airflow_provider.conftest import DagRunOutcome, mussel_connection, runner_for
 from tests.conftest import ServerProcess
 
 pytestmark = pytest.mark.slow
@@ -72,6 +72,11 @@ def world(
     )
     files.not_parquet.write_text("pk,sk,value\na,x,1\n")
     runner = runner_for(airflow_env, shared_server.url)
+    runner.test_connections = {
+        "mussel_ok": mussel_connection(shared_server.url),
+        "mussel_refused": mussel_connection("http://127.0.0.1:1"),
+        "mussel_ftp": {**mussel_connection(shared_server.url), "schema": "ftp"},
+    }
     dags = runner.dags_folder
     with Client(shared_server.url) as client:
         runs = []
@@ -132,6 +137,18 @@ def test_airflow_lists_the_provider(world: World) -> None:
     assert set(found["field_behaviour"]["hidden_fields"]) == {"login", "extra"}
     assert found["field_behaviour"]["relabeling"]["password"] == "Token"
     assert found["triggers"] == ["mussel.integrations.airflow.triggers"]
+
+
+def test_the_connection_forms_test_button(world: World) -> None:
+    answers = world.providers["connection_tests"]
+    assert answers["mussel_ok"] == [True, f"Mussel at {world.client.base_url} answers: ok"]
+    ok, message = answers["mussel_refused"]
+    assert not ok and "cannot reach the server" in message
+    ok, message = answers["mussel_ftp"]
+    assert not ok
+    assert message == (
+        "connection 'mussel_ftp': the mussel connection's schema must be http or https, not 'ftp'"
+    )
 
 
 def test_deferred_replace_load_succeeds_and_the_data_is_readable(world: World) -> None:

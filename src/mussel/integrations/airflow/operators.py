@@ -3,7 +3,8 @@
 The task submits the load (``POST .../bulkloads``), pushes the job id to XCom under
 ``job_id`` at once, then waits for the job to end:
 
-- ``deferrable=False`` (default): polls ``GET /v1/jobs/{id}`` every ``poll_interval``
+- ``deferrable=False`` (the default unless Airflow's ``[operators]
+  default_deferrable`` is true): polls ``GET /v1/jobs/{id}`` every ``poll_interval``
   seconds inside the worker slot (``mussel.Client``'s ``BulkLoad.wait``).
 - ``deferrable=True``: frees the worker slot and hands the waiting to
   ``MusselJobTrigger`` in the triggerer (``mussel.AsyncClient``, same polling), then
@@ -28,6 +29,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from airflow.sdk import BaseOperator
+from airflow.sdk.configuration import conf
 from airflow.sdk.exceptions import AirflowException
 
 from mussel.client import JobDescription
@@ -80,7 +82,7 @@ class MusselBulkLoadOperator(BaseOperator):
         job_id: str | None = None,
         mussel_conn_id: str = DEFAULT_CONN_ID,
         wait_for_completion: bool = True,
-        deferrable: bool = False,
+        deferrable: bool | None = None,
         poll_interval: float = 5.0,
         timeout: float | None = None,
         cancel_on_kill: bool = True,
@@ -97,7 +99,11 @@ class MusselBulkLoadOperator(BaseOperator):
         self.job_id = job_id
         self.mussel_conn_id = mussel_conn_id
         self.wait_for_completion = wait_for_completion
-        self.deferrable = deferrable
+        self.deferrable = (
+            conf.getboolean("operators", "default_deferrable", fallback=False)
+            if deferrable is None
+            else deferrable
+        )
         self.poll_interval = poll_interval
         self.timeout = timeout
         self.cancel_on_kill = cancel_on_kill

@@ -6,7 +6,8 @@ fails, without retrying (``AirflowFailException``), when the job ended ``failed`
 ``cancelled``, with the job's error code and message. An unknown job id or an
 unreachable server fails the poke like any other error (so the task's retries apply).
 ``poke_interval``, ``timeout`` and ``mode`` (``poke`` or ``reschedule``) are
-``BaseSensorOperator``'s. ``deferrable=True`` waits in the triggerer instead
+``BaseSensorOperator``'s. ``deferrable=True`` (the default when Airflow's ``[operators]
+default_deferrable`` is true) waits in the triggerer instead
 (``MusselJobTrigger``, polling every ``poke_interval`` seconds, for at most ``timeout``)
 from the start, without a first poke in the worker.
 """
@@ -17,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
+from airflow.sdk.configuration import conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout
 
 from mussel.client import JobDescription
@@ -37,13 +39,17 @@ class MusselJobSensor(BaseSensorOperator):
         *,
         job_id: str,
         mussel_conn_id: str = DEFAULT_CONN_ID,
-        deferrable: bool = False,
+        deferrable: bool | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.job_id = job_id
         self.mussel_conn_id = mussel_conn_id
-        self.deferrable = deferrable
+        self.deferrable = (
+            conf.getboolean("operators", "default_deferrable", fallback=False)
+            if deferrable is None
+            else deferrable
+        )
 
     def execute(self, context: Any) -> Any:
         if not self.deferrable:

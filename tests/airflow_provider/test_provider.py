@@ -31,6 +31,7 @@ class Files:
     good: Path  # a, x = 1; b, y = 2
     bad_row: Path  # Parquet whose row 1 has an empty pk: the job fails
     not_parquet: Path  # the server refuses it at submission
+    wide: Path  # user_id, email, name: the wide layout
 
 
 @dataclass
@@ -53,6 +54,7 @@ RUNS: dict[str, tuple[str, str, str, str]] = {
     "poll_ok": (TESTS, "mussel_poll_load", "good", "insert_ignore"),
     "poll_bad_row": (TESTS, "mussel_poll_load", "bad_row", "merge"),
     "poll_bad_mode": (TESTS, "mussel_poll_load", "good", "upsert"),
+    "wide_ok": (TESTS, "mussel_wide_load", "wide", "merge"),
     "deferred_sensor_ok": (TESTS, "mussel_deferred_sensor", "good", "merge"),
     "deferred_sensor_bad_row": (TESTS, "mussel_deferred_sensor", "bad_row", "merge"),
 }
@@ -65,7 +67,13 @@ def world(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[World]:
     tmp = tmp_path_factory.mktemp("airflow-files")
-    files = Files(tmp / "good.parquet", tmp / "bad_row.parquet", tmp / "not_parquet.parquet")
+    files = Files(
+        tmp / "good.parquet", tmp / "bad_row.parquet", tmp / "not_parquet.parquet", tmp / "w.pq"
+    )
+    pq.write_table(
+        pa.table({"user_id": ["u1", "u2"], "email": ["a@x", "b@x"], "name": ["Ada", "Bo"]}),
+        files.wide,
+    )
     pq.write_table(pa.table({"pk": ["a", "b"], "sk": ["x", "y"], "value": ["1", "2"]}), files.good)
     pq.write_table(
         pa.table({"pk": ["a", ""], "sk": ["x", "y"], "value": ["1", "2"]}), files.bad_row
@@ -83,6 +91,7 @@ def world(
         for name, (dag_file, dag_id, which, mode) in RUNS.items():
             conf = {"namespace": name, "table": "t", "source": str(getattr(files, which))}
             conf["mode"] = mode
+            conf["pk_column"] = "user_id"
             runs.append(
                 {"name": name, "file": str(dags / dag_file), "dag_id": dag_id, "conf": conf}
             )
@@ -224,6 +233,22 @@ def test_polling_insert_ignore_load_succeeds(world: World) -> None:
         (b"b", b"y"): b"2",
         (b"old", b""): b"before",
     }
+
+
+def test_wide_layout_with_renamed_pk_column_and_fixed_ts(world: World) -> None:
+    run = outcome(world, "wide_ok")
+    assert run.state == "success", run.log[-3000:]
+    job = world.client.job(run.xcom["load.job_id"])
+    assert job.layout == "wide" and job.ts == 1_700_000_000_000_000
+    assert values(world.client, "wide_ok") == {
+        (b"a", b"x"): b"before",
+        (b"old", b""): b"before",
+        (b"u1", b"email"): b"a@x",
+        (b"u1", b"name"): b"Ada",
+        (b"u2", b"email"): b"b@x",
+        (b"u2", b"name"): b"Bo",
+    }
+    assert world.client.get("wide_ok", "t", "u2", "name")[0].ts == 1_700_000_000_000_000
 
 
 def test_polling_failed_job_fails_the_task_with_its_error(world: World) -> None:

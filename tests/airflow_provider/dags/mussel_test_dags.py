@@ -37,3 +37,16 @@ with DAG(
     submit >> MusselJobSensor(
         task_id="wait", job_id=submit.output, deferrable=True, poke_interval=0.2, timeout=60
     )
+
+with DAG(dag_id="mussel_wide_load", schedule=None, start_date=datetime(2026, 1, 1)) as wide_load:
+    MusselBulkLoadOperator(
+        task_id="load",
+        namespace="{{ params.namespace }}",
+        table="{{ params.table }}",
+        source="{{ params.source }}",
+        mode="{{ params.mode }}",
+        layout="wide",
+        columns={"pk": "{{ params.pk_column }}"},  # templated inside the mapping
+        ts=1_700_000_000_000_000,
+        poll_interval=0.1,
+    )

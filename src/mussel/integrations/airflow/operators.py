@@ -115,6 +115,13 @@ class MusselBulkLoadOperator(BaseOperator):
             raise AirflowException(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
         if self.layout not in LAYOUTS:
             raise AirflowException(f"layout must be cells or wide, not {self.layout!r}")
+        if self.columns is not None and not (
+            isinstance(self.columns, Mapping)
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in self.columns.items())
+        ):
+            raise AirflowException(
+                f"columns must map roles (pk, sk, value, ts) to column names, not {self.columns!r}"
+            )
         if self.ts is None or self.ts == "":
             return None
         try:

@@ -161,7 +161,7 @@ class MusselBulkLoadOperator(BaseOperator):
             )
             if not self.wait_for_completion:
                 return job.id
-            if self.deferrable and not job.done:
+            if self.deferrable:
                 self.defer(
                     trigger=MusselJobTrigger(
                         job_id=job.id,

@@ -135,7 +135,10 @@ def assert_failed_with_job_error(world: World, name: str, task: str, submit: str
 
 def test_airflow_lists_the_provider(world: World) -> None:
     found = world.providers
-    assert found["provider"] is not None, "ProvidersManager did not find mussel-kv"
+    assert found["provider"] is not None, (
+        "ProvidersManager did not find mussel-kv: the entry point is in the installed "
+        "package's metadata, so reinstall it after pyproject.toml changed (pip install -e .)"
+    )
     assert found["provider"]["package-name"] == "mussel-kv"
     assert found["provider"]["version"] == "0.1.0"
     hook = found["hook"]

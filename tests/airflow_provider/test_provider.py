@@ -55,6 +55,7 @@ RUNS: dict[str, tuple[str, str, str, str]] = {
     "poll_bad_row": (TESTS, "mussel_poll_load", "bad_row", "merge"),
     "poll_bad_mode": (TESTS, "mussel_poll_load", "good", "upsert"),
     "wide_ok": (TESTS, "mussel_wide_load", "wide", "merge"),
+    "sensor_unknown_job": (TESTS, "mussel_sensor_unknown_job", "good", "merge"),
     "deferred_sensor_ok": (TESTS, "mussel_deferred_sensor", "good", "merge"),
     "deferred_sensor_bad_row": (TESTS, "mussel_deferred_sensor", "bad_row", "merge"),
 }
@@ -92,6 +93,7 @@ def world(
             conf = {"namespace": name, "table": "t", "source": str(getattr(files, which))}
             conf["mode"] = mode
             conf["pk_column"] = "user_id"
+            conf["job_id"] = "no-such-job"
             runs.append(
                 {"name": name, "file": str(dags / dag_file), "dag_id": dag_id, "conf": conf}
             )
@@ -263,3 +265,15 @@ def test_a_bad_mode_fails_the_task_before_submitting(world: World) -> None:
     assert run.state == "failed"
     assert "mode must be one of merge, replace, insert_ignore, not 'upsert'" in run.log
     assert world.client.jobs("poll_bad_mode") == []
+
+
+def test_sensors_fail_on_an_unknown_job(world: World) -> None:
+    run = outcome(world, "sensor_unknown_job")
+    assert run.state == "failed"
+    assert run.tasks == {"poke": "failed", "deferred": "failed"}
+    missing = "job 'no-such-job' does not exist"
+    # the poke fails with the server's error...
+    assert f"could not read mussel job no-such-job: {missing}" in run.log
+    # ...and so does the deferred sensor, from its trigger's event
+    assert "running trigger in line" in run.log
+    assert f"AirflowException: {missing}" in run.log

@@ -50,3 +50,15 @@ with DAG(dag_id="mussel_wide_load", schedule=None, start_date=datetime(2026, 1, 
         ts=1_700_000_000_000_000,
         poll_interval=0.1,
     )
+
+with DAG(
+    dag_id="mussel_sensor_unknown_job", schedule=None, start_date=datetime(2026, 1, 1)
+) as sensor_unknown_job:
+    MusselJobSensor(task_id="poke", job_id="{{ params.job_id }}", poke_interval=0.2, timeout=30)
+    MusselJobSensor(
+        task_id="deferred",
+        job_id="{{ params.job_id }}",
+        deferrable=True,
+        poke_interval=0.2,
+        timeout=30,
+    )

@@ -4,7 +4,8 @@ It polls ``GET /v1/jobs/{id}`` with ``mussel.AsyncClient`` every ``poll_interval
 seconds and fires one event, a dict made by ``job_event`` (see ``_jobs.py``):
 ``{"job_id", "state", "error"}`` where ``state`` is ``committed``, ``failed``,
 ``cancelled``, ``timeout`` (still running after ``timeout`` seconds) or ``error`` (the
-server could not be asked: unreachable, unknown job, bad token; ``error`` says why).
+server could not be asked: unreachable, unknown job, bad token, no such connection;
+``error`` says why).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+from airflow.sdk.exceptions import AirflowNotFoundException
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from mussel.errors import MusselError
@@ -61,7 +63,7 @@ class MusselJobTrigger(BaseTrigger):
                 }
             )
             return
-        except (MusselError, ValueError) as e:
+        except (MusselError, ValueError, AirflowNotFoundException) as e:
             yield TriggerEvent({"job_id": self.job_id, "state": "error", "error": str(e)})
             return
         yield TriggerEvent(job_event(job))

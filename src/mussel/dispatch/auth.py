@@ -6,7 +6,7 @@ carries ``Authorization: Bearer <token>``; the token must exist (else 401
 ``unauthenticated``) and give the operation's right on the namespace in its path
 (else 403 ``forbidden``):
 
-* ``admin``: namespaces (create, alter, drop), tokens, ``/metrics``;
+* ``admin``: namespaces (create, alter, drop), tokens, ``/metrics``, backups;
 * ``<ns>:write``: tables (create, alter, drop), writes, bulk loads, expire;
 * ``<ns>:read``: reads, table and namespace descriptions.
 
@@ -62,6 +62,7 @@ REQUIRED: dict[str, Right | None] = {
     "create_token": "admin",
     "list_tokens": "admin",
     "revoke_token": "admin",
+    "backup": "admin",
 }
 
 

@@ -49,9 +49,11 @@ from mussel.dispatch.follower import _die_with_owner
 from mussel.dispatch.quotas import RateBuckets
 from mussel.dispatch.server import (
     ServerConfig,
+    apply_logging,
     apply_shedding,
     bootstrap_tokens,
     check_auth,
+    checked_log_format,
     report_ready,
     tls_context,
 )
@@ -59,6 +61,7 @@ from mussel.dispatch.serving import Connections, protocol_factory, stop_event
 from mussel.engine import Store
 from mussel.errors import InvalidRequestError, MusselError
 from mussel.expire import ExpirationService
+from mussel.observability.logging import configure_logging
 
 __all__ = ["serve_distributed"]
 
@@ -200,6 +203,7 @@ async def serve_distributed(
     run = Path(tempfile.mkdtemp(prefix="mussel-rates-"))
     app.rates = RateBuckets.create(run / "buckets")
     apply_shedding(app, cfg)
+    apply_logging(app, cfg)
     if node.expiration is not None:
         app.expiration = node.expiration
         app.metrics.add_expiration(node.expiration)
@@ -276,9 +280,7 @@ def main() -> int:
     cfg, parent = pickle.loads(sys.stdin.buffer.read())
     assert isinstance(cfg, ServerConfig)
     _die_with_owner(parent)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s[child] %(message)s"
-    )
+    configure_logging(checked_log_format(cfg), f"{cfg.role}-child")
     try:
         uvloop.run(serve_distributed(cfg, child=True))
     except MusselError as exc:

@@ -53,6 +53,8 @@ def _schemas() -> dict[str, Any]:
         responses.Written,
         responses.Deleted,
         responses.Health,
+        bodies.BackupBody,
+        responses.BackupReply,
     ]
     _, components = msgspec.json.schema_components(types, ref_template=_REF)
     # What msgspec cannot say: a put carries a value, a delete none; a pk is not empty.
@@ -262,6 +264,15 @@ def openapi_document() -> bytes:
     paths["/v1/tokens/{id}"] = {
         "parameters": [_path_param("id")],
         "delete": {"responses": _answers("Revoked", 404)},
+    }
+    paths["/v1/admin/backup"] = {
+        "post": {
+            "description": "Embedded mode: back up the store, while it serves, into a new "
+            "directory under the server's --backup-dir (400 without one, for a path outside "
+            "it, and in distributed mode; 409 if the directory is not empty). Needs admin.",
+            "requestBody": _body("BackupBody"),
+            "responses": _answers("BackupReply", 409, 413, 503),
+        }
     }
     # --auth token: every operation but the open ones may answer 401 and 403
     open_paths = {"/healthz", "/readyz", "/openapi.json"}

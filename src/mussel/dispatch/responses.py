@@ -11,6 +11,8 @@ from typing import Literal
 import msgspec
 
 __all__ = [
+    "BackupOut",
+    "BackupReply",
     "Deleted",
     "ErrorBody",
     "JobOut",
@@ -249,3 +251,20 @@ class HotKeysReply(msgspec.Struct):
 
     window_s: float
     keys: list[HotKeyOut]
+
+
+class BackupOut(msgspec.Struct):
+    path: str
+    """The backup's directory on the server's file system."""
+    created_us: int
+    partitions: int
+    applied: list[int]
+    """Per log partition: the next offset to apply, as stored in the backup's data."""
+    log_end: list[int]
+    """Per log partition: the end of the backup's copy of the write log."""
+    files: int
+    bytes: int
+
+
+class BackupReply(msgspec.Struct):
+    backup: BackupOut

@@ -113,7 +113,7 @@ def restore(backup_dir: Path, data: Path, json_output: bool) -> None:
     from mussel.engine.backup import restore_backup  # noqa: PLC0415 (loads RocksDB)
 
     m = restore_backup(backup_dir, data)
-    doc = {
+    doc: dict[str, Any] = {
         "backup": str(backup_dir.resolve()),
         "data": str(data.resolve()),
         "created_us": m.created_us,

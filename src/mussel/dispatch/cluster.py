@@ -243,11 +243,15 @@ async def serve_distributed(
         sys.stdout.flush()
     else:
         scheme = "https" if tls is not None else "http"
-        print(
-            f"mussel: {cfg.role} serving {scheme}://{cfg.host}:{port} with {cfg.processes} "
-            f"process(es) (log {_redact(cfg.log_url)}, backend {_redact(cfg.backend_url)})",
-            file=sys.stderr,
-            flush=True,
+        log.info(
+            "%s serving %s://%s:%d with %d process(es) (log %s, backend %s)",
+            cfg.role,
+            scheme,
+            cfg.host,
+            port,
+            cfg.processes,
+            _redact(cfg.log_url),
+            _redact(cfg.backend_url),
         )
     report_ready(ready_fd, port)
     await stop.wait()

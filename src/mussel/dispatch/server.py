@@ -365,11 +365,13 @@ async def _serve(cfg: ServerConfig, ready_fd: int | None) -> None:
         run.mkdir(parents=True, exist_ok=True)
         write_atomic(run / "pids", f"{os.getpid()}\n".encode())
     scheme = "https" if tls is not None else "http"
-    print(
-        f"mussel: serving {scheme}://{cfg.host}:{port} with {cfg.processes} process(es) "
-        f"(data in {cfg.data_dir})",
-        file=sys.stderr,
-        flush=True,
+    log.info(
+        "serving %s://%s:%d with %d process(es) (data in %s)",
+        scheme,
+        cfg.host,
+        port,
+        cfg.processes,
+        cfg.data_dir,
     )
     report_ready(ready_fd, port)
     await stop.wait()

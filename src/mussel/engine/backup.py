@@ -52,7 +52,7 @@ from mussel.log.local import LocalLog, SegmentCopy, stored_partitions
 from mussel.storage.rocksdb import RocksBackend
 from mussel.storage.rocksdb.checkpoint import create_checkpoint
 
-__all__ = ["create_backup", "open_offline", "restore_backup"]
+__all__ = ["backup_parts", "create_backup", "open_offline", "restore_backup"]
 
 _LOCK = threading.Lock()  # one backup at a time per process
 
@@ -73,9 +73,16 @@ def create_backup(
             "backups are for embedded mode and are taken by the process that owns the "
             "data; in distributed mode, back up the database and Kafka with their own tools"
         )
+    return backup_parts(backend, wlog, dest, (clock or store.clock).now_us())
+
+
+def backup_parts(
+    backend: RocksBackend, wlog: LocalLog, dest: str | os.PathLike[str], created_us: int
+) -> Manifest:
+    """``create_backup`` of an open primary ``backend`` and the ``wlog`` it applies
+    (steps 1-5 of the module docstring); whoever applies the log may be running."""
     target = Path(dest)
     _prepare_target(target)
-    created_us = (clock or store.clock).now_us()
     try:
         with _LOCK:
             with wlog.holding_segments():

@@ -52,7 +52,7 @@ def _summary(doc: dict[str, Any]) -> list[tuple[str, str]]:
 )
 @client_command
 def backup(session: Session, dest: str, data: Path | None, timeout: float) -> None:
-    """Back up an embedded server while it serves (or a stopped one's data, with --data).
+    """Back up a running embedded server, or a stopped one's data (--data).
 
     Without --data, DEST is a new directory inside the server's --backup-dir, on the
     server's machine (an admin token's command). The backup holds every write

@@ -7,6 +7,8 @@ Each writer owns one pk and writes batches of ``BATCH`` cells with consecutive
 sequence numbers as sks (``00000000``, ``00000001``, ...), one durable write at a time.
 A row is then consistent iff its sks are exactly ``0..n-1`` with ``n`` a multiple of
 ``BATCH`` (a batch is atomic), and complete iff ``n`` covers what was acknowledged.
+Across rows, a batch acknowledged before a restored batch was sent must be restored
+(the backup is a prefix of the one physical log).
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ class Writers:
         self.url = url
         self.acked = [0] * WRITERS  # writer i's seqs 0..acked[i]-1 are acknowledged
         self.sent = [0] * WRITERS  # ... and those below sent[i] may have been written
+        self.times: list[list[tuple[float, float]]] = [[] for _ in range(WRITERS)]
+        """Per writer, per batch: (monotonic time sent, monotonic time acknowledged)."""
         self.errors: list[BaseException] = []
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._run, args=(i,)) for i in range(WRITERS)]
@@ -68,7 +72,9 @@ class Writers:
                         Put(f"w{i}", f"{n + j:08d}", f"v{n + j}".encode()) for j in range(BATCH)
                     ]
                     self.sent[i] = n + BATCH
+                    sent_at = time.monotonic()
                     c.write(NS, TABLE, records)
+                    self.times[i].append((sent_at, time.monotonic()))
                     n += BATCH
                     self.acked[i] = n
         except BaseException as exc:  # reported by the test
@@ -154,6 +160,12 @@ def test_backup_while_writing_restores_a_consistent_prefix_with_every_acked_writ
     for i, sks in enumerate(serve_and_read(tmp_path / "restored")):
         counts.append(check_prefix(sks, before[i], after[i]))
         assert counts[-1] < final[i]  # a point in time, not the final state
+    # Across rows too: the backup is a prefix of the log, so a batch acknowledged before
+    # any restored batch was sent is restored, whichever writer wrote it.
+    latest_send = max(writers.times[i][n // BATCH - 1][0] for i, n in enumerate(counts))
+    for i, n in enumerate(counts):
+        acked_earlier = sum(1 for _, acked_at in writers.times[i] if acked_at < latest_send)
+        assert acked_earlier * BATCH <= n, (i, acked_earlier, n)
     behind = sum(made["log_end"]) - sum(made["applied"])
     print(f"acked before {before}, restored {counts}, sent by the end {after}, final {final}")
     print(f"backup: {made['files']} files, {made['bytes']} bytes, {behind} log records replayed")

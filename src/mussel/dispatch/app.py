@@ -158,6 +158,9 @@ reads, and writes, which it decodes and validates before handing the records ove
 _LOCAL_OPS = _FOLLOWER_OPS | {"healthz", "readyz", "openapi.json"}
 _RATED = {"read_row": "read", "get": "read", "scan": "read", "write": "write"}
 """Operations a namespace's rate quotas count (read_qps, write_qps)."""
+_SLOW_OPS = {"backup": 24 * 3600.0}
+"""Operations a follower waits longer for the owner to answer than the proxy's default
+(seconds): a backup copies the whole store before it answers."""
 _INLINE_OPS = frozenset({"healthz", "readyz", "openapi.json", "metrics"})
 """What an App with an ``offload`` pool still runs on the event loop: no database call."""
 _APPEND = "append"
@@ -252,7 +255,7 @@ class App:
         if self.proxy is not None:
             if op not in _LOCAL_OPS:  # the owner answers, counts, logs and tags it
                 request.headers["x-request-id"] = rid
-                return self._forwarded(request)
+                return self._forwarded(request, _SLOW_OPS.get(op))
             if op in _FOLLOWER_OPS:
                 follower = self.store.follower
                 assert follower is not None
@@ -392,10 +395,10 @@ class App:
         if limit is not None:
             self.rates.take(ns, kind, float(limit))
 
-    async def _forwarded(self, request: Request) -> Response:
+    async def _forwarded(self, request: Request, timeout_s: float | None = None) -> Response:
         assert self.proxy is not None
         try:
-            return await self.proxy.forward(request)
+            return await self.proxy.forward(request, timeout_s)
         except MusselError as exc:
             resp = error_to_response(exc, request)
             resp.headers.append(("x-request-id", request.request_id))

@@ -8,6 +8,7 @@
     mussel put|delete|get|scan                  cells                   (data.py)
     mussel load, mussel job list|show|cancel    bulk loads              (load.py)
     mussel dev-cluster                          a local distributed cluster (devcluster.py)
+    mussel backup, mussel restore               backups of an embedded server (backup.py)
     mussel version
 
 Every command but ``serve`` talks to a server through ``mussel.client.Client``, the
@@ -47,6 +48,8 @@ _LAZY: Mapping[str, str] = {
     "load": "mussel.cli.load:load",
     "job": "mussel.cli.load:job",
     "dev-cluster": "mussel.cli.devcluster:dev_cluster",
+    "backup": "mussel.cli.backup:backup",
+    "restore": "mussel.cli.backup:restore",
 }
 
 

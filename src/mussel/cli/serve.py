@@ -5,7 +5,8 @@ server does not know is an error, not a silent default::
 
     [server]   max_body_bytes, drain_timeout_s, host, port, processes, auth,
                tls_cert, tls_key, tls_client_ca, max_inflight, online_latency_target_s,
-               role, log_url, backend_url, group, offload_threads
+               role, log_url, backend_url, group, offload_threads, backup_dir,
+               log_format, access_log
     [store]    partitions, strong_read_timeout_s, applied_ack_timeout_s
     [limits]   any field of ``mussel.limits.Limits``
     [rocksdb]  block_cache_bytes, write_buffer_bytes, compression
@@ -72,6 +73,9 @@ def load_config(path: Path | None) -> ServerConfig:
                 "backend_url",
                 "group",
                 "offload_threads",
+                "backup_dir",
+                "log_format",
+                "access_log",
             },
         ),
         "store": (StoreConfig, {"partitions", "strong_read_timeout_s", "applied_ack_timeout_s"}),
@@ -166,6 +170,24 @@ def _server_section(path: Path) -> dict[str, object]:
     "(or MUSSEL_BACKEND_URL).",
 )
 @click.option("--group", default=None, help="Distributed mode: the replayers' consumer group.")
+@click.option(
+    "--backup-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Embedded mode: allow backups over HTTP (mussel backup), written inside this "
+    "directory only.",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["json", "text", "auto"]),
+    default=None,
+    help="Log lines as JSON objects or text; auto (the default): JSON unless stderr is a terminal.",
+)
+@click.option(
+    "--access-log/--no-access-log",
+    default=None,
+    help="Log one line per answered request (default: off).",
+)
 @click.option("--ready-fd", type=int, default=None, hidden=True)
 def serve(
     data: Path,
@@ -181,6 +203,9 @@ def serve(
     log_url: str | None,
     backend_url: str | None,
     group: str | None,
+    backup_dir: Path | None,
+    log_format: str | None,
+    access_log: bool | None,
     ready_fd: int | None,
 ) -> None:
     """Run the embedded server until SIGTERM or SIGINT.
@@ -218,6 +243,12 @@ def serve(
         cfg = replace(cfg, tls_key=tls_key)
     if tls_client_ca is not None:
         cfg = replace(cfg, tls_client_ca=tls_client_ca)
+    if backup_dir is not None:
+        cfg = replace(cfg, backup_dir=backup_dir)
+    if log_format is not None:
+        cfg = replace(cfg, log_format=log_format)
+    if access_log is not None:
+        cfg = replace(cfg, access_log=access_log)
     if not 1 <= cfg.processes <= 64:
         raise SystemExit("mussel: processes must be from 1 to 64")
     try:

@@ -7,6 +7,7 @@ on its own. Requests, answers, errors and retries are built once in
 """
 
 from mussel.client._models import (
+    BackupDescription,
     CreatedToken,
     Expiration,
     ExpirationRun,
@@ -28,6 +29,7 @@ from mussel.client.writer import AsyncWriter, Writer
 __all__ = [
     "AsyncClient",
     "AsyncWriter",
+    "BackupDescription",
     "BulkLoad",
     "Client",
     "CreatedToken",

@@ -15,6 +15,7 @@ import msgspec
 from mussel.model import Consistency, Partitioning, Quotas
 
 __all__ = [
+    "BackupDescription",
     "JobDescription",
     "JobErrorDetail",
     "JobProgress",
@@ -114,6 +115,24 @@ class CreatedToken(msgspec.Struct, frozen=True):
 
 class TokensReply(msgspec.Struct):
     tokens: list[TokenDescription]
+
+
+class BackupDescription(msgspec.Struct, frozen=True):
+    """A backup the server wrote (``POST /v1/admin/backup``): its directory on the
+    server's file system, when it was taken, per log partition the applied offset its
+    data holds and the end of its log copy, and its files and bytes."""
+
+    path: str
+    created_us: int
+    partitions: int
+    applied: list[int]
+    log_end: list[int]
+    files: int
+    bytes: int
+
+
+class BackupReply(msgspec.Struct):
+    backup: BackupDescription
 
 
 class TableDescription(msgspec.Struct, frozen=True):

@@ -274,6 +274,9 @@ class Api:
     def revoke_token(self, token_id: str) -> Call:
         return Call("DELETE", f"/v1/tokens/{_segment(token_id)}", idempotent=True)
 
+    def backup(self, path: str) -> Call:
+        return Call("POST", "/v1/admin/backup", body={"path": path})
+
     def expire(self, namespace: str, name: str) -> Call:
         # idempotent: a second request while a run is queued or running adds none
         return Call("POST", f"{_table_path(namespace, name)}/expire", idempotent=True)

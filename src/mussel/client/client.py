@@ -30,6 +30,8 @@ import httpx
 from msgspec import UNSET, UnsetType
 
 from mussel.client._models import (
+    BackupDescription,
+    BackupReply,
     CreatedToken,
     Expiration,
     ExpireReply,
@@ -228,6 +230,12 @@ class Client:
     def revoke_token(self, token_id: str) -> None:
         """Revoke a token: it stops working at once."""
         self._send(self._api.revoke_token(token_id))
+
+    def backup(self, path: str) -> BackupDescription:
+        """Back up the (embedded) server while it serves, into ``path``: a new directory
+        inside the server's ``--backup-dir``, on the server's file system. An admin
+        token's call. Give the client a ``timeout`` long enough to copy the data."""
+        return self._call(self._api.backup(path), BackupReply).backup
 
     def expire(self, namespace: str, name: str) -> Expiration:
         """Start an expiration run of the table now (SPEC §4 ``POST .../expire``); returns

@@ -17,6 +17,7 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qsl, unquote_to_bytes
 
@@ -29,6 +30,7 @@ from mussel.catalog.tokens import Right
 from mussel.dispatch import dashboard
 from mussel.dispatch.auth import Authorizer, require
 from mussel.dispatch.bodies import (
+    BackupBody,
     BulkLoadBody,
     GetBody,
     NamespaceBody,
@@ -45,6 +47,7 @@ from mussel.dispatch.proxy import INTERNAL_CERT, OwnerProxy
 from mussel.dispatch.quotas import Rates
 from mussel.dispatch.wire import Wire
 from mussel.engine import Store
+from mussel.engine.backup import create_backup
 from mussel.errors import (
     InvalidRequestError,
     KeyNotFoundError,
@@ -56,6 +59,7 @@ from mussel.errors import (
 )
 from mussel.expire import ExpirationService
 from mussel.model import Delete, Mutation, NamespaceInfo, Put, TableInfo, check_name
+from mussel.observability.logging import AccessLog, RequestIds
 
 __all__ = ["App"]
 
@@ -155,6 +159,9 @@ reads, and writes, which it decodes and validates before handing the records ove
 _LOCAL_OPS = _FOLLOWER_OPS | {"healthz", "readyz", "openapi.json"}
 _RATED = {"read_row": "read", "get": "read", "scan": "read", "write": "write"}
 """Operations a namespace's rate quotas count (read_qps, write_qps)."""
+_SLOW_OPS = {"backup": 24 * 3600.0}
+"""Operations a follower waits longer for the owner to answer than the proxy's default
+(seconds): a backup copies the whole store before it answers."""
 _INLINE_OPS = frozenset({"healthz", "readyz", "openapi.json", "metrics"})
 """What an App with an ``offload`` pool still runs on the event loop: no database call."""
 _APPEND = "append"
@@ -214,9 +221,14 @@ class App:
         """False in a process that serves no data (a replayer or worker process): every
         ``/v1`` request gets 404 with a message that names the role."""
         self.dashboard = dashboard.Sampler(self.metrics, store)
+        """The dashboard's history (sampled by ``Sampler.run`` in the owner process)."""
         self.tls = False
         """Whether clients reach this server over TLS (the dashboard's cookie is Secure)."""
-        """The dashboard's history (sampled by ``Sampler.run`` in the owner process)."""
+        self.access_log: AccessLog | None = None
+        """``--access-log``: one structured line per answered request."""
+        self.request_ids = RequestIds()
+        self.backup_dir: Path | None = None
+        """``--backup-dir``: ``POST /v1/admin/backup`` writes only inside it (off if None)."""
 
     @property
     def jobs(self) -> JobManager:
@@ -237,16 +249,18 @@ class App:
 
     def __call__(self, request: Request) -> Response | Awaitable[Response]:
         started = time.perf_counter()
+        rid = request.headers.get("x-request-id")
+        request.request_id = rid = self.request_ids.of(rid)
         try:
             op, ns, table, handler = self._dispatch(request)
         except MusselError as exc:  # no such endpoint, method or name: no labels
-            self.metrics.observe("unknown", "", "", exc.http_status, started)
-            return error_to_response(exc, request)
+            return self._failed(exc, request, "unknown", "", "", started)
         if request.internal and request.headers.get("mussel-internal") == _APPEND:
             return self._appended(request, ns, table)  # the follower counts it
         if self.proxy is not None:
-            if op not in _LOCAL_OPS:  # the owner answers and counts it
-                return self._forwarded(request)
+            if op not in _LOCAL_OPS:  # the owner answers, counts, logs and tags it
+                request.headers["x-request-id"] = rid
+                return self._forwarded(request, _SLOW_OPS.get(op))
             if op in _FOLLOWER_OPS:
                 follower = self.store.follower
                 assert follower is not None
@@ -261,8 +275,8 @@ class App:
                 request.principal = self.auth.check(request, op, ns)
             except MusselError as exc:  # no names in the labels of refused requests
                 if op == "dashboard" and "text/html" in request.header("accept"):
-                    self.metrics.observe(op, "", "", exc.http_status, started)
-                    return dashboard.login_page(exc.http_status, exc.message)
+                    page = dashboard.login_page(exc.http_status, exc.message)
+                    return self._observed(page, request, op, "", "", started)
                 return self._failed(exc, request, op, "", "", started)
         try:
             self._admit(request)
@@ -284,8 +298,7 @@ class App:
         except MusselError as exc:
             return self._failed(exc, request, op, ns, table, started)
         if isinstance(result, Response):
-            self.metrics.observe(op, ns, table, result.status, started)
-            return result
+            return self._observed(result, request, op, ns, table, started)
         self._inflight += 1
         return self._finish(result, request, op, ns, table, started)
 
@@ -304,8 +317,26 @@ class App:
             ns = table = ""  # unknown names must not create series
         elif ns:
             ns, table = self.metrics.labels(ns, table)  # nor on any other refusal
-        self.metrics.observe(op, ns, table, exc.http_status, started)
-        return error_to_response(exc, request)
+        return self._observed(error_to_response(exc, request), request, op, ns, table, started)
+
+    def _observed(
+        self, resp: Response, request: Request, op: str, ns: str, table: str, started: float
+    ) -> Response:
+        """Every answered request passes here once: metrics, the access log, and the
+        ``X-Request-Id`` header of the answer."""
+        self.metrics.observe(op, ns, table, resp.status, started)
+        if self.access_log is not None:
+            self.access_log.request(
+                request.request_id,
+                request.method,
+                op,
+                ns,
+                table,
+                resp.status,
+                time.perf_counter() - started,
+            )
+        resp.headers.append(("x-request-id", request.request_id))
+        return resp
 
     async def _finish(
         self,
@@ -322,8 +353,7 @@ class App:
             return self._failed(exc, request, op, ns, table, started)
         finally:
             self._inflight -= 1
-        self.metrics.observe(op, ns, table, resp.status, started)
-        return resp
+        return self._observed(resp, request, op, ns, table, started)
 
     def _appended(self, request: Request, ns: str, table: str) -> Response | Awaitable[Response]:
         """A write a follower validated (``_Append``): append it, answer as ``_write``."""
@@ -390,12 +420,14 @@ class App:
                 self.metrics.throttled(ns, kind)
                 raise
 
-    async def _forwarded(self, request: Request) -> Response:
+    async def _forwarded(self, request: Request, timeout_s: float | None = None) -> Response:
         assert self.proxy is not None
         try:
-            return await self.proxy.forward(request)
+            return await self.proxy.forward(request, timeout_s)
         except MusselError as exc:
-            return error_to_response(exc, request)
+            resp = error_to_response(exc, request)
+            resp.headers.append(("x-request-id", request.request_id))
+            return resp
 
     def _dispatch(self, request: Request) -> tuple[str, str, str, Callable[[], Any]]:
         """Route; return (operation, namespace, table, handler).
@@ -432,6 +464,10 @@ class App:
             return self._jobs_route(request, parts)
         if parts[0] == "v1" and n >= 2 and parts[1] == "tokens":
             return self._tokens_route(request, parts)
+        if parts[0] == "v1" and n == 3 and parts[1] == "admin" and parts[2] == "backup":
+            if method != "POST":
+                raise method_not_allowed(method, "POST")
+            return "backup", "", "", lambda: self._backup(request)
         if parts[0] != "v1" or n < 2 or parts[1] != "namespaces":
             raise not_found(request.path)
         if n == 2:
@@ -1060,6 +1096,51 @@ class App:
 
         self.store.table_info(ns, table)
         return self._with_barrier(ns, table, None, consistency, read)
+
+    # -- backups (embedded mode) -----------------------------------------------
+
+    def _backup(self, request: Request) -> Awaitable[Response]:
+        """``POST /v1/admin/backup``: a consistent backup while writes go on
+        (``engine/backup.py``), into a new directory inside ``backup_dir``."""
+        _query(request, set())
+        wire = Wire(request.header("content-type"), request.header("accept"), False)
+        body = wire.decode(request.body, BackupBody)
+        if self.store.role != "embedded":
+            raise InvalidRequestError(
+                "backups in distributed mode are the database's and Kafka's job (e.g. "
+                "pg_dump or your database's backups, and the topic's retention or "
+                "replication); this endpoint backs up an embedded server"
+            )
+        if self.backup_dir is None:
+            raise InvalidRequestError(
+                "backups over HTTP are off: start the server with --backup-dir DIR, or "
+                "stop it and run mussel backup --data DATA_DIR DEST"
+            )
+        root = self.backup_dir.resolve()
+        try:
+            target = (root / body.path).resolve()
+        except (ValueError, OSError) as exc:
+            raise InvalidRequestError(f"bad backup path: {exc}") from None
+        if root not in target.parents:
+            raise InvalidRequestError(
+                f"the backup path must name a directory inside the server's backup directory {root}"
+            )
+
+        async def run() -> Response:
+            loop = asyncio.get_running_loop()
+            m = await loop.run_in_executor(None, create_backup, self.store, target)
+            out = {
+                "path": str(target),
+                "created_us": m.created_us,
+                "partitions": m.partitions,
+                "applied": m.applied,
+                "log_end": m.log_end,
+                "files": len(m.files),
+                "bytes": m.total_bytes,
+            }
+            return Response(200, wire.encode({"backup": out}), wire.content_type)
+
+        return run()
 
     # -- bulk loads and jobs ----------------------------------------------------
 

@@ -6,8 +6,8 @@ carries ``Authorization: Bearer <token>``; the token must exist (else 401
 ``unauthenticated``) and give the operation's right on the namespace in its path
 (else 403 ``forbidden``):
 
-* ``admin``: namespaces (create, alter, drop), tokens, ``/metrics``, ``/dashboard``
-  (whose pages also take the token from the cookie its sign-in form sets);
+* ``admin``: namespaces (create, alter, drop), tokens, ``/metrics``, backups,
+  ``/dashboard`` (whose pages also take the token from the cookie its sign-in form sets);
 * ``<ns>:write``: tables (create, alter, drop), writes, bulk loads, expire;
 * ``<ns>:read``: reads, table and namespace descriptions.
 
@@ -71,6 +71,7 @@ REQUIRED: dict[str, Right | None] = {
     "create_token": "admin",
     "list_tokens": "admin",
     "revoke_token": "admin",
+    "backup": "admin",
 }
 
 

@@ -15,6 +15,7 @@ from msgspec import UNSET, Meta, UnsetType
 from mussel.limits import MAX_MAX_VERSIONS, TS_MAX, TS_MIN
 
 __all__ = [
+    "BackupBody",
     "BulkLoadBody",
     "GetBody",
     "GetKey",
@@ -126,3 +127,10 @@ class TokenBody(_Strict):
 
     scopes: Annotated[list[str], Meta(min_length=1, max_length=1000)]
     name: Annotated[str, Meta(max_length=200)] = ""
+
+
+class BackupBody(_Strict):
+    """``POST /v1/admin/backup``: where to write the backup, a new directory given
+    relative to the server's ``--backup-dir`` (or an absolute path inside it)."""
+
+    path: Annotated[str, Meta(min_length=1, max_length=4096)]

@@ -47,9 +47,11 @@ from mussel.dispatch.follower import _die_with_owner
 from mussel.dispatch.quotas import LeasedRateBuckets
 from mussel.dispatch.server import (
     ServerConfig,
+    apply_logging,
     apply_shedding,
     bootstrap_tokens,
     check_auth,
+    checked_log_format,
     report_ready,
     tls_context,
 )
@@ -58,6 +60,7 @@ from mussel.dispatch.shared_hotkeys import SharedHotKeys
 from mussel.engine import Store
 from mussel.errors import InvalidRequestError, MusselError
 from mussel.expire import ExpirationService
+from mussel.observability.logging import configure_logging
 
 __all__ = ["serve_distributed"]
 
@@ -205,6 +208,7 @@ async def serve_distributed(
         shared_hot = SharedHotKeys(app.metrics.hot, node.front.backend)
         app.metrics.remote_hotkeys = shared_hot.peers
         shared_hot.start()
+    apply_logging(app, cfg)
     if node.expiration is not None:
         app.expiration = node.expiration
         app.metrics.add_expiration(node.expiration)
@@ -246,11 +250,15 @@ async def serve_distributed(
         sys.stdout.flush()
     else:
         scheme = "https" if tls is not None else "http"
-        print(
-            f"mussel: {cfg.role} serving {scheme}://{cfg.host}:{port} with {cfg.processes} "
-            f"process(es) (log {_redact(cfg.log_url)}, backend {_redact(cfg.backend_url)})",
-            file=sys.stderr,
-            flush=True,
+        log.info(
+            "%s serving %s://%s:%d with %d process(es) (log %s, backend %s)",
+            cfg.role,
+            scheme,
+            cfg.host,
+            port,
+            cfg.processes,
+            _redact(cfg.log_url),
+            _redact(cfg.backend_url),
         )
     report_ready(ready_fd, port)
     await stop.wait()
@@ -285,9 +293,7 @@ def main() -> int:
     cfg, parent = pickle.loads(sys.stdin.buffer.read())
     assert isinstance(cfg, ServerConfig)
     _die_with_owner(parent)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s[child] %(message)s"
-    )
+    configure_logging(checked_log_format(cfg), f"{cfg.role}-child")
     try:
         uvloop.run(serve_distributed(cfg, child=True))
     except MusselError as exc:

@@ -28,7 +28,13 @@ from mussel.dispatch.app import App
 from mussel.dispatch.auth import Authorizer
 from mussel.dispatch.proxy import OwnerProxy
 from mussel.dispatch.quotas import RateBuckets
-from mussel.dispatch.server import ServerConfig, apply_shedding, tls_context
+from mussel.dispatch.server import (
+    ServerConfig,
+    apply_logging,
+    apply_shedding,
+    checked_log_format,
+    tls_context,
+)
 from mussel.dispatch.serving import (
     RUN_DIR,
     Connections,
@@ -40,6 +46,7 @@ from mussel.engine import Store
 from mussel.errors import MusselError
 from mussel.expire import ScanServer
 from mussel.log.shared import SharedState
+from mussel.observability.logging import configure_logging
 
 __all__ = ["main"]
 
@@ -66,6 +73,7 @@ async def _serve(cfg: ServerConfig, slot: int, port: int, address: str, ready: b
         app.auth = Authorizer(store.catalog)
     app.rates = RateBuckets.attach(run / "buckets")
     apply_shedding(app, cfg)
+    apply_logging(app, cfg)
     conns = Connections()
     loop = asyncio.get_running_loop()
     protocol = protocol_factory(app, conns, cfg.max_body_bytes)
@@ -102,10 +110,7 @@ def main() -> int:
     cfg, slot, port, address, owner_pid = pickle.loads(sys.stdin.buffer.read())
     assert isinstance(cfg, ServerConfig)
     _die_with_owner(owner_pid)
-    logging.basicConfig(
-        level=logging.INFO,
-        format=f"%(asctime)s %(levelname)s %(name)s[follower {slot}] %(message)s",
-    )
+    configure_logging(checked_log_format(cfg), f"follower-{slot}")
     try:
         uvloop.run(_serve(cfg, slot, port, address))
     except MusselError as exc:

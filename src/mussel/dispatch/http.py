@@ -49,6 +49,7 @@ class Request:
     internal: bool = False  # came from another process of this server (a Unix socket)
     principal: Any = None  # the token that authorized it (``dispatch/auth.py``)
     cert_name: str | None = None  # the verified client certificate's subject CN (mTLS)
+    request_id: str = ""  # set by the app (``X-Request-Id``, echoed in the answer)
     _query: dict[str, str] | None = field(default=None, repr=False)
 
     def header(self, name: str, default: str = "") -> str:

@@ -54,6 +54,8 @@ def _schemas() -> dict[str, Any]:
         responses.Deleted,
         responses.Health,
         responses.DashboardReply,
+        bodies.BackupBody,
+        responses.BackupReply,
     ]
     _, components = msgspec.json.schema_components(types, ref_template=_REF)
     # What msgspec cannot say: a put carries a value, a delete none; a pk is not empty.
@@ -337,6 +339,15 @@ def openapi_document() -> bytes:
                     "content": html,
                 },
             },
+        }
+    }
+    paths["/v1/admin/backup"] = {
+        "post": {
+            "description": "Embedded mode: back up the store, while it serves, into a new "
+            "directory under the server's --backup-dir (400 without one, for a path outside "
+            "it, and in distributed mode; 409 if the directory is not empty). Needs admin.",
+            "requestBody": _body("BackupBody"),
+            "responses": _answers("BackupReply", 409, 413, 503),
         }
     }
     # --auth token: every operation but the open ones may answer 401 and 403

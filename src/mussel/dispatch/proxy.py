@@ -98,12 +98,15 @@ class OwnerProxy:
         self._timeout_s = timeout_s
         self._idle: list[_Conn] = []
 
-    async def forward(self, request: Request) -> Response:
+    async def forward(self, request: Request, timeout_s: float | None = None) -> Response:
+        """The owner's answer to ``request``; ``timeout_s`` (default: the proxy's) bounds
+        the wait for it."""
         data = _encode(request)
+        timeout = self._timeout_s if timeout_s is None else timeout_s
         while self._idle:
             conn = self._idle.pop()
             try:
-                return await self._roundtrip(conn, data)
+                return await self._roundtrip(conn, data, timeout)
             except _Stale:
                 if request.method != "GET":
                     raise UnavailableError(
@@ -119,7 +122,7 @@ class OwnerProxy:
                 retry_after_s=1.0,
             ) from None
         try:
-            return await self._roundtrip(_Conn(reader, writer), data)
+            return await self._roundtrip(_Conn(reader, writer), data, timeout)
         except _Stale:
             raise UnavailableError(
                 "the owner process closed the connection; the request may or may not "
@@ -127,13 +130,13 @@ class OwnerProxy:
                 retry_after_s=1.0,
             ) from None
 
-    async def _roundtrip(self, conn: _Conn, data: bytes) -> Response:
+    async def _roundtrip(self, conn: _Conn, data: bytes, timeout_s: float) -> Response:
         answer = _Answer()
         parser = httptools.HttpResponseParser(answer)
         got_any = False
         try:
             conn.writer.write(data)
-            async with asyncio.timeout(self._timeout_s):
+            async with asyncio.timeout(timeout_s):
                 while not answer.complete:
                     chunk = await conn.reader.read(1 << 16)
                     if not chunk:

@@ -92,7 +92,14 @@ class RateBuckets:
         os.close(self._fd)
 
     def take(self, namespace: str, kind: str, per_second: float) -> None:
-        """One request of ``kind`` in ``namespace``: admitted, or ``RateLimitedError``."""
+        """One request of ``kind`` in ``namespace``: admitted, or ``RateLimitedError``
+        (always, for a quota of 0 requests per second)."""
+        if per_second <= 0:
+            raise RateLimitedError(
+                f"namespace {namespace!r} has a {kind} quota of 0 requests per second: "
+                f"every {kind} is refused until an admin raises it",
+                retry_after_s=60.0,
+            )
         h = _key_hash(namespace, kind)
         start = h % SLOTS
         for probe in range(SLOTS):

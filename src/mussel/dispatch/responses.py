@@ -12,6 +12,8 @@ import msgspec
 
 __all__ = [
     "DashboardReply",
+    "BackupOut",
+    "BackupReply",
     "Deleted",
     "ErrorBody",
     "JobOut",
@@ -302,3 +304,20 @@ class DashboardReply(msgspec.Struct):
     latency: list[LatencyOut]
     hot_keys: list[DashboardHotKeyOut]
     history: HistoryOut
+
+
+class BackupOut(msgspec.Struct):
+    path: str
+    """The backup's directory on the server's file system."""
+    created_us: int
+    partitions: int
+    applied: list[int]
+    """Per log partition: the next offset to apply, as stored in the backup's data."""
+    log_end: list[int]
+    """Per log partition: the end of the backup's copy of the write log."""
+    files: int
+    bytes: int
+
+
+class BackupReply(msgspec.Struct):
+    backup: BackupOut

@@ -61,6 +61,7 @@ from mussel.dispatch.serving import (
 from mussel.engine import Store, StoreConfig
 from mussel.expire import ExpirationService, ExpireConfig, RemoteScanner
 from mussel.log.shared import SharedState
+from mussel.observability.logging import LOG_FORMATS, AccessLog, LogFormat, configure_logging
 
 __all__ = ["ROLES", "ServerConfig", "run_server"]
 
@@ -101,6 +102,15 @@ class ServerConfig:
     ``mussel-replayers.<topic>``)."""
     offload_threads: int = 32
     """Distributed mode: threads per dispatcher process for database calls."""
+    backup_dir: Path | None = None
+    """Embedded mode: ``POST /v1/admin/backup`` writes backups inside this directory only
+    (None: backups over HTTP are off)."""
+    log_format: str = "auto"
+    """``json`` (one object per line), ``text``, or ``auto``: JSON unless stderr is a
+    terminal (``observability/logging.py``)."""
+    access_log: bool = False
+    """One structured log line per answered request (off by default: see
+    docs/operations.md, "Logs")."""
 
 
 def is_loopback(host: str) -> bool:
@@ -163,6 +173,12 @@ def apply_shedding(app: App, cfg: ServerConfig) -> None:
     """The configured shedding thresholds (SPEC §7), in every serving process."""
     app.max_inflight = cfg.max_inflight
     app.online_latency_target_s = cfg.online_latency_target_s
+
+
+def apply_logging(app: App, cfg: ServerConfig) -> None:
+    """The access log and the backup directory, in every serving process."""
+    app.access_log = AccessLog() if cfg.access_log else None
+    app.backup_dir = None if cfg.backup_dir is None else Path(cfg.backup_dir)
 
 
 def report_ready(ready_fd: int | None, port: int) -> None:
@@ -293,6 +309,7 @@ async def _serve(cfg: ServerConfig, ready_fd: int | None) -> None:
         app.auth = Authorizer(store.catalog)
     app.rates = RateBuckets.create(run / "buckets")
     apply_shedding(app, cfg)
+    apply_logging(app, cfg)
     conns = Connections()
     loop = asyncio.get_running_loop()
     protocol = protocol_factory(app, conns, cfg.max_body_bytes)
@@ -352,11 +369,13 @@ async def _serve(cfg: ServerConfig, ready_fd: int | None) -> None:
         run.mkdir(parents=True, exist_ok=True)
         write_atomic(run / "pids", f"{os.getpid()}\n".encode())
     scheme = "https" if tls is not None else "http"
-    print(
-        f"mussel: serving {scheme}://{cfg.host}:{port} with {cfg.processes} process(es) "
-        f"(data in {cfg.data_dir})",
-        file=sys.stderr,
-        flush=True,
+    log.info(
+        "serving %s://%s:%d with %d process(es) (data in %s)",
+        scheme,
+        cfg.host,
+        port,
+        cfg.processes,
+        cfg.data_dir,
     )
     report_ready(ready_fd, port)
     await stop.wait()
@@ -378,9 +397,16 @@ async def _serve(cfg: ServerConfig, ready_fd: int | None) -> None:
 ROLES = ("embedded", "dispatcher", "replayer", "worker", "all")
 
 
+def checked_log_format(cfg: ServerConfig) -> LogFormat:
+    """``cfg.log_format``, or ``SystemExit`` if it is not one of ``LOG_FORMATS``."""
+    if cfg.log_format not in LOG_FORMATS:
+        raise SystemExit(f"mussel: log_format must be json, text or auto, not {cfg.log_format!r}")
+    return cfg.log_format  # type: ignore[return-value]  # checked just above
+
+
 def run_server(cfg: ServerConfig, ready_fd: int | None = None) -> int:
     """Run until SIGTERM/SIGINT; return the process exit code."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(checked_log_format(cfg), "owner" if cfg.role == "embedded" else cfg.role)
     if cfg.role == "embedded":
         uvloop.run(_serve(cfg, ready_fd))
     else:

@@ -33,7 +33,7 @@ import os
 import re
 import threading
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from types import TracebackType
 from typing import Final
@@ -50,6 +50,8 @@ __all__ = [
     "LocalLog",
     "LocalLogConsumer",
     "LogStats",
+    "SegmentCopy",
+    "stored_partitions",
     "OsFileSystem",
     "ReadableFile",
     "WritableFile",
@@ -73,6 +75,21 @@ class LogStats:
         self.fsyncs = 0
         self.bytes_written = 0
         self.segments_created = 0
+
+
+class SegmentCopy:
+    """A retained segment opened for a backup: ``name`` (its file name), ``size`` (its
+    durable bytes when it was opened: whole frames only) and ``file``, an open handle
+    that stays readable even if the log deletes the segment meanwhile. The first
+    ``size`` bytes never change (segments are append-only). Close ``file`` when done.
+    """
+
+    __slots__ = ("file", "name", "size")
+
+    def __init__(self, name: str, size: int, file: ReadableFile) -> None:
+        self.name = name
+        self.size = size
+        self.file = file
 
 
 class _Segment:
@@ -305,6 +322,47 @@ class LocalLog:
                 with self._cond:  # the files not deleted stay in the log, oldest first
                     self._segments[:0] = doomed
                 raise UnavailableError(f"cannot delete released log segments: {exc}") from exc
+
+    @contextlib.contextmanager
+    def holding_segments(self) -> Iterator[None]:
+        """Within the block, ``release`` deletes nothing (it waits for the block to end).
+
+        A backup holds it while it checkpoints the backend and opens the segments it
+        copies (``open_segments``), so that no record past the checkpoint's positions is
+        deleted in between. Keep the block short: the replayer's ``release`` waits.
+        """
+        with self._release_lock:
+            yield
+
+    def open_segments(self, positions: Mapping[int, int]) -> tuple[list[SegmentCopy], list[int]]:
+        """Open every retained segment holding a record at or past ``positions`` (and the
+        active one); return them, oldest first, with the log's end offsets at that moment.
+
+        Each copy's ``size`` is its durable length, so the copies end on whole,
+        acknowledged frames and hold, per partition, every record from ``positions`` to
+        the returned ends. Raises ``CorruptionError`` if a record at ``positions`` was
+        already released. Call it inside ``holding_segments`` after taking what decides
+        ``positions`` (a checkpoint), so nothing it needs is deleted in between.
+        """
+        want = self._positions(positions)
+        with self._cond:
+            self._check_open()
+            self._check_retained(want)
+            chosen: list[tuple[str, int]] = []
+            for i, seg in enumerate(self._segments):
+                active = i == len(self._segments) - 1
+                if active or chosen or any(e > w for e, w in zip(seg.end, want, strict=True)):
+                    chosen.append((seg.path, seg.size))  # durable: set with ``end``
+            ends = list(self._segments[-1].end)
+        copies: list[SegmentCopy] = []
+        try:
+            for path, size in chosen:
+                copies.append(SegmentCopy(os.path.basename(path), size, self._fs.open_read(path)))
+        except OSError as exc:
+            for c in copies:
+                c.file.close()
+            raise UnavailableError(f"cannot open the write log's segments: {exc}") from exc
+        return copies, ends
 
     def close(self) -> None:
         """Flush and acknowledge everything queued, stop the flusher, close the files.
@@ -656,3 +714,28 @@ class LocalLog:
                 f"{path}: its header starts at offsets {header.next_offsets}, "
                 f"but the previous segment ends at {prev.end}"
             )
+
+
+def stored_partitions(directory: str | os.PathLike[str]) -> int | None:
+    """The partition count of the log in ``directory``, from its oldest segment's header;
+    None if the directory holds no segment. Reads only: the log may be open elsewhere.
+
+    Raises ``CorruptionError`` if that header cannot be read.
+    """
+    path = os.fspath(directory)
+    try:
+        names = sorted(n for n in os.listdir(path) if _SEGMENT_RE.fullmatch(n))
+    except FileNotFoundError:
+        return None
+    if not names:
+        return None
+    first = os.path.join(path, names[0])
+    with open(first, "rb") as f:
+        data = f.read(64 << 10)
+    try:
+        frame_type, payload, _ = fmt.decode_frame(data, 0)
+        if frame_type != fmt.FRAME_SEGMENT_HEADER:
+            raise fmt.FrameError("the first frame is not a segment header")
+        return fmt.decode_segment_header(payload).partitions
+    except fmt.FrameError as exc:
+        raise CorruptionError(f"{first} at byte 0: {exc.reason}") from None

@@ -12,6 +12,8 @@ Schema (created idempotently on open; ``mussel_schema`` holds its version):
 * ``mussel_stats(table_id, slot, cells, bytes)``: approximate per-table counters kept
   by ``apply`` and the sweeps (several slots so concurrent replayers rarely wait on
   one counter row), summed by ``table_stats``.
+* ``mussel_jobs``, ``mussel_job_tasks``: distributed bulk-load jobs and their
+  subtasks (``jobs.py``).
 
 Every read is SQL over the primary-key index that fetches candidate versions in index
 order (table id, pk and sk bounds and the keyset of pagination pushed down) and
@@ -55,6 +57,7 @@ from mussel.storage.sql.dialect import (
 )
 from mussel.storage.sql.errors import is_retryable, map_sql_errors
 from mussel.storage.sql.ingest import SqlIngest
+from mussel.storage.sql.jobs import JOB_TABLES_DDL
 from mussel.storage.versions import (
     ReadFilter,
     Visibility,
@@ -210,6 +213,7 @@ class SqlBackend:
             " table_id integer NOT NULL, slot integer NOT NULL,"
             " cells bigint NOT NULL, bytes bigint NOT NULL,"
             " PRIMARY KEY (table_id, slot))",
+            *JOB_TABLES_DDL,
         ]
 
         def create(cur: psycopg.Cursor[Any]) -> int:

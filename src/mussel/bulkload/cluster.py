@@ -193,6 +193,6 @@ class ClusterJobs:
         """``info``, after making this process's catalog show a committed job's data."""
         if info.state == "committed" and info.epoch is not None:
             table = self.store.catalog.table_by_id(info.table_id)
-            if table is not None and info.epoch in table.pending_epochs:
+            if table is None or table.epoch_seq < info.epoch or info.epoch in table.pending_epochs:
                 self.store.catalog.refresh()
         return info

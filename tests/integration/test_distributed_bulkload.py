@@ -1,0 +1,160 @@
+"""Bulk loads in distributed mode, end to end: two dispatchers on their own ports, two
+replayers and a worker over real PostgreSQL and a real Kafka-protocol broker.
+
+A job submitted to dispatcher A is listed, followed (pending/running, then committed)
+and cancelled through dispatcher B; the loaded data is readable through both, for
+merge, replace and insert_ignore; a failing job reports the file and row, and leaves
+the table as it was.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from mussel import Client
+from mussel.cli.devcluster import DevCluster
+from mussel.client._models import JobDescription
+from tests.fixtures.cluster import create_database
+
+pytestmark = pytest.mark.slow
+
+
+def parquet(path: Path, rows: list[tuple[str, str, str]], **kw: Any) -> str:
+    pq.write_table(
+        pa.table(
+            {
+                "pk": [r[0] for r in rows],
+                "sk": [r[1] for r in rows],
+                "value": [r[2] for r in rows],
+            }
+        ),
+        path,
+        **kw,
+    )
+    return str(path)
+
+
+def scan_all(client: Client, ns: str, table: str) -> list[tuple[bytes, bytes, bytes]]:
+    return [(c.pk, c.sk, c.value) for c in client.iter_scan(ns, table, consistency="strong")]
+
+
+def follow(client: Client, job_id: str, timeout_s: float = 120.0) -> list[JobDescription]:
+    """Every description of the job ``client`` sees until it is final."""
+    seen = []
+    deadline = time.monotonic() + timeout_s
+    while True:
+        job = client.job(job_id)
+        seen.append(job)
+        if job.done:
+            return seen
+        assert time.monotonic() < deadline, job
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def two_dispatchers(tmp_path: Path, postgres_server: Any, kafka_bootstrap: str) -> Any:
+    cluster = DevCluster(
+        tmp_path / "cluster",
+        backend_url=create_database(postgres_server),
+        bootstrap=kafka_bootstrap,
+        topic=f"bulk-{os.getpid()}-{time.monotonic_ns()}",
+        separate_ports=True,
+    )
+    with cluster:
+        a_url, b_url = cluster.dispatcher_urls
+        with Client(a_url, timeout=60) as a, Client(b_url, timeout=60) as b:
+            yield a, b
+
+
+def test_merge_and_replace_submitted_to_a_are_followed_and_read_through_b(
+    two_dispatchers: tuple[Client, Client], tmp_path: Path
+) -> None:
+    a, b = two_dispatchers
+    a.put_namespace("shop")
+    a.put_table("shop", "items")
+    a.put("shop", "items", "old", "", b"streamed", ts=1)
+
+    # merge: 300,000 rows in 60 row groups (2 subtasks), one duplicate (the last wins)
+    n = 300_000
+    rows = [(f"k{i:07d}", "", f"v{i}") for i in range(n)] + [("k0000001", "", "dup")]
+    src = parquet(tmp_path / "big.parquet", rows, row_group_size=5000)
+    job = a.bulk_load("shop", "items", src).job
+    assert job.state in ("pending", "running")
+    seen = follow(b, job.id)  # through the other dispatcher
+    states = [j.state for j in seen]
+    assert states[0] in ("pending", "running"), states  # B saw it before it ended
+    order = ["pending", "running", "committed"]
+    assert [order.index(s) for s in states] == sorted(order.index(s) for s in states)
+    fractions = [j.progress.fraction for j in seen]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    for j in seen:
+        if j.state == "running":
+            assert j.progress.phase in ("reading", "ingesting") and j.progress.fraction < 1
+    done = seen[-1]
+    assert done.state == "committed", done
+    assert done.progress.rows == n + 1 and done.progress.total_rows == n + 1
+    assert done.duplicates_dropped == 1 and done.progress.cells == n
+    assert done.error is None and done.started_us and done.finished_us
+    assert [j.id for j in a.jobs("shop")] == [job.id] == [j.id for j in b.jobs("shop")]
+    for client in (a, b):
+        assert client.job(job.id).state == "committed"
+        assert [c.value for c in client.get("shop", "items", "k0000001", "")] == [b"dup"]
+        assert [c.value for c in client.get("shop", "items", "k0299999", "")] == [b"v299999"]
+        assert [c.value for c in client.get("shop", "items", "old", "")] == [b"streamed"]
+
+    # replace through B, followed through A: the old data vanishes, the new appears
+    small = parquet(tmp_path / "small.parquet", [("x", "a", "1"), ("y", "", "2")])
+    job2 = b.bulk_load("shop", "items", small, mode="replace").job
+    final = follow(a, job2.id)[-1]
+    assert final.state == "committed", final
+    for client in (a, b):
+        assert scan_all(client, "shop", "items") == [(b"x", b"a", b"1"), (b"y", b"", b"2")]
+
+    # insert_ignore: only what is absent is written
+    more = parquet(tmp_path / "more.parquet", [("x", "a", "other"), ("z", "", "3")])
+    job3 = a.bulk_load("shop", "items", more, mode="insert_ignore").job
+    final = follow(b, job3.id)[-1]
+    assert final.state == "committed" and final.progress.skipped_existing == 1, final
+    for client in (a, b):
+        assert scan_all(client, "shop", "items") == [
+            (b"x", b"a", b"1"),
+            (b"y", b"", b"2"),
+            (b"z", b"", b"3"),
+        ]
+
+
+def test_cancel_through_b_and_a_failed_job(
+    two_dispatchers: tuple[Client, Client], tmp_path: Path
+) -> None:
+    a, b = two_dispatchers
+    a.put_namespace("ns")
+    a.put_table("ns", "t")
+    rows = [(f"k{i:07d}", "", "v" * 50) for i in range(300_000)]
+    src = parquet(tmp_path / "big.parquet", rows, row_group_size=5000)
+    job = a.bulk_load("ns", "t", src, job_id="load-1").job
+    assert b.cancel_job(job.id).id == "load-1"
+    final = follow(a, job.id)[-1]
+    assert final.state == "cancelled", final
+    assert final.progress.phase == "cancelled" and final.error is None
+    for client in (a, b):
+        assert client.scan("ns", "t", limit=1).cells == []
+
+    # the same id and request again: the same (cancelled) job, through either
+    again = b.bulk_load("ns", "t", src, job_id="load-1").job
+    assert (again.id, again.state) == ("load-1", "cancelled")
+
+    bad = parquet(tmp_path / "bad.parquet", [("a", "", "1"), ("x" * 5000, "", "2")])
+    job = b.bulk_load("ns", "t", bad).job
+    final = follow(a, job.id)[-1]
+    assert final.state == "failed", final
+    assert final.error is not None and final.error.code == "too_large"
+    assert "bad.parquet, row 1" in final.error.message
+    for client in (a, b):
+        assert client.scan("ns", "t", limit=1).cells == []

@@ -3,8 +3,10 @@ replayers and a worker over real PostgreSQL and a real Kafka-protocol broker.
 
 A job submitted to dispatcher A is listed, followed (pending/running, then committed)
 and cancelled through dispatcher B; the loaded data is readable through both, for
-merge, replace and insert_ignore; a failing job reports the file and row, and leaves
-the table as it was.
+merge, replace and insert_ignore, once each has answered ``committed`` (a dispatcher
+refreshes its catalog before it says so; otherwise it sees the commit within its
+0.25 s catalog poll); a failing job reports the file and row, and leaves the table as
+it was.
 """
 
 from __future__ import annotations
@@ -115,6 +117,8 @@ def test_merge_and_replace_submitted_to_a_are_followed_and_read_through_b(
     final = follow(a, job2.id)[-1]
     assert final.state == "committed", final
     for client in (a, b):
+        # a dispatcher that answered committed shows the load (it refreshed its catalog)
+        assert client.job(job2.id).state == "committed"
         assert scan_all(client, "shop", "items") == [(b"x", b"a", b"1"), (b"y", b"", b"2")]
 
     # insert_ignore: only what is absent is written
@@ -123,6 +127,7 @@ def test_merge_and_replace_submitted_to_a_are_followed_and_read_through_b(
     final = follow(b, job3.id)[-1]
     assert final.state == "committed" and final.progress.skipped_existing == 1, final
     for client in (a, b):
+        assert client.job(job3.id).state == "committed"
         assert scan_all(client, "shop", "items") == [
             (b"x", b"a", b"1"),
             (b"y", b"", b"2"),

@@ -24,6 +24,16 @@ worker killed at any point leaves nothing half done:
    the old versions at the very instant the new ones appear. A failed or cancelled
    job aborts its epoch in the same way.
 
+Why a commit waits ``settle_s`` (1 s) after the start: a dispatcher decides what is
+visible from its cached catalog, which it re-reads every 0.25 s. One that knows the
+job's epoch as pending hides its cells, so until it sees the commit it shows the table
+exactly as before the job (for a replace: all the old versions, none of the new), and
+then all of the new. One whose catalog predates the epoch would take the cells for
+visible ones while still lacking the replace floor; waiting until every dispatcher has
+polled several times after the start rules that out. The dispatcher that answers a job
+``committed`` refreshes its catalog first (``ClusterJobs``), so reading through it
+after that shows the load.
+
 Staging tables of final jobs are dropped afterwards (``drop_stages``).
 """
 
@@ -71,6 +81,9 @@ class BulkWorker:
 
     ``lease_s``: how long a subtask stays claimed without a heartbeat (heartbeats go
     every third of it). ``poll_s``: how long an idle thread waits before looking again.
+    ``settle_s``: the least time between a job's start (its epoch reserved, pending)
+    and its commit, so that every dispatcher's catalog (polled every 0.25 s) knows the
+    epoch as pending before its cells appear (see the module docstring).
     """
 
     def __init__(
@@ -80,6 +93,7 @@ class BulkWorker:
         threads: int = 1,
         lease_s: float = 30.0,
         poll_s: float = 0.2,
+        settle_s: float = 1.0,
         batch_rows: int = 65_536,
     ) -> None:
         self.store = store
@@ -89,6 +103,7 @@ class BulkWorker:
         self._backend = backend
         self._threads_n = threads
         self._poll_s = poll_s
+        self._settle_s = settle_s
         self._batch_rows = batch_rows
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -179,7 +194,7 @@ class BulkWorker:
         return self._catalog_step(lambda: self.queue.start_next(start))
 
     def finish_one(self) -> bool:
-        return self._catalog_step(lambda: self.queue.finish_next(self._finish))
+        return self._catalog_step(lambda: self.queue.finish_next(self._finish, self._settle_s))
 
     def _final(self, info: JobInfo, state: str, error: JobError | None, now: int) -> None:
         info.state = state

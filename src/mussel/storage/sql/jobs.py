@@ -4,7 +4,7 @@ Tables (created with the rest of the schema by ``SqlBackend``)::
 
     mussel_jobs(id text PRIMARY KEY, namespace text, table_id int4, created_us int8,
                 state text, cancel bool, stage text, stage_dropped bool,
-                info bytea)                              -- JSON of the job (bulkload)
+                started_at timestamptz, info bytea)      -- JSON of the job (bulkload)
     mussel_job_tasks(job_id text, n int4, state text, owner text,
                      lease_until timestamptz, attempts int4, rows int8, bytes int8,
                      cells int8, error bytea, slice bytea,   -- JSON of the slice
@@ -17,7 +17,8 @@ caller's (``bulkload/cluster.py``), carried as opaque JSON.
   has no older job still pending or running (``FOR UPDATE SKIP LOCKED``: two workers
   never start one job) and lets the caller turn it ``running`` in the same
   transaction. ``finish_next`` locks a running job that is ready to end (cancel asked,
-  a subtask failed, or every subtask done) for the caller's final transaction. A
+  a subtask failed, or every subtask done and at least ``settle_s`` since it started:
+  see ``bulkload/worker.py``) for the caller's final transaction. A
   worker killed inside either transaction holds nothing afterwards: the database
   rolls the transaction back and releases the row lock, and another worker takes the
   job again.
@@ -60,7 +61,7 @@ JOB_TABLES_DDL = [
     " created_us bigint NOT NULL, state text NOT NULL,"
     " cancel boolean NOT NULL DEFAULT false,"
     " stage text NOT NULL, stage_dropped boolean NOT NULL DEFAULT false,"
-    " info bytea NOT NULL)",
+    " started_at timestamptz, info bytea NOT NULL)",
     f"CREATE INDEX IF NOT EXISTS mussel_jobs_by_state ON {JOBS} (state, created_us, id)",
     f"CREATE TABLE IF NOT EXISTS {TASKS} ("
     " job_id text NOT NULL, n integer NOT NULL,"
@@ -222,18 +223,22 @@ class SqlJobQueue:
 
         return bool(self.backend.write_tx("start a bulk-load job", body))
 
-    def finish_next(self, finish: Callable[[psycopg.Cursor[Any], JobRow], None]) -> bool:
-        """Lock a running job that is ready to end (cancel asked, a subtask failed or
-        every subtask done) and run ``finish(cursor, job)`` in that transaction, which
+    def finish_next(
+        self, finish: Callable[[psycopg.Cursor[Any], JobRow], None], settle_s: float = 0.0
+    ) -> bool:
+        """Lock a running job that is ready to end (cancel asked, a subtask failed, or
+        every subtask done and the job started at least ``settle_s`` ago by the
+        database's clock) and run ``finish(cursor, job)`` in that transaction, which
         must make the job final. False when none is ready."""
 
         def body(cur: psycopg.Cursor[Any]) -> bool:
             row = _locked_job(
                 cur,
                 "j.state = 'running' AND (j.cancel OR EXISTS (SELECT 1 FROM mussel_job_tasks"
-                " f WHERE f.job_id = j.id AND f.state = 'failed') OR NOT EXISTS (SELECT 1"
-                f" FROM mussel_job_tasks a WHERE a.job_id = j.id AND a.state IN {_ACTIVE}))",
-                (),
+                " f WHERE f.job_id = j.id AND f.state = 'failed') OR (NOT EXISTS (SELECT 1"
+                f" FROM mussel_job_tasks a WHERE a.job_id = j.id AND a.state IN {_ACTIVE})"
+                " AND j.started_at <= clock_timestamp() - make_interval(secs => %s)))",
+                (settle_s,),
                 skip_locked=True,
             )
             if row is None:
@@ -245,8 +250,13 @@ class SqlJobQueue:
 
     @staticmethod
     def set_job(cur: psycopg.Cursor[Any], job_id: str, state: str, info: bytes) -> None:
-        """Inside a ``start``/``finish``/cancel transaction: the job's new state."""
-        cur.execute(f"UPDATE {JOBS} SET state = %s, info = %s WHERE id = %s", (state, info, job_id))
+        """Inside a ``start``/``finish``/cancel transaction: the job's new state (the
+        database's clock notes when it became ``running``)."""
+        cur.execute(
+            f"UPDATE {JOBS} SET state = %s, info = %s, started_at = CASE WHEN %s = 'running'"
+            " THEN clock_timestamp() ELSE started_at END WHERE id = %s",
+            (state, info, state, job_id),
+        )
 
     def drop_stages(self) -> int:
         """Drop the staging tables of final jobs (each once). Returns how many."""

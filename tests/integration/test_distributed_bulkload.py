@@ -12,10 +12,13 @@ it was.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -163,3 +166,74 @@ def test_cancel_through_b_and_a_failed_job(
     assert "bad.parquet, row 1" in final.error.message
     for client in (a, b):
         assert client.scan("ns", "t", limit=1).cells == []
+
+
+_WORKER = """
+import signal, sys, threading
+from mussel.bulkload.worker import BulkWorker
+from mussel.engine import Store
+
+store = Store.open_distributed(sys.argv[1], sys.argv[2], "dispatcher")
+worker = BulkWorker(store, lease_s=2.0, batch_rows=5000, settle_s=0.0)
+worker.start()
+print("ready", flush=True)
+stop = threading.Event()
+signal.signal(signal.SIGTERM, lambda *_: stop.set())
+stop.wait()
+worker.stop()
+store.close()
+"""
+
+
+def _worker(cluster: DevCluster) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _WORKER, cluster.log_url, str(cluster.backend_url)],
+        stdout=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
+    return proc
+
+
+def test_a_killed_workers_subtask_is_loaded_again_by_another_worker(
+    tmp_path: Path, postgres_server: Any, kafka_bootstrap: str
+) -> None:
+    cluster = DevCluster(
+        tmp_path / "cluster",
+        backend_url=create_database(postgres_server),
+        bootstrap=kafka_bootstrap,
+        topic=f"bulk-{os.getpid()}-{time.monotonic_ns()}",
+        workers=0,  # the test runs its own, with a 2 s lease
+    )
+    with cluster, Client(cluster.url, timeout=60) as client:
+        client.put_namespace("ns")
+        client.put_table("ns", "t")
+        n = 600_000
+        rows = [(f"k{i:07d}", "", f"v{i}") for i in range(n)]
+        src = parquet(tmp_path / "big.parquet", rows, row_group_size=10_000)
+        first = _worker(cluster)
+        second = None
+        try:
+            job = client.bulk_load("ns", "t", src).job
+            deadline = time.monotonic() + 60
+            while client.job(job.id).progress.rows == 0:  # a heartbeat reported rows
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+            first.kill()  # mid-subtask: its transaction is rolled back
+            first.wait()
+            second = _worker(cluster)
+            final = follow(client, job.id)[-1]
+        finally:
+            for proc in (first, second):
+                if proc is not None and proc.poll() is None:
+                    proc.terminate()
+                    proc.wait(30)
+        assert final.state == "committed", final
+        assert final.progress.cells == n and final.duplicates_dropped == 0
+        with psycopg.connect(str(cluster.backend_url)) as conn:
+            attempts = conn.execute(
+                "SELECT max(attempts) FROM mussel_job_tasks WHERE job_id = %s", (job.id,)
+            ).fetchone()
+            cells = conn.execute("SELECT count(*) FROM mussel_cells").fetchone()
+        assert attempts is not None and attempts[0] >= 2  # the killed one's, claimed again
+        assert cells is not None and cells[0] == n  # every row once
+        assert [c.value for c in client.get("ns", "t", "k0599999", "")] == [b"v599999"]

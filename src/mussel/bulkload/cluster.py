@@ -115,7 +115,7 @@ class ClusterJobs:
         for f in src.files:
             lay.check(f)
         slices = plan_slices(src, self.slice_rows)
-        while True:
+        for _ in range(8):
             now = self.store.clock.now_us()
             new_id = job_id or f"bl-{now:x}-{secrets.token_hex(3)}"
             info = JobInfo(
@@ -140,6 +140,7 @@ class ClusterJobs:
                 existing = self._same(job_id, spec)
                 if existing is not None:
                     return existing
+        raise ConflictError("could not record the job (its id kept being taken); retry")
 
     def _same(self, job_id: str, spec: JobSpec) -> JobInfo | None:
         """The existing job ``job_id`` if it asked for ``spec`` (``ConflictError`` if

@@ -14,7 +14,9 @@ worker killed at any point leaves nothing half done:
    checking it is still this worker's. A worker that dies mid-subtask commits nothing;
    the lease expires and another worker loads the slice again.
 3. **finish** a job whose subtasks are all done (or one failed, or cancel was asked),
-   in ONE transaction holding the job's row lock: duplicates (pk, sk, ts) are dropped
+   in ONE transaction holding the job's row lock. If the staging table holds fewer
+   rows than the subtasks staged (it is UNLOGGED: a database crash empties it), every
+   subtask is made pending again and the job goes on. Duplicates (pk, sk, ts) are dropped
    keeping the last in source order (``DISTINCT ON ... ORDER BY seq DESC``); for
    ``insert_ignore`` the cells whose (pk, sk) has a visible version are dropped
    (``keep_absent``, the embedded rule); the rest are upserted into the cells table
@@ -216,7 +218,14 @@ class BulkWorker:
         if not row.cancel:
             if row.tasks.failed:
                 state = "failed"
-                error = msgspec.json.decode(t.first_error or b"", type=JobError)
+                error = JobError("internal", "a subtask failed without saying why")
+                with contextlib.suppress(msgspec.DecodeError):
+                    error = msgspec.json.decode(t.first_error or b"", type=JobError)
+            elif _count(cur, f"SELECT count(*) FROM {row.stage}") != t.cells:
+                # the staging table lost rows (UNLOGGED: emptied by a database crash)
+                log.warning("bulk-load job %s: staged rows were lost; loading again", row.id)
+                self.queue.rerun_tasks(cur, row.id, row.stage)
+                return
             else:
                 try:
                     with cur.connection.transaction():  # a savepoint: undone on failure

@@ -215,3 +215,27 @@ def test_cancel_of_a_pending_job_is_final_at_once(backend: SqlBackend) -> None:
     assert row is not None and row.state == "cancelled" and row.info == b'{"c":1}'
     assert start(q) is None and q.claim_task() is None
     assert not q.request_cancel("nope", lambda row: b"")
+
+
+def test_rerun_tasks_empties_the_stage_and_makes_every_subtask_claimable_again(
+    backend: SqlBackend,
+) -> None:
+    q = SqlJobQueue(backend)
+    make_job(q, "j1", 2)
+    start(q)
+    for seq in (1, 2):
+        claim = q.claim_task()
+        assert claim is not None and complete(q, claim, seq=seq)
+    assert q.claim_task() is None
+
+    def rerun(cur: Any, row: JobRow) -> None:
+        q.rerun_tasks(cur, row.id, row.stage)
+
+    assert q.finish_next(rerun)
+    row = q.job("j1")
+    assert row is not None and row.state == "running"
+    assert (row.tasks.done, row.tasks.rows, row.tasks.cells) == (0, 0, 0)
+    assert stage_rows(q, "j1") == []
+    again = [q.claim_task(), q.claim_task()]
+    assert sorted(c.n for c in again if c is not None) == [0, 1]
+    assert all(c is not None and c.attempt == 2 for c in again)

@@ -229,7 +229,8 @@ class SqlJobQueue:
         """Lock a running job that is ready to end (cancel asked, a subtask failed, or
         every subtask done and the job started at least ``settle_s`` ago by the
         database's clock) and run ``finish(cursor, job)`` in that transaction, which
-        must make the job final. False when none is ready."""
+        makes the job final (or sends its subtasks back: ``rerun_tasks``). False when
+        none is ready."""
 
         def body(cur: psycopg.Cursor[Any]) -> bool:
             row = _locked_job(
@@ -247,6 +248,18 @@ class SqlJobQueue:
             return True
 
         return bool(self.backend.write_tx("finish a bulk-load job", body))
+
+    @staticmethod
+    def rerun_tasks(cur: psycopg.Cursor[Any], job_id: str, stage: str) -> None:
+        """Inside a ``finish`` transaction: empty the job's staging table and make every
+        subtask pending again (the staged rows were lost: an UNLOGGED table is
+        emptied when the database restarts after a crash)."""
+        cur.execute(f"DELETE FROM {stage}")
+        cur.execute(
+            f"UPDATE {TASKS} SET state = 'pending', owner = NULL, lease_until = NULL,"
+            " rows = 0, bytes = 0, cells = 0 WHERE job_id = %s",
+            (job_id,),
+        )
 
     @staticmethod
     def set_job(cur: psycopg.Cursor[Any], job_id: str, state: str, info: bytes) -> None:

@@ -23,8 +23,11 @@ worker killed at any point leaves nothing half done:
    with the job's epoch; ``Catalog.commit_epoch`` (with the replace floor for
    ``replace``) writes the catalog in that same transaction, and so does the job's
    final record. Readers see all of the load or none of it, and a ``replace`` hides
-   the old versions at the very instant the new ones appear. A failed or cancelled
-   job aborts its epoch in the same way.
+   the old versions at the very instant the new ones appear. Before it, the worker
+   waits until every write acknowledged so far is applied (as embedded mode's replayer
+   has long applied them): a replayer that already knew the commit would stamp a late
+   write with the new epoch, which a replace's floor does not hide. A failed or
+   cancelled job aborts its epoch in the same way.
 
 Why a commit waits ``settle_s`` (1 s) after the start: a dispatcher decides what is
 visible from its cached catalog, which it re-reads every 0.25 s. One that knows the
@@ -246,20 +249,27 @@ class BulkWorker:
         mode = check_mode(spec.mode)
         stage, tid, epoch = row.stage, info.table_id, info.epoch
         assert epoch is not None
-        staged = _count(cur, f"SELECT count(*) FROM {stage}")
+        # Writes acknowledged before now are applied before the commit, as embedded
+        # mode's replayer has long applied them: a replayer that already knew the
+        # commit would stamp a late one with the new epoch, which a replace's floor does
+        # not hide, and a late write at a loaded cell's ts would replace it.
+        self.store.wait_all_applied()
+        staged = row.tasks.cells  # (checked against the staging table by _finish)
         skipped = 0
-        cur.execute(
-            "CREATE TEMP TABLE mussel_bulk_merge ON COMMIT DROP AS"
-            " SELECT DISTINCT ON (pk, sk, its) pk, sk, its, value"
+        cur.execute("SET LOCAL work_mem = '64MB'")  # for the sort of DISTINCT ON
+        dedup = (
+            "SELECT DISTINCT ON (pk, sk, its) pk, sk, its, value"
             f" FROM {stage} ORDER BY pk, sk, its, seq DESC"
         )
-        distinct = _count(cur, "SELECT count(*) FROM mussel_bulk_merge")
+        source = f"({dedup}) AS d"
         if mode == "insert_ignore":
+            cur.execute(f"CREATE TEMP TABLE mussel_bulk_merge ON COMMIT DROP AS {dedup}")
+            distinct = _count(cur, "SELECT count(*) FROM mussel_bulk_merge")
             skipped = self._drop_present(cur, spec.namespace, spec.table)
+            source = "mussel_bulk_merge"
         cur.execute(
             f"WITH ins AS (INSERT INTO {_CELLS} (table_id, pk, sk, its, tomb, epoch, value)"
-            " SELECT %s, pk, sk, its, false, %s, value FROM mussel_bulk_merge"
-            " ORDER BY pk, sk, its"
+            f" SELECT %s, pk, sk, its, false, %s, value FROM {source}"
             " ON CONFLICT (table_id, pk, sk, its) DO UPDATE SET"
             " tomb = excluded.tomb, epoch = excluded.epoch, value = excluded.value"
             " RETURNING octet_length(pk) + octet_length(sk) + 8 + octet_length(value) AS n)"
@@ -268,7 +278,10 @@ class BulkWorker:
         )
         got = cur.fetchone()
         written, nbytes = int(got[0]), int(got[1])
-        cur.execute("DROP TABLE mussel_bulk_merge")
+        if mode == "insert_ignore":
+            cur.execute("DROP TABLE mussel_bulk_merge")
+        else:
+            distinct = written  # each distinct (pk, sk, ts) inserted or updated once
         if written:
             SqlBackend.count_in(cur, 0, {tid: (written, nbytes)})
         now = self.store.clock.now_us()

@@ -177,6 +177,7 @@ def test_a_job_is_finishable_once_every_subtask_is_done(backend: SqlBackend) -> 
     assert not q.finish_next(finish)
     assert complete(q, claims[1], seq=2)  # type: ignore[arg-type]
     assert not q.finish_next(finish, settle_s=60)  # started less than a minute ago
+    time.sleep(0.05)
     assert q.finish_next(finish, settle_s=0.01) and seen == ["j1"]
     assert not q.finish_next(finish)  # final now
     assert q.drop_stages() == 1

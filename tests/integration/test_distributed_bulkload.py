@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from mussel import Client
-from mussel.cli.devcluster import DevCluster
+from mussel.cli.devcluster import DevCluster, Role
 from mussel.client._models import JobDescription
 from tests.fixtures.cluster import create_database
 
@@ -237,3 +237,28 @@ def test_a_killed_workers_subtask_is_loaded_again_by_another_worker(
         assert attempts is not None and attempts[0] >= 2  # the killed one's, claimed again
         assert cells is not None and cells[0] == n  # every row once
         assert [c.value for c in client.get("ns", "t", "k0599999", "")] == [b"v599999"]
+
+
+def test_role_all_runs_bulk_loads_in_one_process(
+    tmp_path: Path, postgres_server: Any, kafka_bootstrap: str
+) -> None:
+    cluster = DevCluster(
+        tmp_path / "cluster",
+        dispatchers=0,
+        replayers=0,
+        workers=0,
+        backend_url=create_database(postgres_server),
+        bootstrap=kafka_bootstrap,
+        topic=f"bulk-{os.getpid()}-{time.monotonic_ns()}",
+    )
+    with cluster:
+        cluster.roles["all-1"] = Role("all-1", "all", 0)
+        role = cluster.spawn("all-1")
+        with Client(f"http://127.0.0.1:{role.port}", timeout=60) as client:
+            client.put_namespace("ns")
+            client.put_table("ns", "t")
+            client.put("ns", "t", "old", "", b"gone", ts=1)
+            src = parquet(tmp_path / "x.parquet", [("a", "", "1"), ("b", "", "2")])
+            job = client.bulk_load("ns", "t", src, mode="replace").wait(60)
+            assert job.state == "committed", job
+            assert scan_all(client, "ns", "t") == [(b"a", b"", b"1"), (b"b", b"", b"2")]

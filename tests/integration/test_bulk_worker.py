@@ -17,8 +17,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from mussel.bulkload.cluster import ClusterJobs
-from mussel.bulkload.worker import BulkWorker
+from mussel.bulkload.worker import GIVE_UP_AFTER, BulkWorker
 from mussel.engine import Store
+from mussel.errors import MusselError
 
 
 @pytest.fixture
@@ -131,3 +132,27 @@ def test_a_table_dropped_under_a_job_fails_it(store: Store, tmp_path: Path) -> N
     assert job.state == "failed" and job.error is not None
     assert job.error.code == "table_not_found", job.error
     assert scan(store) == []
+
+
+def test_a_job_that_cannot_be_committed_is_failed_after_a_few_tries(
+    store: Store, tmp_path: Path, pg_url: str
+) -> None:
+    src = parquet(tmp_path / "x.parquet", [("k1", "v")])
+    jobs = ClusterJobs(store)
+    worker = BulkWorker(store, settle_s=0.0)
+    job = jobs.submit("ns", "t", src)
+    assert worker.start_one() and worker.load_one()
+    row = jobs.queue.job(job.id)
+    assert row is not None
+    with psycopg.connect(pg_url, autocommit=True) as conn:  # a fault no retry cures
+        conn.execute(f"DROP TABLE {row.stage}")
+    for _ in range(GIVE_UP_AFTER - 1):
+        with pytest.raises(MusselError):
+            worker.finish_one()
+        assert jobs.get(job.id).state == "running"
+    assert worker.finish_one()  # the last try fails the job
+    job = jobs.get(job.id)
+    assert job.state == "failed" and job.error is not None, job
+    assert job.error.message.startswith("database error"), job.error
+    table = store.catalog.get_table("ns", "t")
+    assert job.epoch in table.aborted_epochs and not table.pending_epochs

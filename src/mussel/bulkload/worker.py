@@ -61,7 +61,7 @@ from mussel.bulkload.modes import check_mode, keep_absent
 from mussel.bulkload.slices import Slice
 from mussel.bulkload.source import ParquetSource, open_source
 from mussel.engine import Store
-from mussel.errors import ConflictError, MusselError
+from mussel.errors import ConflictError, MusselError, UnavailableError
 from mussel.storage.sql import JobRow, SqlBackend, SqlJobQueue, TaskClaim
 
 __all__ = ["BulkWorker"]
@@ -69,6 +69,8 @@ __all__ = ["BulkWorker"]
 log = logging.getLogger("mussel.bulkload.worker")
 
 _CELLS = "mussel_cells"
+GIVE_UP_AFTER = 5
+"""Failed attempts to finish one job (not ``UnavailableError``) before it is failed."""
 _KEEP_CHUNK = 10_000
 
 
@@ -114,6 +116,8 @@ class BulkWorker:
         self._threads: list[threading.Thread] = []
         self._sources: dict[str, ParquetSource] = {}
         self._sources_lock = threading.Lock()
+        self._tls = threading.local()  # .finishing: the job this thread is finishing
+        self._finish_failures: dict[str, int] = {}
 
     def start(self) -> None:
         for i in range(self._threads_n):
@@ -199,7 +203,32 @@ class BulkWorker:
         return self._catalog_step(lambda: self.queue.start_next(start))
 
     def finish_one(self) -> bool:
-        return self._catalog_step(lambda: self.queue.finish_next(self._finish, self._settle_s))
+        """Finish the next job that is ready. A job whose finishing failed
+        ``GIVE_UP_AFTER`` times in a row with an error that waiting does not cure (not
+        ``UnavailableError``) is failed with that error, so it cannot hold up the
+        jobs behind it."""
+        self._tls.finishing = None
+        try:
+            return self._catalog_step(lambda: self.queue.finish_next(self._finish, self._settle_s))
+        except MusselError as exc:
+            job_id: str | None = self._tls.finishing
+            if job_id is None or isinstance(exc, UnavailableError):
+                raise
+            tries = self._finish_failures.get(job_id, 0) + 1
+            self._finish_failures[job_id] = tries
+            if tries < GIVE_UP_AFTER:
+                raise
+            log.error("bulk-load job %s cannot be committed, failing it: %s", job_id, exc)
+            self._finish_failures.pop(job_id, None)
+
+            error = JobError(exc.code, exc.message)
+
+            def give_up(cur: Any, row: JobRow) -> None:
+                self._end(cur, row, "failed", error)
+
+            return self._catalog_step(
+                lambda: self.queue.finish_next(give_up, self._settle_s, job_id=job_id)
+            )
 
     def _final(self, info: JobInfo, state: str, error: JobError | None, now: int) -> None:
         info.state = state
@@ -209,8 +238,8 @@ class BulkWorker:
         info.progress.eta_s = None
 
     def _finish(self, cur: Any, row: JobRow) -> None:
+        self._tls.finishing = row.id
         info = msgspec.json.decode(row.info, type=JobInfo)
-        spec = info.spec
         catalog = self.store.catalog
         catalog.refresh()
         t = row.tasks
@@ -235,9 +264,27 @@ class BulkWorker:
                         self._commit(cur, row, info)
                     return
                 except MusselError as exc:
+                    if isinstance(exc, UnavailableError):
+                        raise  # (the savepoint is undone) try again later
                     state, error = "failed", JobError(exc.code, exc.message)
+        self._end(cur, row, state, error, info)
+
+    def _end(
+        self,
+        cur: Any,
+        row: JobRow,
+        state: str,
+        error: JobError | None,
+        info: JobInfo | None = None,
+    ) -> None:
+        """Abort the job's epoch and make it ``state`` (inside its finish transaction)."""
+        if info is None:
+            info = msgspec.json.decode(row.info, type=JobInfo)
+            t = row.tasks
+            info.progress.rows, info.progress.bytes = t.rows, t.nbytes
+        spec = info.spec
         assert info.epoch is not None
-        catalog.abort_epoch(
+        self.store.catalog.abort_epoch(
             spec.namespace, spec.table, info.table_id, info.epoch, self._write_in(cur)
         )
         self._final(info, state, error, self.store.clock.now_us())

@@ -224,13 +224,20 @@ class SqlJobQueue:
         return bool(self.backend.write_tx("start a bulk-load job", body))
 
     def finish_next(
-        self, finish: Callable[[psycopg.Cursor[Any], JobRow], None], settle_s: float = 0.0
+        self,
+        finish: Callable[[psycopg.Cursor[Any], JobRow], None],
+        settle_s: float = 0.0,
+        *,
+        job_id: str | None = None,
     ) -> bool:
         """Lock a running job that is ready to end (cancel asked, a subtask failed, or
         every subtask done and the job started at least ``settle_s`` ago by the
-        database's clock) and run ``finish(cursor, job)`` in that transaction, which
-        makes the job final (or sends its subtasks back: ``rerun_tasks``). False when
-        none is ready."""
+        database's clock), the job ``job_id`` if given, and run ``finish(cursor, job)``
+        in that transaction, which makes the job final (or sends its subtasks back:
+        ``rerun_tasks``). False when none is ready."""
+        only, params = (
+            ("", (settle_s,)) if job_id is None else (" AND j.id = %s", (settle_s, job_id))
+        )
 
         def body(cur: psycopg.Cursor[Any]) -> bool:
             row = _locked_job(
@@ -238,8 +245,8 @@ class SqlJobQueue:
                 "j.state = 'running' AND (j.cancel OR EXISTS (SELECT 1 FROM mussel_job_tasks"
                 " f WHERE f.job_id = j.id AND f.state = 'failed') OR (NOT EXISTS (SELECT 1"
                 f" FROM mussel_job_tasks a WHERE a.job_id = j.id AND a.state IN {_ACTIVE})"
-                " AND j.started_at <= clock_timestamp() - make_interval(secs => %s)))",
-                (settle_s,),
+                f" AND j.started_at <= clock_timestamp() - make_interval(secs => %s))){only}",
+                params,
                 skip_locked=True,
             )
             if row is None:

@@ -31,6 +31,12 @@ from tests.fixtures.cluster import create_database
 pytestmark = pytest.mark.slow
 
 
+def _own_group() -> tuple[str, ...]:
+    """A consumer group of the cluster's own (the broker is shared by the session's
+    tests; a group left by an earlier cluster can keep a new one rebalancing)."""
+    return ("--group", f"bulk-{os.getpid()}-{time.monotonic_ns()}")
+
+
 def parquet(path: Path, rows: list[tuple[str, str, str]], **kw: Any) -> str:
     pq.write_table(
         pa.table(
@@ -70,6 +76,7 @@ def two_dispatchers(tmp_path: Path, postgres_server: Any, kafka_bootstrap: str) 
         backend_url=create_database(postgres_server),
         bootstrap=kafka_bootstrap,
         topic=f"bulk-{os.getpid()}-{time.monotonic_ns()}",
+        extra=_own_group(),
         separate_ports=True,
     )
     with cluster:
@@ -202,6 +209,7 @@ def test_a_killed_workers_subtask_is_loaded_again_by_another_worker(
         backend_url=create_database(postgres_server),
         bootstrap=kafka_bootstrap,
         topic=f"bulk-{os.getpid()}-{time.monotonic_ns()}",
+        extra=_own_group(),
         workers=0,  # the test runs its own, with a 2 s lease
     )
     with cluster, Client(cluster.url, timeout=60) as client:
@@ -250,6 +258,7 @@ def test_role_all_runs_bulk_loads_in_one_process(
         backend_url=create_database(postgres_server),
         bootstrap=kafka_bootstrap,
         topic=f"bulk-{os.getpid()}-{time.monotonic_ns()}",
+        extra=_own_group(),
     )
     with cluster:
         cluster.roles["all-1"] = Role("all-1", "all", 0)

@@ -36,7 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -249,25 +249,35 @@ def _busy_seconds() -> float:
 
 
 @contextlib.contextmanager
-def cpu_meter(server_pid: int | None) -> Iterator[dict[str, float]]:
+def cpu_meter_by_kind(kinds: Mapping[str, Sequence[int]]) -> Iterator[dict[str, float]]:
     """Where the machine's CPU went during the block, in cores (CPU seconds / wall seconds):
-    ``server`` (the server process and its children), ``load_generator`` (this process and the
-    load generators it ran), ``other`` (everything else on the machine: other work) and
-    ``machine`` (all busy cores). The dict is filled when the block ends."""
+    one entry per kind of server process (``kinds`` maps a name to the pids of its processes,
+    each counted with its children; the pids must not be each other's descendants),
+    ``load_generator`` (this process and the load generators it ran), ``other`` (everything
+    else on the machine: other work) and ``machine`` (all busy cores). The dict is filled
+    when the block ends."""
     out: dict[str, float] = {}
-    srv0 = _cpu_seconds(server_pid) if server_pid else 0.0
+    srv0 = {k: sum(_cpu_seconds(p) for p in pids) for k, pids in kinds.items()}
     own0, busy0, t0 = _own_seconds(), _busy_seconds(), time.perf_counter()
     yield out
     wall = time.perf_counter() - t0
-    srv = (_cpu_seconds(server_pid) - srv0 if server_pid else 0.0) / wall
+    srv = {k: (sum(_cpu_seconds(p) for p in pids) - srv0[k]) / wall for k, pids in kinds.items()}
     own = (_own_seconds() - own0) / wall
     busy = (_busy_seconds() - busy0) / wall
+    out.update({k: round(v, 3) for k, v in srv.items()})
     out.update(
-        server=round(srv, 3),
         load_generator=round(own, 3),
-        other=round(max(0.0, busy - srv - own), 3),
+        other=round(max(0.0, busy - sum(srv.values()) - own), 3),
         machine=round(busy, 3),
     )
+
+
+@contextlib.contextmanager
+def cpu_meter(server_pid: int | None) -> Iterator[dict[str, float]]:
+    """``cpu_meter_by_kind`` with one kind, ``server`` (the server process and its children;
+    0 without a pid)."""
+    with cpu_meter_by_kind({"server": [server_pid] if server_pid else []}) as out:
+        yield out
 
 
 def _cpu_text(cpu: dict[str, float] | None) -> str:

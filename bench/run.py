@@ -1,13 +1,15 @@
 """``make bench``: run the benchmarks side by side and write bench/results/.
 
 Sections, one after the other: the core engine (``bench/core.py``, in process), HTTP
-side by side with PostgreSQL and Redis (``bench/http.py``), bulk load vs PostgreSQL
+side by side with PostgreSQL and Redis (``bench/http.py``), distributed mode side by side
+with embedded mode and PostgreSQL (``bench/distributed.py``), bulk load vs PostgreSQL
 ``COPY`` (``bench/bulk.py``, in a child process so that its peak RSS is its own) and
 expiration (``bench/expire.py``). ``python -m bench.run [seconds]``: seconds per figure
 (default: 5 for the core section; ``$BENCH_SECONDS`` or 10 for the others).
-``--skip-http``, ``--skip-bulk``, ``--skip-expire`` leave sections out.
+``--skip-http``, ``--skip-distributed``, ``--skip-bulk``, ``--skip-expire`` leave sections
+out.
 
-Results: ``bench/results/<name>.json`` (raw figures: core.json, http.json) and
+Results: ``bench/results/<name>.json`` (raw figures: core.json, http.json, distributed.json) and
 ``bench/results/latest.md`` (Markdown tables). Figures from one run on one machine;
 compare ratios, not absolute numbers, across machines.
 """
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import bulk, core
+from bench import distributed as distributed_bench
 from bench import expire as expire_bench
 from bench import http as http_bench
 
@@ -86,6 +89,14 @@ def main(argv: list[str]) -> int:
         print(f"\n{http_bench.SECTION}: running ({settings.seconds:g} s per figure)", flush=True)
         http_lines = http_bench.write_results(http_bench.run(settings))
         print("\n" + "\n".join(http_lines))
+    if "--skip-distributed" not in skips:
+        dist_settings, _ = distributed_bench.parse_args(argv)
+        print(
+            f"\n{distributed_bench.SECTION}: running ({dist_settings.seconds:g} s per figure)",
+            flush=True,
+        )
+        dist_lines = distributed_bench.write_results(distributed_bench.run(dist_settings))
+        print("\n" + "\n".join(dist_lines))
     if "--skip-bulk" not in skips:
         print("\nbulk load: running (10M cells, then PostgreSQL COPY)", flush=True)
         bulk_lines = bulk.table_lines(bulk.run())

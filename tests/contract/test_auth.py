@@ -65,6 +65,9 @@ ENDPOINTS: list[tuple[str, str, Any, str | None]] = [
     ("GET", "/readyz", None, None),
     ("GET", "/openapi.json", None, None),
     ("GET", "/metrics", None, "admin"),
+    ("GET", "/dashboard", None, "admin"),
+    ("GET", "/dashboard/data.json", None, "admin"),
+    ("GET", "/dashboard/static/dashboard.js", None, "admin"),
     ("GET", "/v1/namespaces", None, "any"),
     ("GET", "/v1/namespaces/shop", None, "read"),
     ("PUT", "/v1/namespaces/shop", {}, "admin"),
@@ -128,6 +131,40 @@ def test_authorization_matrix(
         else:
             assert r.status_code == 403, (kind, r.text)
             assert r.json()["error"]["code"] == "forbidden"
+
+
+def test_dashboard_sign_in_sets_a_cookie_that_only_the_dashboard_takes(
+    auth_server: ServerProcess, tokens: dict[str, str | None]
+) -> None:
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    with httpx.Client(base_url=auth_server.url, timeout=10) as c:
+        # a browser without a sign-in gets the form, with a clear 401
+        page = c.get("/dashboard", headers={"accept": "text/html,*/*"})
+        assert page.status_code == 401 and page.headers["content-type"].startswith("text/html")
+        assert 'action="/dashboard/login"' in page.text
+        assert c.get("/dashboard/data.json").status_code == 401  # the JSON envelope
+        bad = c.post("/dashboard/login", content=f"token={tokens['bad']}", headers=form)
+        assert bad.status_code == 401 and "not valid" in bad.text
+        reader = c.post("/dashboard/login", content=f"token={tokens['read']}", headers=form)
+        assert reader.status_code == 403 and "admin" in reader.text
+        assert "set-cookie" not in reader.headers
+        empty = c.post("/dashboard/login", content="token=", headers=form)
+        assert empty.status_code == 400 and empty.json()["error"]["code"] == "invalid_request"
+        ok = c.post("/dashboard/login", content=f"token={ADMIN}", headers=form)
+        assert ok.status_code == 303 and ok.headers["location"] == "/dashboard"
+        cookie = ok.headers["set-cookie"]
+        assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/dashboard" in cookie
+        jar = {"cookie": cookie.split(";", 1)[0]}
+        assert c.get("/dashboard", headers=jar).status_code == 200
+        data = c.get("/dashboard/data.json", headers=jar)
+        assert data.status_code == 200
+        assert {"shop", "other"} <= {ns["name"] for ns in data.json()["namespaces"]}
+        # the cookie is the dashboard's only: no API request takes it
+        assert c.get("/metrics", headers=jar).status_code == 401
+        assert c.get("/v1/namespaces", headers=jar).status_code == 401
+        assert c.put("/v1/namespaces/x", json={}, headers=jar).status_code == 401
+        stale = {"cookie": "mussel_token=mus_000000000000_not-a-real-token"}
+        assert c.get("/dashboard/data.json", headers=stale).status_code == 401
 
 
 def test_lists_show_only_what_a_token_may_read(

@@ -40,10 +40,17 @@ def test_batch_requests_wait_while_online_reads_are_slow(tmp_path: Path) -> None
             assert online.status_code == 200
             usage = c.get("/v1/namespaces/ns").json()["namespace"]["usage"]
             assert usage["shed"] == 1 and usage["throttled"] == 0
-            assert (
-                'mussel_shed_requests_total{namespace="ns",priority="batch"} 1'
-                in c.get("/metrics").text
+            # names a client makes up never become label values (bounded cardinality)
+            ghost = c.get(
+                "/v1/namespaces/ghost/tables/t/scan", headers={"mussel-priority": "batch"}
             )
+            assert ghost.status_code == 503
+            bad = c.post("/v1/namespaces/ghost2/tables/t/write", content=b"{not json")
+            assert bad.status_code == 400
+            text = c.get("/metrics").text
+            assert 'mussel_shed_requests_total{namespace="ns",priority="batch"} 1' in text
+            assert 'mussel_shed_requests_total{namespace="",priority="batch"} 1' in text
+            assert "ghost" not in text
     finally:
         srv.stop()
         if srv.proc.stderr:

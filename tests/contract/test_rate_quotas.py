@@ -84,3 +84,8 @@ def test_write_quota(api: Api, ns: str) -> None:
     t = api.put_table(ns, "t")
     codes = [t.write({"pk": f"k{i}", "value": "v"}).status_code for i in range(12)]
     assert codes.count(200) >= 3 and 429 in codes
+    # /metrics counts them, in every process, per namespace and kind
+    text = api.get("/metrics").text
+    line = f'mussel_throttled_requests_total{{namespace="{ns}",kind="write"}} {codes.count(429)}'
+    assert line in text.splitlines(), [ln for ln in text.splitlines() if "throttled" in ln]
+    assert f'mussel_namespace_quota_writes_per_second{{namespace="{ns}"}} 3' in text

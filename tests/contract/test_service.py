@@ -313,3 +313,43 @@ def test_metrics_do_not_grow_series_for_unknown_names(api: Api) -> None:
         assert api.get(f"/v1/namespaces/ghost-{i}/tables/t/rows/p").status_code == 404
     _, samples = _metrics(api)
     assert not [s for s in samples if s[1].get("namespace", "").startswith("ghost-")]
+
+
+# -- /dashboard --------------------------------------------------------------------
+
+
+def test_dashboard_page_and_files_are_served_from_the_package(api: Api) -> None:
+    page = api.get("/dashboard")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "default-src 'none'" in page.headers["content-security-policy"]
+    for src in re.findall(r'(?:src|href)="(/dashboard/static/[^"]+)"', page.text):
+        asset = api.get(src)
+        assert asset.status_code == 200 and asset.content, src
+        assert asset.headers["content-type"].startswith(("text/javascript", "text/css"))
+    assert "http://" not in page.text and "https://" not in page.text  # nothing from elsewhere
+    missing = api.get("/dashboard/static/nope.js")
+    assert missing.status_code == 404 and error_code(missing) == "not_found"
+    assert api.get("/dashboard/static/..%2Fapp.py").status_code == 404
+    assert api.request("POST", "/dashboard").status_code == 405
+
+
+def test_dashboard_data_reuses_the_api_s_views(api: Api, table: Table) -> None:
+    table.put("p", "s", "v")
+    assert table.row("p").status_code == 200
+    data = api.get("/dashboard/data.json").json()  # Api.check: the OpenAPI schema holds
+    names = {ns["name"]: ns for ns in data["namespaces"]}
+    assert names[table.ns] == api.get(f"/v1/namespaces/{table.ns}").json()["namespace"]
+    tables = {(t["namespace"], t["name"]): t for t in data["tables"]}
+    assert tables[(table.ns, table.name)]["max_versions"] == 3
+    assert any(h["namespace"] == table.ns and h["pk"] == "p" for h in data["hot_keys"])
+    assert data["replay"]["lag_records"] >= 0 and data["sample_interval_s"] > 0
+    history = data["history"]
+    assert history["t"], "the owner samples at start"
+    assert all(len(v) == len(history["t"]) for v in history["series"].values())
+    assert "reads_per_s" in history["series"]
+    assert api.get("/dashboard", params={"refresh": "0.5"}).status_code == 200
+    for refresh in ("0", "nan", "x", "1e9"):
+        resp = api.get("/dashboard", params={"refresh": refresh})
+        assert resp.status_code == 400 and error_code(resp) == "invalid_request", refresh
+    bad = api.get("/dashboard/data.json", params={"x": "1"})
+    assert bad.status_code == 400 and error_code(bad) == "invalid_request"

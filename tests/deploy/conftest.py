@@ -96,7 +96,7 @@ def scrape(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scrape]:
             assert c.post(f"{users}/expire").status_code == 202
             _wait_for_expiration(c, users)
 
-            quota = {"quotas": {"read_qps": 1}}
+            quota = {"quotas": {"read_qps": 1, "write_qps": 1000, "storage_bytes": 1 << 30}}
             assert c.put("/v1/namespaces/metered", json=quota).status_code == 200
             metered = "/v1/namespaces/metered/tables/t"
             assert c.put(metered, json={}).status_code == 200

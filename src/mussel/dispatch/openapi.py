@@ -53,6 +53,7 @@ def _schemas() -> dict[str, Any]:
         responses.Written,
         responses.Deleted,
         responses.Health,
+        responses.DashboardReply,
     ]
     _, components = msgspec.json.schema_components(types, ref_template=_REF)
     # What msgspec cannot say: a put carries a value, a delete none; a pk is not empty.
@@ -263,8 +264,83 @@ def openapi_document() -> bytes:
         "parameters": [_path_param("id")],
         "delete": {"responses": _answers("Revoked", 404)},
     }
+    html = {"text/html": {"schema": {"type": "string"}}}
+    paths["/dashboard"] = {
+        "get": {
+            "description": "The web dashboard (HTML). With --auth token, a browser without "
+            "the sign-in cookie gets the sign-in form (401, HTML) when it accepts text/html.",
+            "parameters": [
+                _query(
+                    "refresh",
+                    "number",
+                    minimum=0.5,
+                    maximum=3600,
+                    description=("how often the page updates, in seconds (default 2)"),
+                )
+            ],
+            "responses": {
+                "200": {"description": "the page", "content": html},
+                **{k: v for k, v in _answers("ErrorBody").items() if k == "400"},
+            },
+        }
+    }
+    paths["/dashboard/data.json"] = {
+        "get": {
+            "description": "Everything the dashboard shows; it polls this.",
+            "responses": _answers("DashboardReply"),
+        }
+    }
+    paths["/dashboard/static/{name}"] = {
+        "parameters": [_path_param("name")],
+        "get": {
+            "responses": {
+                "200": {
+                    "description": "a file of the dashboard",
+                    "content": {
+                        "text/javascript": {"schema": {"type": "string"}},
+                        "text/css": {"schema": {"type": "string"}},
+                    },
+                },
+                "404": {"description": "no such file", "content": _content(_ref("ErrorBody"))},
+            }
+        },
+    }
+    paths["/dashboard/login"] = {
+        "post": {
+            "description": "The dashboard's sign-in form: a valid admin token is set as an "
+            "HttpOnly cookie scoped to /dashboard, then 303 to /dashboard.",
+            "security": [],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/x-www-form-urlencoded": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {"token": {"type": "string", "minLength": 1}},
+                            "required": ["token"],
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "303": {
+                    "description": "signed in: go to /dashboard",
+                    "headers": {
+                        "Location": {"required": True, "schema": {"type": "string"}},
+                        "Set-Cookie": {"required": True, "schema": {"type": "string"}},
+                    },
+                },
+                "400": {"description": "error (SPEC §5)", "content": _content(_ref("ErrorBody"))},
+                "401": {"description": "the token is not valid: the form again", "content": html},
+                "403": {
+                    "description": "the token is not an admin's: the form again",
+                    "content": html,
+                },
+            },
+        }
+    }
     # --auth token: every operation but the open ones may answer 401 and 403
-    open_paths = {"/healthz", "/readyz", "/openapi.json"}
+    open_paths = {"/healthz", "/readyz", "/openapi.json", "/dashboard/login"}
     for path, item in paths.items():
         if path in open_paths:
             continue
@@ -282,6 +358,8 @@ def openapi_document() -> bytes:
                         "WWW-Authenticate": {"required": True, "schema": {"type": "string"}}
                     }
                 op["responses"].setdefault(status, answer)
+    for status in ("401", "403"):  # a browser (Accept: text/html) gets the sign-in form
+        paths["/dashboard"]["get"]["responses"][status]["content"].update(html)
     doc = {
         "openapi": "3.1.0",
         "info": {

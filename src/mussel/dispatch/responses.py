@@ -11,6 +11,7 @@ from typing import Literal
 import msgspec
 
 __all__ = [
+    "DashboardReply",
     "Deleted",
     "ErrorBody",
     "JobOut",
@@ -249,3 +250,55 @@ class HotKeysReply(msgspec.Struct):
 
     window_s: float
     keys: list[HotKeyOut]
+
+
+class PartitionLagOut(msgspec.Struct):
+    partition: str
+    lag_records: int
+
+
+class ReplayOut(msgspec.Struct):
+    """The write log against the replayer: records acknowledged but not applied yet."""
+
+    lag_records: int
+    partitions: list[PartitionLagOut]
+    staleness_s: float
+    applied_records: int
+
+
+class LatencyOut(msgspec.Struct):
+    """An operation's latency quantiles over the last minute (seconds)."""
+
+    operation: str
+    count: int
+    p50_s: float | None
+    p99_s: float | None
+
+
+class DashboardHotKeyOut(msgspec.Struct):
+    namespace: str
+    table: str
+    pk: str  # UTF-8 text; bytes that are not are shown as \\x escapes
+    per_s: float
+
+
+class HistoryOut(msgspec.Struct):
+    """Samples of the last hour: times (Unix seconds) and one value per time per series
+    (null where the series had no value)."""
+
+    t: list[float]
+    series: dict[str, list[float | None]]
+
+
+class DashboardReply(msgspec.Struct):
+    """``GET /dashboard/data.json``: everything the dashboard shows."""
+
+    now_us: int
+    sample_interval_s: float
+    namespaces: list[NamespaceOut]
+    tables: list[TableOut]
+    jobs: list[JobOut]
+    replay: ReplayOut
+    latency: list[LatencyOut]
+    hot_keys: list[DashboardHotKeyOut]
+    history: HistoryOut

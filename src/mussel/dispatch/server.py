@@ -341,7 +341,10 @@ async def _serve(cfg: ServerConfig, ready_fd: int | None) -> None:
     )
     app.expiration = expiration
     app.metrics.add_expiration(expiration)
+    app.metrics.add_jobs(app.jobs)
+    app.tls = tls is not None
     expiration.start()
+    tasks.append(asyncio.create_task(app.dashboard.run(app.refresh_peers)))
     if pool is not None:
         pool.write_pids()
     else:

@@ -65,11 +65,24 @@ class _Metric:
 
 
 class Counter(_Metric):
+    """A counter, increased with ``inc`` or read at scrape time from ``source`` (a
+    total the process keeps elsewhere, which must never decrease while it runs; a
+    source's values are this process's alone, as a gauge's)."""
+
     kind = "counter"
 
-    def __init__(self, name: str, help_text: str, labels: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        name: str,
+        help_text: str,
+        labels: Sequence[str] = (),
+        source: Callable[[], Iterable[tuple[tuple[str, ...], float]]] | None = None,
+    ) -> None:
+        if not name.endswith("_total"):
+            raise ValueError(f"a counter's name ends with _total (Prometheus): {name}")
         super().__init__(name, help_text, labels)
         self._values: dict[tuple[str, ...], float] = {}
+        self._source = source
 
     def inc(self, labels: tuple[str, ...] = (), amount: float = 1.0) -> None:
         with self.lock:
@@ -89,6 +102,9 @@ class Counter(_Metric):
     def render(self, extra: Sequence[Sequence[Any]] = ()) -> list[str]:
         lines = self.header()
         values = dict(self._values)
+        if self._source is not None:
+            for k, v in self._source():
+                values[k] = values.get(k, 0.0) + v
         for key, v in extra:
             k = tuple(key)
             values[k] = values.get(k, 0.0) + float(v)
@@ -152,6 +168,24 @@ class Histogram(_Metric):
         series = self._series.get(labels)
         return 0 if series is None else int(sum(series[:-1]))
 
+    def buckets_by(self, label: str, extra: Sequence[Sequence[Any]] = ()) -> dict[str, list[float]]:
+        """Bucket counts (one per bound, then +Inf; not cumulative) summed over every
+        series with the same value of ``label``, this process's plus ``extra`` (other
+        processes' ``snapshot()`` items)."""
+        i = self.label_names.index(label)
+        width = len(self.buckets) + 1
+        out: dict[str, list[float]] = {}
+        with self.lock:
+            items = [(k, list(v)) for k, v in self._series.items()]
+        items += [(tuple(k), list(v)) for k, v in extra]
+        for key, series in items:
+            if len(series) != width + 1:
+                continue  # a peer with other buckets (another version): left out
+            acc = out.setdefault(key[i], [0.0] * width)
+            for j in range(width):
+                acc[j] += series[j]
+        return out
+
     def snapshot(self) -> list[list[Any]]:
         with self.lock:
             return [[list(k), list(v)] for k, v in self._series.items()]
@@ -186,8 +220,14 @@ class Registry:
         self._metrics.append(metric)
         return metric
 
-    def counter(self, name: str, help_text: str, labels: Sequence[str] = ()) -> Counter:
-        m = Counter(name, help_text, labels)
+    def counter(
+        self,
+        name: str,
+        help_text: str,
+        labels: Sequence[str] = (),
+        source: Callable[[], Iterable[tuple[tuple[str, ...], float]]] | None = None,
+    ) -> Counter:
+        m = Counter(name, help_text, labels, source)
         self._metrics.append(m)
         return m
 

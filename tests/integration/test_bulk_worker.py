@@ -7,6 +7,7 @@ visible)."""
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -156,3 +157,28 @@ def test_a_job_that_cannot_be_committed_is_failed_after_a_few_tries(
     assert job.error.message.startswith("database error"), job.error
     table = store.catalog.get_table("ns", "t")
     assert job.epoch in table.aborted_epochs and not table.pending_epochs
+
+
+def test_a_stopping_worker_gives_its_subtask_back(store: Store, tmp_path: Path) -> None:
+    rows = [(f"k{i:07d}", "v" * 20) for i in range(200_000)]
+    table = pa.table(
+        {"pk": [r[0] for r in rows], "sk": [""] * len(rows), "value": [r[1] for r in rows]}
+    )
+    pq.write_table(table, tmp_path / "big.parquet", row_group_size=20_000)
+    jobs = ClusterJobs(store)
+    worker = BulkWorker(store, settle_s=0.0, lease_s=0.3, batch_rows=2000)
+    job = jobs.submit("ns", "t", str(tmp_path / "big.parquet"))
+    assert worker.start_one()
+    loading = threading.Thread(target=worker.load_one)
+    loading.start()
+    deadline = time.monotonic() + 30
+    while jobs.get(job.id).progress.rows == 0:  # a heartbeat reported progress
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    worker.stop()
+    loading.join(30)
+    row = jobs.queue.job(job.id)
+    assert row is not None and row.tasks.done == 0 and row.tasks.rows == 0
+    other = BulkWorker(store, settle_s=0.0, lease_s=60)  # no lease to wait for
+    claim = other.queue.claim_task()
+    assert claim is not None and claim.attempt == 2

@@ -422,6 +422,9 @@ class BulkWorker:
             self._load(claim)
         except _Abandoned:
             log.info("bulk-load subtask %s/%d abandoned", claim.job_id, claim.n)
+            if self._stop.is_set():  # stopping: another worker may take it at once
+                with contextlib.suppress(MusselError):
+                    self.queue.release_task(claim)
         except MusselError as exc:
             self.queue.fail_task(claim, msgspec.json.encode(JobError(exc.code, exc.message)))
         except Exception as exc:  # a bug or an unexpected library error: report it

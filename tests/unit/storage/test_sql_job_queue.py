@@ -240,3 +240,17 @@ def test_rerun_tasks_empties_the_stage_and_makes_every_subtask_claimable_again(
     again = [q.claim_task(), q.claim_task()]
     assert sorted(c.n for c in again if c is not None) == [0, 1]
     assert all(c is not None and c.attempt == 2 for c in again)
+
+
+def test_a_released_subtask_is_claimable_at_once(backend: SqlBackend) -> None:
+    q = SqlJobQueue(backend, lease_s=60)
+    make_job(q, "j1", 1)
+    start(q)
+    first = q.claim_task()
+    assert first is not None and q.claim_task() is None
+    assert q.release_task(first)
+    assert not q.release_task(first)  # once
+    second = q.claim_task()
+    assert second is not None and second.n == first.n and second.attempt == 2
+    assert not complete(q, first, seq=1)  # the first claim holds nothing any more
+    assert complete(q, second, seq=2)

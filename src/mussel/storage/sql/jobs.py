@@ -363,6 +363,18 @@ class SqlJobQueue:
             raise psycopg.Rollback(tx)
         return False
 
+    def release_task(self, claim: TaskClaim) -> bool:
+        """Give a claimed subtask back (pending again, for any worker at once: a worker
+        that stops). False when it is no longer this claim's."""
+        with map_sql_errors("release a bulk-load subtask"), self.backend.connection() as conn:
+            cur = conn.execute(
+                f"UPDATE {TASKS} SET state = 'pending', owner = NULL, lease_until = NULL,"
+                " rows = 0, bytes = 0 WHERE job_id = %s AND n = %s AND owner = %s"
+                " AND state = 'running'",
+                (claim.job_id, claim.n, claim.owner),
+            )
+            return cur.rowcount == 1
+
     def fail_task(self, claim: TaskClaim, error: bytes) -> bool:
         """Mark the subtask failed (its job then fails). False when not this claim's."""
         with map_sql_errors("fail a bulk-load subtask"), self.backend.connection() as conn:

@@ -178,7 +178,8 @@ def test_a_stopping_worker_gives_its_subtask_back(store: Store, tmp_path: Path) 
     worker.stop()
     loading.join(30)
     row = jobs.queue.job(job.id)
-    assert row is not None and row.tasks.done == 0 and row.tasks.rows == 0
+    assert row is not None and row.tasks.done == 0
+    assert row.tasks.rows > 0  # the progress shown does not go back
     other = BulkWorker(store, settle_s=0.0, lease_s=60)  # no lease to wait for
     claim = other.queue.claim_task()
     assert claim is not None and claim.attempt == 2

@@ -310,8 +310,7 @@ class SqlJobQueue:
                 return None
             cur.execute(
                 f"UPDATE {TASKS} t SET state = 'running', owner = %s, attempts = attempts + 1,"
-                " lease_until = clock_timestamp() + make_interval(secs => %s),"
-                " rows = 0, bytes = 0, cells = 0"
+                " lease_until = clock_timestamp() + make_interval(secs => %s), cells = 0"
                 f" FROM {JOBS} j WHERE j.id = t.job_id AND t.job_id = %s AND t.n = %s"
                 " RETURNING t.attempts, t.slice, j.stage, j.info",
                 (owner, self.lease_s, found[0], found[1]),
@@ -325,13 +324,16 @@ class SqlJobQueue:
         return claim
 
     def heartbeat(self, claim: TaskClaim, rows: int, nbytes: int) -> bool:
-        """Extend the lease and record progress. False when the subtask is no longer
+        """Extend the lease and record progress (never less than an earlier attempt
+        reported, so a job's progress does not go back when a subtask is claimed again;
+        ``complete_task`` sets the exact figures). False when the subtask is no longer
         this claim's (taken over after the lease expired) or its job no longer wants it
         (cancel asked, or the job ended): the worker should stop."""
         with map_sql_errors("bulk-load heartbeat"), self.backend.connection() as conn:
             row = conn.execute(
                 f"UPDATE {TASKS} t SET lease_until = clock_timestamp() +"
-                " make_interval(secs => %s), rows = %s, bytes = %s"
+                " make_interval(secs => %s), rows = greatest(t.rows, %s),"
+                " bytes = greatest(t.bytes, %s)"
                 f" FROM {JOBS} j WHERE j.id = t.job_id AND t.job_id = %s AND t.n = %s"
                 " AND t.owner = %s AND t.state = 'running' RETURNING j.state, j.cancel",
                 (self.lease_s, rows, nbytes, claim.job_id, claim.n, claim.owner),
@@ -368,9 +370,8 @@ class SqlJobQueue:
         that stops). False when it is no longer this claim's."""
         with map_sql_errors("release a bulk-load subtask"), self.backend.connection() as conn:
             cur = conn.execute(
-                f"UPDATE {TASKS} SET state = 'pending', owner = NULL, lease_until = NULL,"
-                " rows = 0, bytes = 0 WHERE job_id = %s AND n = %s AND owner = %s"
-                " AND state = 'running'",
+                f"UPDATE {TASKS} SET state = 'pending', owner = NULL, lease_until = NULL"
+                " WHERE job_id = %s AND n = %s AND owner = %s AND state = 'running'",
                 (claim.job_id, claim.n, claim.owner),
             )
             return cur.rowcount == 1

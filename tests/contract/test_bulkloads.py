@@ -12,8 +12,6 @@ import pytest
 
 from tests.contract.conftest import Api, Table, error_code, values
 
-pytestmark = pytest.mark.embedded_only("bulk loads are not built for distributed mode yet")
-
 
 def parquet(path: Path, rows: list[tuple[str, str, str]], **kw: Any) -> Path:
     pq.write_table(

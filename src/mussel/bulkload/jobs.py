@@ -32,7 +32,7 @@ import tempfile
 import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import msgspec
 
@@ -50,7 +50,17 @@ from mussel.errors import (
 )
 from mussel.limits import check_ts
 
-__all__ = ["JobError", "JobInfo", "JobManager", "JobProgress", "JobSpec", "JobState"]
+__all__ = [
+    "FINAL",
+    "JobError",
+    "JobInfo",
+    "JobManager",
+    "JobProgress",
+    "JobService",
+    "JobSpec",
+    "JobState",
+    "check_job_id",
+]
 
 JobState = Literal["pending", "running", "committed", "failed", "cancelled"]
 FINAL: frozenset[str] = frozenset({"committed", "failed", "cancelled"})
@@ -107,6 +117,44 @@ class JobInfo(msgspec.Struct):
         out: dict[str, Any] = msgspec.to_builtins(self)
         out["duplicates_dropped"] = self.progress.duplicates_dropped
         return out
+
+
+def check_job_id(job_id: object) -> str:
+    """A client-chosen job id, checked (``InvalidRequestError``)."""
+    if not isinstance(job_id, str) or _ID_RE.fullmatch(job_id) is None:
+        raise InvalidRequestError(
+            "job id must be 1 to 128 characters of A-Z, a-z, 0-9, '_', '.', ':', '-'"
+        )
+    return job_id
+
+
+class JobService(Protocol):
+    """What the HTTP API needs of bulk-load jobs: ``JobManager`` (embedded mode, one
+    process runs the loads) and ``ClusterJobs`` (distributed mode, jobs in the
+    database, run by workers) give the same states, progress and errors."""
+
+    def submit(
+        self,
+        namespace: str,
+        table: str,
+        source: str,
+        *,
+        mode: str = "merge",
+        layout: str = "cells",
+        columns: Mapping[str, str] | None = None,
+        ts: int | None = None,
+        job_id: str | None = None,
+    ) -> JobInfo: ...
+
+    def get(self, job_id: str) -> JobInfo: ...
+
+    def list(self, namespace: str | None = None) -> list[JobInfo]: ...
+
+    def cancel(self, job_id: str) -> JobInfo: ...
+
+    def wait(self, job_id: str, timeout_s: float | None = None) -> JobInfo: ...
+
+    def close(self) -> None: ...
 
 
 _MARKER = ".mussel-bulk-workdir"
@@ -241,10 +289,7 @@ class JobManager:
             raise InvalidRequestError("columns must map roles (pk, sk, value, ts) to names")
         spec = JobSpec(namespace, table, source, mode, layout, dict(columns or {}), ts)
         if job_id is not None:
-            if not isinstance(job_id, str) or _ID_RE.fullmatch(job_id) is None:
-                raise InvalidRequestError(
-                    "job id must be 1 to 128 characters of A-Z, a-z, 0-9, '_', '.', ':', '-'"
-                )
+            check_job_id(job_id)
             with self._lock:
                 existing = self._live.get(job_id)
                 info = existing.info if existing else self._load(job_id)

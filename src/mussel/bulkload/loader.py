@@ -33,11 +33,11 @@ import pyarrow.compute as pc
 from mussel.bulkload.layouts import Layout
 from mussel.bulkload.modes import Mode, keep_absent
 from mussel.bulkload.sorter import Sorter
-from mussel.bulkload.source import ParquetSource
+from mussel.bulkload.source import Batch, ParquetSource
 from mussel.engine import Store
 from mussel.errors import InvalidRequestError, MusselError, TooLargeError
 
-__all__ = ["Cancelled", "LoadPlan", "LoadStats", "run_load"]
+__all__ = ["Cancelled", "LoadPlan", "LoadStats", "batch_cells", "check_sizes", "run_load"]
 
 
 class Cancelled(Exception):
@@ -76,7 +76,9 @@ class LoadStats:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def _check_sizes(store: Store, cells: pa.Table, path: str) -> None:
+def check_sizes(store: Store, cells: pa.Table, path: str) -> None:
+    """``TooLargeError``/``InvalidRequestError`` naming the file and row of the first
+    cell whose pk, sk or value is outside the store's limits."""
     limits = store.limits
     checks = (
         ("pk", limits.max_pk_bytes, 1),
@@ -95,6 +97,20 @@ def _check_sizes(store: Store, cells: pa.Table, path: str) -> None:
             raise TooLargeError(
                 f"{path}, row {row}: the {col} is {n} bytes; the limit is {most} bytes"
             )
+
+
+def batch_cells(layout: Layout, batch: Batch, seq0: int, ts_us: int) -> pa.Table:
+    """The cells of a batch (``Layout.cells``); bad data is ``InvalidRequestError``
+    naming the file and rows."""
+    try:
+        return layout.cells(batch, seq0, ts_us)
+    except MusselError:
+        raise
+    except (pa.ArrowException, ValueError, TypeError) as exc:
+        last = batch.first_row + batch.data.num_rows - 1
+        raise InvalidRequestError(
+            f"{batch.file.path}, rows {batch.first_row}..{last}: {exc}"
+        ) from exc
 
 
 _DONE = object()
@@ -170,16 +186,8 @@ def run_load(
                 if current is not None:
                     done_bytes += prev_size
                 current, prev_size = f.path, f.size_bytes
-            try:
-                cells = plan.layout.cells(batch, seq, plan.ts_us)
-            except MusselError:
-                raise
-            except (pa.ArrowException, ValueError, TypeError) as exc:
-                last = batch.first_row + batch.data.num_rows - 1
-                raise InvalidRequestError(
-                    f"{f.path}, rows {batch.first_row}..{last}: {exc}"
-                ) from exc
-            _check_sizes(store, cells, f.path)
+            cells = batch_cells(plan.layout, batch, seq, plan.ts_us)
+            check_sizes(store, cells, f.path)
             seq += batch.data.num_rows
             sorter.add(cells)
             with stats.lock:
@@ -235,7 +243,9 @@ def run_load(
             plan.table_id,
             plan.epoch,
             floor_ts_us=plan.ts_us if plan.mode == "replace" else None,
-            write=lambda catalog_items: ingest.commit_write({**catalog_items, **job_items(stats)}),
+            write=lambda catalog_items, _expect: ingest.commit_write(
+                {**catalog_items, **job_items(stats)}
+            ),
         )
     finally:
         sorter.discard()

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import fnmatch
 import posixpath
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from urllib.parse import unquote, urlparse
 
@@ -115,6 +115,43 @@ class ParquetSource:
                 raise InvalidRequestError(
                     f"{f.path}: cannot read the file after row {first}: {exc}"
                 ) from exc
+
+    def file(self, path: str) -> SourceFile:
+        """The source's file at ``path`` (``InvalidRequestError`` if it has none)."""
+        for f in self.files:
+            if f.path == path:
+                return f
+        raise InvalidRequestError(f"{path} is no longer part of the source {self.url!r}")
+
+    def row_group_rows(self, f: SourceFile) -> list[int]:
+        """The number of rows of each row group of ``f``, in order."""
+        try:
+            with self.fs.open_input_file(f.path) as handle:
+                meta = pq.ParquetFile(handle).metadata
+                return [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+        except (OSError, pa.ArrowException) as exc:
+            raise InvalidRequestError(f"{f.path} is not a readable Parquet file: {exc}") from exc
+
+    def slice_batches(
+        self, f: SourceFile, row_groups: Sequence[int], first_row: int, batch_rows: int = 65_536
+    ) -> Iterator[Batch]:
+        """The rows of some row groups of ``f`` (consecutive, the first starting at row
+        ``first_row`` of the file), in record batches numbered like ``batches``."""
+        first = first_row
+        try:
+            with self.fs.open_input_file(f.path) as handle:
+                pf = pq.ParquetFile(handle)
+                for rb in pf.iter_batches(
+                    batch_size=batch_rows, row_groups=list(row_groups), use_threads=True
+                ):
+                    yield Batch(f, first, rb)
+                    first += rb.num_rows
+        except MusselError:
+            raise
+        except (OSError, pa.ArrowException) as exc:
+            raise InvalidRequestError(
+                f"{f.path}: cannot read the file after row {first}: {exc}"
+            ) from exc
 
 
 def _list(fs: pafs.FileSystem, path: str, url: str) -> tuple[str, list[pafs.FileInfo]]:

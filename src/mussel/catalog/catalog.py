@@ -34,7 +34,12 @@ be taken for a later table's.
 
 Bulk-load epochs (see ``TableInfo``): ``reserve_epoch`` hands a job a fresh epoch
 (pending, so invisible), ``commit_epoch`` makes it visible in one catalog write
-(for a replace, with its floor), ``abort_epoch`` hides it for good.
+(for a replace, with its floor), ``abort_epoch`` hides it for good. Each takes an
+optional ``write(items, expect)`` that writes the catalog items itself (inside a
+caller's transaction: distributed bulk loads write the job's state, and the loaded
+data, in the same transaction); ``expect`` is the compare-and-set of a shared catalog
+(``None`` otherwise), and a write that finds it stale must raise ``ConflictError``
+having written nothing.
 """
 
 from __future__ import annotations
@@ -68,9 +73,11 @@ from mussel.model import (
 )
 from mussel.storage.base import Backend
 
-__all__ = ["DROPPED_PREFIX", "VERSION_KEY", "Catalog", "dropped_key"]
+__all__ = ["DROPPED_PREFIX", "VERSION_KEY", "Catalog", "CatalogWrite", "dropped_key"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
+CatalogWrite = Callable[[Mapping[bytes, bytes | None], Mapping[bytes, bytes | None] | None], None]
+"""``write(items, expect)``: writes catalog items in a caller's own step (see above)."""
 
 
 class _Stale(Exception):
@@ -172,21 +179,24 @@ class Catalog:
     def _commit(
         self,
         items: Mapping[bytes, bytes | None],
-        write: Callable[[Mapping[bytes, bytes | None]], None] | None = None,
+        write: CatalogWrite | None = None,
     ) -> None:
         """Write ``items`` and the next catalog version in one atomic step (a
         compare-and-set on the version when the catalog is shared). Call with
         ``_lock`` held; raises ``_Stale`` if another process changed the catalog."""
         version = self._version + 1
         items = {**items, VERSION_KEY: str(version).encode()}
-        if write is not None:
-            write(items)
-        elif self.shared:
+        if self.shared:
             current = str(self._version).encode() if self._version else None
             try:
-                self._backend.meta_write(items, expect={VERSION_KEY: current})
+                if write is not None:
+                    write(items, {VERSION_KEY: current})
+                else:
+                    self._backend.meta_write(items, expect={VERSION_KEY: current})
             except ConflictError:
                 raise _Stale from None
+        elif write is not None:
+            write(items, None)
         else:
             self._backend.meta_write(items)
         self._version = version
@@ -295,9 +305,14 @@ class Catalog:
             self.next_table_id = max(self.next_table_id, table_id + 1)
             return table
 
-    def _write_table(self, table: TableInfo, extra: Mapping[bytes, bytes] | None = None) -> None:
+    def _write_table(
+        self,
+        table: TableInfo,
+        extra: Mapping[bytes, bytes] | None = None,
+        write: CatalogWrite | None = None,
+    ) -> None:
         key = meta_key("table", table.qualified)
-        self._commit({key: msgspec.json.encode(table), **(extra or {})})
+        self._commit({key: msgspec.json.encode(table), **(extra or {})}, write)
         self._publish_tables({**self._tables, (table.namespace, table.name): table})
 
     def get_table(self, namespace: str, name: str) -> TableInfo:
@@ -366,7 +381,9 @@ class Catalog:
         return table
 
     @_retrying
-    def reserve_epoch(self, namespace: str, name: str) -> tuple[TableInfo, int]:
+    def reserve_epoch(
+        self, namespace: str, name: str, write: CatalogWrite | None = None
+    ) -> tuple[TableInfo, int]:
         """Reserve a fresh epoch for a bulk load of the table; it starts pending.
 
         The counter is persisted before the epoch is handed out, so an epoch is never
@@ -378,7 +395,7 @@ class Catalog:
             table = msgspec.structs.replace(
                 table, epoch_seq=epoch, pending_epochs=(*table.pending_epochs, epoch)
             )
-            self._write_table(table)
+            self._write_table(table, write=write)
             return table, epoch
 
     @_retrying
@@ -389,7 +406,7 @@ class Catalog:
         table_id: int,
         epoch: int,
         floor_ts_us: int | None = None,
-        write: Callable[[Mapping[bytes, bytes | None]], None] | None = None,
+        write: CatalogWrite | None = None,
     ) -> TableInfo:
         """Make the versions of a pending ``epoch`` visible: ONE catalog write.
 
@@ -428,7 +445,14 @@ class Catalog:
             return table
 
     @_retrying
-    def abort_epoch(self, namespace: str, name: str, table_id: int, epoch: int) -> None:
+    def abort_epoch(
+        self,
+        namespace: str,
+        name: str,
+        table_id: int,
+        epoch: int,
+        write: CatalogWrite | None = None,
+    ) -> None:
         """Hide a pending epoch for good (a failed or cancelled load). No-op when the
         table is gone or the epoch is not pending."""
         with self._lock:
@@ -443,7 +467,8 @@ class Catalog:
                     table,
                     pending_epochs=tuple(e for e in table.pending_epochs if e != epoch),
                     aborted_epochs=(*table.aborted_epochs, epoch),
-                )
+                ),
+                write=write,
             )
 
     def abort_pending_epochs(self) -> list[tuple[str, int]]:

@@ -24,6 +24,7 @@ from urllib.parse import parse_qsl, unquote_to_bytes
 import msgspec
 
 from mussel.bulkload import JobInfo, JobManager
+from mussel.bulkload.jobs import JobService
 from mussel.bulkload.presplit import resolve_presplit
 from mussel.catalog import UNSET
 from mussel.catalog.tokens import Right
@@ -188,7 +189,7 @@ class App:
         store: Store,
         metrics: ServerMetrics | None = None,
         proxy: OwnerProxy | None = None,
-        jobs: JobManager | None = None,
+        jobs: JobService | None = None,
     ) -> None:
         self.store = store
         self.metrics = metrics or ServerMetrics(store)
@@ -231,13 +232,24 @@ class App:
         """``--backup-dir``: ``POST /v1/admin/backup`` writes only inside it (off if None)."""
 
     @property
-    def jobs(self) -> JobManager:
-        """The bulk-load jobs (created on first use when none was given)."""
+    def jobs(self) -> JobService:
+        """The bulk-load jobs (created on first use when none was given): a
+        ``JobManager`` in embedded mode, ``ClusterJobs`` (jobs in the database, run by
+        workers) in a distributed dispatcher."""
         if self._jobs is None:
-            # only the process that owns the data may run jobs (a JobManager aborts
-            # pending epochs at start); followers hand job requests to the owner
-            assert self.proxy is None, "a follower process must not run bulk loads"
-            self._jobs = JobManager(self.store)
+            if self.store.role == "dispatcher":
+                from mussel.bulkload.cluster import ClusterJobs  # noqa: PLC0415 (SQL only)
+
+                self._jobs = ClusterJobs(self.store)
+            elif self.store.role == "embedded":
+                # only the process that owns the data may run jobs (a JobManager aborts
+                # pending epochs at start); followers hand job requests to the owner
+                assert self.proxy is None, "a follower process must not run bulk loads"
+                self._jobs = JobManager(self.store)
+            else:
+                raise InvalidRequestError(
+                    f"a {self.store.role} process serves no bulk loads; ask a dispatcher"
+                )
         return self._jobs
 
     def close(self) -> None:

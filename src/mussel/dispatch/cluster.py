@@ -13,8 +13,9 @@
   the data. When one dies, the group gives its partitions to the others, which
   resume from the offsets stored in the database.
 * **worker**: background work on the database: expiration sweeps (scheduled, and
-  those ``POST .../expire`` asked a dispatcher for) and the reclaiming of dropped
-  tables' space. Run one.
+  those ``POST .../expire`` asked a dispatcher for), the reclaiming of dropped
+  tables' space, and bulk loads (``bulkload/worker.py``: jobs and their subtasks are
+  claimed from the database, so any number of workers share them). Run one or more.
 * **all**: the three in one process (a small deployment, a laptop).
 
 Every role answers ``/healthz``, ``/readyz`` (503 while the database or the log is
@@ -23,8 +24,9 @@ data API. ``--processes N`` (default 1) runs N copies of the role on one port
 (``SO_REUSEPORT``); each exports its own metrics.
 
 The catalog (namespaces, tables, tokens) is in the database, shared by every
-process (``Catalog(shared=True)``). Not yet in distributed mode: bulk loads (a
-clear 400 says so). Rate quotas are counted per dispatcher process.
+process (``Catalog(shared=True)``), and so are bulk-load jobs (any dispatcher
+submits, lists, gets or cancels any job: ``bulkload/cluster.py``). Rate quotas are
+counted per dispatcher process.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from dataclasses import replace
 
 import uvloop
 
+from mussel.bulkload.worker import BulkWorker
 from mussel.dispatch.app import App
 from mussel.dispatch.auth import Authorizer
 from mussel.dispatch.follower import _die_with_owner
@@ -58,7 +61,7 @@ from mussel.dispatch.server import (
 from mussel.dispatch.serving import Connections, protocol_factory, stop_event
 from mussel.dispatch.shared_hotkeys import SharedHotKeys
 from mussel.engine import Store
-from mussel.errors import InvalidRequestError, MusselError
+from mussel.errors import MusselError
 from mussel.expire import ExpirationService
 from mussel.observability.logging import configure_logging
 
@@ -89,6 +92,7 @@ class _Node:
         self.cfg = cfg
         self.stores: list[Store] = []
         self.expiration: ExpirationService | None = None
+        self.bulk: BulkWorker | None = None
         try:
             if cfg.role in ("dispatcher", "worker", "all"):
                 self.front = self._open("dispatcher")
@@ -98,6 +102,7 @@ class _Node:
                     self.front = replayer
             if cfg.role in ("worker", "all"):
                 self.expiration = ExpirationService(self.front, cfg.expire)
+                self.bulk = BulkWorker(self.front)
         except BaseException:
             self.close()
             raise
@@ -118,6 +123,8 @@ class _Node:
         return all(s.replayer.error is None for s in self.stores)
 
     def close(self) -> None:
+        if self.bulk is not None:
+            self.bulk.stop()
         if self.expiration is not None:
             self.expiration.stop()
         for store in reversed(self.stores):
@@ -165,19 +172,6 @@ class _Children:
                 await proc.wait()
 
 
-class _NoJobs:
-    """Bulk-load endpoints in distributed mode: not built yet, and said so."""
-
-    def close(self) -> None:
-        """Nothing runs."""
-
-    def __getattr__(self, name: str) -> object:
-        raise InvalidRequestError(
-            "bulk loads are not available in distributed mode yet; load through an "
-            "embedded server, or write the data as batches"
-        )
-
-
 async def serve_distributed(
     cfg: ServerConfig, ready_fd: int | None = None, *, child: bool = False
 ) -> None:
@@ -188,7 +182,7 @@ async def serve_distributed(
     loop = asyncio.get_running_loop()
     node = await loop.run_in_executor(None, _Node, cfg)
     pool = concurrent.futures.ThreadPoolExecutor(cfg.offload_threads, "mussel-db")
-    app = App(node.front, jobs=_NoJobs())  # type: ignore[arg-type]
+    app = App(node.front)  # its bulk-load jobs: ClusterJobs (in the database)
     app.offload = pool
     app.data_api = cfg.role in ("dispatcher", "all")
     app.ready_check = node.healthy
@@ -213,6 +207,8 @@ async def serve_distributed(
         app.expiration = node.expiration
         app.metrics.add_expiration(node.expiration)
         node.expiration.start()
+    if node.bulk is not None:
+        node.bulk.start()
     elif app.data_api:  # runs happen in workers; a dispatcher asks for them
         app.expiration = ExpirationService(node.front, cfg.expire, remote=True)
         app.metrics.add_expiration(app.expiration)  # (the last runs are the database's)

@@ -7,7 +7,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from mussel.bulkload import JobManager
+from mussel.bulkload.jobs import JobService
 from mussel.engine import Store
 from mussel.expire import ExpirationService
 from mussel.observability.hotkeys import HotKeys
@@ -181,7 +181,7 @@ class ServerMetrics:
             source=quota("write_qps"),
         )
 
-    def add_jobs(self, jobs: JobManager) -> None:
+    def add_jobs(self, jobs: JobService) -> None:
         """Bulk-load jobs by state, and the rows and bytes they read."""
         r = self.registry
 

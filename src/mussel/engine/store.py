@@ -421,6 +421,12 @@ class Store:
         mutations = self._mutations(namespace, table, records, ack)
         return len(mutations), self.log.append_async(mutations)
 
+    def wait_all_applied(self) -> None:
+        """Block until every write acknowledged before the call, by any process, is
+        applied (a strong scan's barrier over every partition; ``UnavailableError``
+        after ``strong_read_timeout_s``)."""
+        self._barrier(self.log.end_offsets())
+
     def applied_target(self, placed: Sequence[tuple[int, int]]) -> dict[int, int]:
         """The positions a replayer must reach for these placements to be applied."""
         needed: dict[int, int] = {}

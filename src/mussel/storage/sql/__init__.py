@@ -10,12 +10,17 @@ from mussel.storage.sql.dialect import (
     PostgresDialect,
     YugabyteDialect,
 )
+from mussel.storage.sql.jobs import JobRow, SqlJobQueue, TaskClaim, TaskCounts
 
 __all__ = [
     "SCHEMA_VERSION",
     "CockroachDialect",
     "Dialect",
+    "JobRow",
     "PostgresDialect",
     "SqlBackend",
+    "SqlJobQueue",
+    "TaskClaim",
+    "TaskCounts",
     "YugabyteDialect",
 ]

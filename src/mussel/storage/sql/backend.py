@@ -12,6 +12,8 @@ Schema (created idempotently on open; ``mussel_schema`` holds its version):
 * ``mussel_stats(table_id, slot, cells, bytes)``: approximate per-table counters kept
   by ``apply`` and the sweeps (several slots so concurrent replayers rarely wait on
   one counter row), summed by ``table_stats``.
+* ``mussel_jobs``, ``mussel_job_tasks``: distributed bulk-load jobs and their
+  subtasks (``jobs.py``).
 
 Every read is SQL over the primary-key index that fetches candidate versions in index
 order (table id, pk and sk bounds and the keyset of pagination pushed down) and
@@ -55,6 +57,7 @@ from mussel.storage.sql.dialect import (
 )
 from mussel.storage.sql.errors import is_retryable, map_sql_errors
 from mussel.storage.sql.ingest import SqlIngest
+from mussel.storage.sql.jobs import JOB_TABLES_DDL
 from mussel.storage.versions import (
     ReadFilter,
     Visibility,
@@ -216,6 +219,7 @@ class SqlBackend:
             "CREATE TABLE IF NOT EXISTS mussel_rate_buckets ("
             " key text PRIMARY KEY, tokens float8 NOT NULL, at float8 NOT NULL,"
             " granted integer NOT NULL)",
+            *JOB_TABLES_DDL,
         ]
 
         def create(cur: psycopg.Cursor[Any]) -> int:

@@ -250,6 +250,10 @@ class Catalog:
         return namespace in self._namespaces
 
     def list_namespaces(self) -> list[NamespaceInfo]:
+        """Every namespace; a shared catalog is read again first if another process
+        changed it (one metadata read), so a listing shows what any process created."""
+        if self.shared:
+            self.refresh()
         return sorted(self._namespaces.values(), key=lambda n: n.name)
 
     @_retrying
@@ -328,6 +332,10 @@ class Catalog:
         return self._by_id.get(table_id)
 
     def list_tables(self, namespace: str) -> list[TableInfo]:
+        """The namespace's tables (a shared catalog is read again first, as for
+        ``list_namespaces``)."""
+        if self.shared:
+            self.refresh()
         self.get_namespace(namespace)
         return sorted((t for t in self._tables.values() if t.namespace == namespace), key=_name)
 

@@ -22,13 +22,21 @@ class Limits:
     """Per-server limits. ``max_value_bytes`` is configurable (default 1 MiB)."""
 
     max_pk_bytes: int = 1024
+    """Longest pk."""
     max_sk_bytes: int = 1024
+    """Longest sk."""
     max_value_bytes: int = 1 << 20
+    """Largest value."""
     max_batch_records: int = 10_000
+    """Most records in one write request (413 past it)."""
     max_batch_bytes: int = 32 << 20
+    """Largest write batch, keys and values counted (413 past it)."""
     max_versions_per_read: int = MAX_MAX_VERSIONS
+    """Most versions per cell one read may ask for (``versions``)."""
     max_read_limit: int = 10_000
+    """Largest page (``limit``) of a row read or scan."""
     max_multi_get_keys: int = 1_000
+    """Most keys in one multi-get."""
 
     def check_pk(self, pk: bytes) -> None:
         if not pk:

@@ -35,7 +35,40 @@ from mussel.expire import ExpireConfig
 from mussel.limits import Limits
 from mussel.storage.rocksdb import RocksConfig
 
-__all__ = ["load_config", "serve"]
+__all__ = ["CONFIG_SECTIONS", "load_config", "serve"]
+
+CONFIG_SECTIONS: dict[str, tuple[type, tuple[str, ...]]] = {
+    "server": (
+        ServerConfig,
+        (
+            "host",
+            "port",
+            "processes",
+            "max_body_bytes",
+            "drain_timeout_s",
+            "auth",
+            "tls_cert",
+            "tls_key",
+            "tls_client_ca",
+            "max_inflight",
+            "online_latency_target_s",
+            "role",
+            "log_url",
+            "backend_url",
+            "group",
+            "offload_threads",
+            "backup_dir",
+            "log_format",
+            "access_log",
+        ),
+    ),
+    "store": (StoreConfig, ("partitions", "strong_read_timeout_s", "applied_ack_timeout_s")),
+    "limits": (Limits, tuple(f.name for f in fields(Limits))),
+    "rocksdb": (RocksConfig, ("block_cache_bytes", "write_buffer_bytes", "compression")),
+    "expire": (ExpireConfig, tuple(f.name for f in fields(ExpireConfig))),
+}
+"""The configuration file's schema: per ``[section]``, the dataclass its keys set and
+the keys it takes (docs/operations.md's reference is generated from these)."""
 
 
 def load_config(path: Path | None) -> ServerConfig:
@@ -53,43 +86,14 @@ def load_config(path: Path | None) -> ServerConfig:
         raise SystemExit(f"mussel: cannot read config {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise SystemExit(f"mussel: config {path} is not valid TOML: {exc}") from None
-    sections = {
-        "server": (
-            ServerConfig,
-            {
-                "max_body_bytes",
-                "drain_timeout_s",
-                "host",
-                "port",
-                "processes",
-                "auth",
-                "tls_cert",
-                "tls_key",
-                "tls_client_ca",
-                "max_inflight",
-                "online_latency_target_s",
-                "role",
-                "log_url",
-                "backend_url",
-                "group",
-                "offload_threads",
-                "backup_dir",
-                "log_format",
-                "access_log",
-            },
-        ),
-        "store": (StoreConfig, {"partitions", "strong_read_timeout_s", "applied_ack_timeout_s"}),
-        "limits": (Limits, {f.name for f in fields(Limits)}),
-        "rocksdb": (RocksConfig, {"block_cache_bytes", "write_buffer_bytes", "compression"}),
-        "expire": (ExpireConfig, {f.name for f in fields(ExpireConfig)}),
-    }
+    sections = CONFIG_SECTIONS
     unknown = set(raw) - set(sections)
     if unknown:
         raise SystemExit(f"mussel: unknown config section(s): {', '.join(sorted(unknown))}")
     parts = {}
     for name, (_, allowed) in sections.items():
         values = raw.get(name, {})
-        bad = set(values) - allowed
+        bad = set(values) - set(allowed)
         if bad:
             raise SystemExit(f"mussel: unknown key(s) in [{name}]: {', '.join(sorted(bad))}")
         parts[name] = values

@@ -145,11 +145,62 @@ def _body(name: str, required: bool = True) -> dict[str, Any]:
     return {"required": required, "content": _content(_ref(name))}
 
 
+_SUMMARIES = {
+    ("GET", "/healthz"): "Liveness: 200 while the process serves HTTP.",
+    (
+        "GET",
+        "/readyz",
+    ): "Readiness: 200 when the process can serve; 503 while starting or draining.",
+    ("GET", "/metrics"): "Prometheus metrics (text format).",
+    ("GET", "/v1/namespaces"): "List namespaces.",
+    ("GET", "/v1/namespaces/{ns}"): "Describe a namespace, with its usage against its quotas.",
+    ("PUT", "/v1/namespaces/{ns}"): "Create a namespace, or change its options and quotas.",
+    ("DELETE", "/v1/namespaces/{ns}"): "Drop an empty namespace.",
+    ("GET", "/v1/namespaces/{ns}/tables"): "List the namespace's tables.",
+    ("GET", "/v1/namespaces/{ns}/tables/{table}"): "Describe a table: options, stats, expiration.",
+    ("PUT", "/v1/namespaces/{ns}/tables/{table}"): "Create a table, or change its options.",
+    ("DELETE", "/v1/namespaces/{ns}/tables/{table}"): "Drop a table and its data.",
+    ("POST", "/v1/namespaces/{ns}/tables/{table}/write"): "Write a batch of puts and deletes.",
+    ("GET", "/v1/namespaces/{ns}/tables/{table}/rows/{pk}"): "Read a row, a cell, an sk prefix "
+    "or range, versions, a time range; paginated.",
+    ("POST", "/v1/namespaces/{ns}/tables/{table}/get"): "Multi-get: many rows or cells at once.",
+    ("GET", "/v1/namespaces/{ns}/tables/{table}/hotkeys"): "The table's busiest pks right now.",
+    ("POST", "/v1/namespaces/{ns}/tables/{table}/expire"): "Queue an expiration run of the table.",
+    ("GET", "/v1/namespaces/{ns}/tables/{table}/scan"): "Scan the table in pk order; paginated.",
+    ("POST", "/v1/namespaces/{ns}/tables/{table}/bulkloads"): "Start a bulk load of Parquet "
+    "files (merge, replace or insert_ignore).",
+    ("GET", "/v1/jobs"): "List bulk-load jobs.",
+    ("GET", "/v1/jobs/{id}"): "A bulk-load job's state and progress.",
+    ("POST", "/v1/jobs/{id}/cancel"): "Cancel a bulk-load job.",
+    ("GET", "/v1/tokens"): "List tokens (never their secrets).",
+    ("POST", "/v1/tokens"): "Create a token; its secret is shown once.",
+    ("DELETE", "/v1/tokens/{id}"): "Revoke a token.",
+    ("GET", "/openapi.json"): "This document.",
+    ("GET", "/dashboard"): "The web dashboard.",
+    ("GET", "/dashboard/data.json"): "What the dashboard shows, as JSON.",
+    ("GET", "/dashboard/static/{name}"): "The dashboard's scripts and styles.",
+    ("POST", "/dashboard/login"): "Sign in to the dashboard with an admin token (sets a cookie).",
+    ("POST", "/v1/admin/backup"): "Back up an embedded server while it serves.",
+}
+"""A one-line summary of every operation (``/openapi.json``'s ``summary``; docs/api.md)."""
+
+
+def _summarise(paths: dict[str, Any]) -> None:
+    """Give every operation its ``_SUMMARIES`` line (a copy: paths may share items)."""
+    for path, item in paths.items():
+        for method in list(item):
+            if method != "parameters":
+                summary = _SUMMARIES.get((method.upper(), path))
+                if summary is None:
+                    raise AssertionError(f"no summary for {method.upper()} {path}")
+                item[method] = {"summary": summary, **item[method]}
+
+
 def openapi_document() -> bytes:
     health = {"get": {"responses": _answers("Health", 503, ok_media=("application/json",))}}
     paths: dict[str, Any] = {
         "/healthz": health,
-        "/readyz": health,
+        "/readyz": {"get": dict(health["get"])},
         "/metrics": {
             "get": {
                 "responses": {
@@ -371,6 +422,7 @@ def openapi_document() -> bytes:
                 op["responses"].setdefault(status, answer)
     for status in ("401", "403"):  # a browser (Accept: text/html) gets the sign-in form
         paths["/dashboard"]["get"]["responses"][status]["content"].update(html)
+    _summarise(paths)
     doc = {
         "openapi": "3.1.0",
         "info": {

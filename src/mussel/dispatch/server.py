@@ -72,11 +72,16 @@ log = logging.getLogger("mussel.server")
 class ServerConfig:
     data_dir: Path = Path("./data")
     host: str = "127.0.0.1"
+    """Listen address. Any other than a loopback one needs ``auth = "token"``."""
     port: int = 7070
+    """Listen port (0: any free port)."""
     max_body_bytes: int = 64 << 20
+    """Largest request body accepted (413 past it, refused before it is buffered)."""
     drain_timeout_s: float = 10.0
+    """On SIGTERM: how long requests in flight may take to finish before the server exits."""
     processes: int = 1
-    """Serving processes: the owner and ``processes - 1`` followers."""
+    """Serving processes: the owner and ``processes - 1`` followers (``mussel serve``
+    defaults to one per core in embedded mode, 1 in distributed mode)."""
     auth: str = "none"
     """``none`` (loopback listeners only) or ``token`` (SPEC §6)."""
     max_inflight: int = 4096
@@ -86,6 +91,7 @@ class ServerConfig:
     tls_cert: str | None = None
     """PEM certificate (chain) of the listener; with ``tls_key``, the server speaks HTTPS."""
     tls_key: str | None = None
+    """PEM private key of ``tls_cert``."""
     tls_client_ca: str | None = None
     """PEM CA bundle: clients must present a certificate it signed (mTLS)."""
     store: StoreConfig = field(default_factory=StoreConfig)

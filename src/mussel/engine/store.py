@@ -78,9 +78,15 @@ Key = bytes | str
 @dataclass(frozen=True)
 class StoreConfig:
     partitions: int = 8
+    """Partitions of the write log (embedded mode; a Kafka topic has its own count).
+    Fixed once data exists."""
     limits: Limits = DEFAULT_LIMITS
     strong_read_timeout_s: float = 5.0
+    """A strong read waits at most this long for the writes acknowledged before it to
+    be applied, then answers 503."""
     applied_ack_timeout_s: float = 30.0
+    """A write with ``ack=applied`` waits at most this long to be applied, then
+    answers 503 (it is durable and will be applied)."""
     segment_bytes: int = 64 << 20
     rocks: RocksConfig = field(default_factory=RocksConfig)
     follower_interval_s: float = 0.005

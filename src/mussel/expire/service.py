@@ -58,7 +58,9 @@ class ExpireConfig:
     """Time from the end of a table's run (or its creation) to its next scheduled run
     (None: on demand only)."""
     workers: int = 2
+    """Subtasks of one run swept at once (threads)."""
     subtask_bytes: int = 64 << 20
+    """A run splits each table into range subtasks of about this many stored bytes."""
     step_versions: int = 500
     """Stored versions per step (small steps keep each GIL hold short for reads)."""
     deletes_per_s: float | None = None
@@ -69,8 +71,11 @@ class ExpireConfig:
     """Sweeps slow down while the online read p99 is above this, or above
     ``latency_rise`` times the p99 when the run started, whichever is higher."""
     latency_rise: float = 1.15
+    """See ``latency_target_s``."""
     checkpoint_s: float = 1.0
+    """How often a run stores its progress (a restarted server resumes from there)."""
     poll_s: float = 1.0
+    """How often the scheduler looks for due runs and requested ones."""
 
 
 class Subtask(msgspec.Struct):

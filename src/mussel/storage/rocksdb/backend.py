@@ -82,9 +82,12 @@ class RocksConfig:
     """Tuning. The block cache holds the hot data: the OS page cache keeps little here."""
 
     block_cache_bytes: int = 512 << 20
+    """RocksDB's block cache (shared by every table)."""
     write_buffer_bytes: int = 64 << 20
+    """RocksDB's memtable size before a flush."""
     max_background_jobs: int = 2
     compression: str = "lz4"
+    """Compression of RocksDB's files: ``lz4``, ``zstd`` or ``none``."""
     wal: bool = False
     """Write applies to RocksDB's WAL too (not synced: the write log is what makes
     writes durable). Needed when secondaries follow this database."""
@@ -99,11 +102,16 @@ def _options(cfg: RocksConfig) -> Options:
     opts.set_max_background_jobs(cfg.max_background_jobs)
     opts.set_write_buffer_size(cfg.write_buffer_bytes)
     opts.set_level_compaction_dynamic_level_bytes(True)
-    compression = {
-        "lz4": DBCompressionType.lz4(),
-        "zstd": DBCompressionType.zstd(),
-        "none": DBCompressionType.none(),
-    }[cfg.compression]
+    kinds = {
+        "lz4": DBCompressionType.lz4,
+        "zstd": DBCompressionType.zstd,
+        "none": DBCompressionType.none,
+    }
+    if cfg.compression not in kinds:
+        raise InvalidRequestError(
+            f"[rocksdb] compression must be lz4, zstd or none, not {cfg.compression!r}"
+        )
+    compression = kinds[cfg.compression]()
     opts.set_compression_type(compression)
     table = BlockBasedOptions()
     table.set_block_cache(Cache(cfg.block_cache_bytes))

@@ -24,12 +24,22 @@ from the scheduler thread, which starts a run of each table ``interval_s`` after
 its previous one. Dropped tables' ranges are compacted (their data was removed at
 drop) and forgotten. Nothing visible is ever removed: see ``removable_versions``.
 The clock is the store's (injectable), so TTL is judged as reads judge it.
+
+Several workers over one shared database (distributed mode) each run the scheduler;
+a worker *claims* a table before it runs it (``meta_key("expire-claim", id)``: the
+worker's id and a lease, set by compare-and-set, renewed at every checkpoint), so a
+table is swept by one worker at a time and tables are spread over the workers. A
+claim whose lease ran out (its worker died) is taken over, and the run resumes from
+its checkpoint. A run asked for (or scheduled) before another worker finished one of
+that table is not run again.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -41,7 +51,7 @@ import msgspec
 from mussel.catalog.catalog import DROPPED_PREFIX
 from mussel.codec.keys import meta_key
 from mussel.engine import Store
-from mussel.errors import MusselError, TableNotFoundError
+from mussel.errors import ConflictError, MusselError, TableNotFoundError
 from mussel.expire.budget import DeleteBudget, LatencyGuard
 from mussel.model import TableInfo
 from mussel.storage.base import SweepPage
@@ -120,6 +130,21 @@ def _request_key(table_id: int) -> bytes:
     return meta_key("expire-request", f"{table_id:010d}")
 
 
+def _claim_key(table_id: int) -> bytes:
+    return meta_key("expire-claim", f"{table_id:010d}")
+
+
+class _Claim(msgspec.Struct):
+    """A worker's hold on a table's runs (shared database, several workers)."""
+
+    owner: str
+    expires_us: int
+
+
+CLAIM_LEASE_S = 30.0
+"""A claim not renewed for this long is another worker's to take."""
+
+_CLAIM = msgspec.json.Decoder(_Claim)
 _RUN_PREFIX = meta_key("expire-run", "")
 _REQUEST_PREFIX = meta_key("expire-request", "")
 _LAST = msgspec.json.Decoder(RunStats)
@@ -154,6 +179,10 @@ class ExpirationService:
         self._lock = threading.Lock()
         self._running: dict[int, RunStats] = {}
         self._queued: dict[int, str] = {}  # table id -> reason
+        self._queued_us: dict[int, int] = {}  # table id -> when it was queued
+        self._claims = store.catalog.shared  # other workers share the database
+        self._owner = f"{socket.gethostname()}:{os.getpid()}:{id(self)}"
+        self._held: dict[int, bytes] = {}  # table id -> this worker's claim as stored
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -242,6 +271,7 @@ class ExpirationService:
                 self._schedule()
                 with self._lock:
                     queued, self._queued = self._queued, {}
+                    queued_us, self._queued_us = self._queued_us, {}
                 for table_id, reason in queued.items():
                     if self._stop.is_set():
                         break
@@ -249,11 +279,65 @@ class ExpirationService:
                     if info is None:  # dropped meanwhile
                         self.store.backend.meta_write({_run_key(table_id): None})
                         continue
-                    self._run(info, reason)
+                    if not self._claims:
+                        self._run(info, reason)
+                    elif self._claim(table_id):
+                        try:
+                            if not self._done_elsewhere(table_id, reason, queued_us):
+                                self._run(info, reason)
+                        finally:
+                            self._release(table_id)
             except MusselError as exc:
                 log.error("expiration: %s", exc)
             self._wake.wait(self.config.poll_s)
             self._wake.clear()
+
+    # -- claims (several workers over one database) --------------------------
+
+    def _claim(self, table_id: int, renew: bool = False) -> bool:
+        """Take (or with ``renew`` keep) this worker's claim on the table's runs:
+        False if another worker holds a live one."""
+        key = _claim_key(table_id)
+        backend = self.store.backend
+        stored = backend.meta_get(key)
+        now = self.store.clock.now_us()
+        if stored is not None and stored != self._held.get(table_id):
+            held = _CLAIM.decode(stored)
+            if held.owner != self._owner and held.expires_us > now:
+                return False
+            if renew:
+                return False  # lost it: the lease ran out and another took it
+        mine = msgspec.json.encode(_Claim(self._owner, now + int(CLAIM_LEASE_S * 1e6)))
+        try:
+            backend.meta_write({key: mine}, expect={key: stored})
+        except ConflictError:
+            return False
+        self._held[table_id] = mine
+        return True
+
+    def _release(self, table_id: int) -> None:
+        key = _claim_key(table_id)
+        mine = self._held.pop(table_id, None)
+        if mine is None:
+            return
+        try:
+            self.store.backend.meta_write({key: None}, expect={key: mine})
+        except ConflictError:
+            pass  # taken over meanwhile: the other worker's now
+        except MusselError as exc:
+            log.warning("expiration: cannot release the claim on table %d: %s", table_id, exc)
+
+    def _done_elsewhere(self, table_id: int, reason: str, queued_us: dict[int, int]) -> bool:
+        """Whether another worker ran the table since this one queued it (or finished
+        the interrupted run this one would resume)."""
+        if reason == "resumed":
+            return self.store.backend.meta_get(_run_key(table_id)) is None
+        if self.store.backend.meta_get(_run_key(table_id)) is not None:
+            return False  # an interrupted run: resume it
+        last = self.last_run(table_id)
+        since = queued_us.get(table_id)
+        ended = None if last is None else last.ended_us
+        return since is not None and ended is not None and ended >= since
 
     def _table(self, table_id: int) -> TableInfo | None:
         """The table, reading a shared catalog again if it was created since this
@@ -275,17 +359,20 @@ class ExpirationService:
                 with self._lock:
                     if info.id not in self._running:
                         self._queued.setdefault(info.id, "scheduled")
+                        self._queued_us.setdefault(info.id, now)
 
     def _take_requests(self) -> None:
         """Runs that dispatchers asked for (distributed mode), once each."""
         requests = self.store.backend.meta_scan(_REQUEST_PREFIX)
         if not requests:
             return
+        now = self.store.clock.now_us()
         with self._lock:
             for key, raw in requests:
                 table_id = int(key.rsplit(b"\x00", 1)[1])
                 if table_id not in self._running:
                     self._queued.setdefault(table_id, raw.decode("ascii", "replace"))
+                    self._queued_us.setdefault(table_id, now)
         self.store.backend.meta_write(dict.fromkeys((key for key, _ in requests), None))
 
     def _reclaim_dropped(self) -> None:
@@ -337,6 +424,8 @@ class ExpirationService:
         def checkpoint(force: bool = False) -> None:
             now = time.monotonic()
             if force or now - last_checkpoint[0] >= self.config.checkpoint_s:
+                if info.id in self._held and not self._claim(info.id, renew=True):
+                    log.error("expiration of %s: the claim was lost", info.qualified)
                 backend.meta_write({_run_key(info.id): msgspec.json.encode(state)})
                 last_checkpoint[0] = now
 

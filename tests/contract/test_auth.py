@@ -18,12 +18,30 @@ import httpx
 import pytest
 
 from tests.conftest import ServerProcess, start_server
+from tests.contract.conftest import MODES
+from tests.fixtures.cluster import ClusterServer, start_cluster
 
 ADMIN = "contract-admin-token-0123456789"
 
 
-@pytest.fixture(scope="module")
-def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+@pytest.fixture(scope="module", params=MODES)
+def auth_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess | ClusterServer]:
+    """``--auth token``: a two-process ``mussel serve``, or a distributed cluster whose
+    every process runs with it (the tokens live in the shared catalog)."""
+    if request.param == "distributed":
+        cluster = start_cluster(
+            tmp_path_factory.mktemp("auth-cluster"),
+            request.getfixturevalue("postgres_server"),
+            request.getfixturevalue("kafka_bootstrap"),
+            "--auth",
+            "token",
+            env={"MUSSEL_ADMIN_TOKEN": ADMIN},
+        )
+        yield cluster
+        cluster.cluster.stop()
+        return
     os.environ["MUSSEL_ADMIN_TOKEN"] = ADMIN
     try:
         srv = start_server(tmp_path_factory.mktemp("auth") / "data", "--auth", "token")
@@ -41,7 +59,7 @@ def _h(token: str | None) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def tokens(auth_server: ServerProcess) -> dict[str, str | None]:
+def tokens(auth_server: ServerProcess | ClusterServer) -> dict[str, str | None]:
     with httpx.Client(base_url=auth_server.url, headers=_h(ADMIN), timeout=10) as c:
         for ns in ("shop", "other"):
             assert c.put(f"/v1/namespaces/{ns}", json={}).status_code == 200
@@ -110,7 +128,7 @@ def _allowed(right: str | None, kind: str) -> bool:
 
 @pytest.mark.parametrize(("method", "path", "body", "right"), ENDPOINTS)
 def test_authorization_matrix(
-    auth_server: ServerProcess,
+    auth_server: ServerProcess | ClusterServer,
     tokens: dict[str, str | None],
     method: str,
     path: str,
@@ -134,7 +152,7 @@ def test_authorization_matrix(
 
 
 def test_dashboard_sign_in_sets_a_cookie_that_only_the_dashboard_takes(
-    auth_server: ServerProcess, tokens: dict[str, str | None]
+    auth_server: ServerProcess | ClusterServer, tokens: dict[str, str | None]
 ) -> None:
     form = {"content-type": "application/x-www-form-urlencoded"}
     with httpx.Client(base_url=auth_server.url, timeout=10) as c:
@@ -168,7 +186,7 @@ def test_dashboard_sign_in_sets_a_cookie_that_only_the_dashboard_takes(
 
 
 def test_lists_show_only_what_a_token_may_read(
-    auth_server: ServerProcess, tokens: dict[str, str | None]
+    auth_server: ServerProcess | ClusterServer, tokens: dict[str, str | None]
 ) -> None:
     with httpx.Client(base_url=auth_server.url, timeout=10) as c:
         names = lambda kind: {  # noqa: E731
@@ -191,7 +209,7 @@ def _raw_get(url: str, path: str, token: str | None) -> int:
 
 
 def test_dot_dot_and_odd_paths_reach_nothing(
-    auth_server: ServerProcess, tokens: dict[str, str | None]
+    auth_server: ServerProcess | ClusterServer, tokens: dict[str, str | None]
 ) -> None:
     for path in (
         "/v1/namespaces/shop/../other/tables/t/rows/p",
@@ -206,7 +224,7 @@ def test_dot_dot_and_odd_paths_reach_nothing(
 
 
 def test_a_revoked_token_stops_working_at_once(
-    auth_server: ServerProcess, tokens: dict[str, str | None]
+    auth_server: ServerProcess | ClusterServer, tokens: dict[str, str | None]
 ) -> None:
     with httpx.Client(base_url=auth_server.url, timeout=10) as c:
         made = c.post("/v1/tokens", json={"scopes": ["shop:read"]}, headers=_h(ADMIN)).json()
@@ -222,7 +240,7 @@ def test_a_revoked_token_stops_working_at_once(
         assert r.status_code == 401
 
 
-def test_token_requests_are_checked(auth_server: ServerProcess) -> None:
+def test_token_requests_are_checked(auth_server: ServerProcess | ClusterServer) -> None:
     with httpx.Client(base_url=auth_server.url, headers=_h(ADMIN), timeout=10) as c:
         for body in ({"scopes": []}, {"scopes": ["shop:delete"]}, {"scopes": ["BAD NS:read"]},
                      {"scopes": "admin"}, {"name": "x"}):  # fmt: skip

@@ -24,6 +24,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -179,13 +180,18 @@ class DevCluster:
         """Per running replayer, how many partitions it applies now (from its
         ``mussel_replay_assigned_partitions`` metric; -1 if it does not answer)."""
         out: dict[str, int] = {}
+        tls = "--tls-cert" in self.extra
+        context = ssl._create_unverified_context() if tls else None  # our own, on loopback
+        token = self.env.get("MUSSEL_ADMIN_TOKEN") or os.environ.get("MUSSEL_ADMIN_TOKEN")
+        headers = {"authorization": f"Bearer {token}"} if token else {}
         for role in self.roles.values():
             if role.role != "replayer" or role.proc is None or role.proc.poll() is not None:
                 continue
             out[role.name] = -1
             with contextlib.suppress(OSError, ValueError):
-                url = f"http://127.0.0.1:{role.port}/metrics"
-                with urllib.request.urlopen(url, timeout=5) as resp:
+                url = f"{'https' if tls else 'http'}://127.0.0.1:{role.port}/metrics"
+                request = urllib.request.Request(url, headers=headers)
+                with urllib.request.urlopen(request, timeout=5, context=context) as resp:
                     for line in resp.read().decode().splitlines():
                         if line.startswith("mussel_replay_assigned_partitions "):
                             out[role.name] = int(float(line.split()[1]))

@@ -17,6 +17,8 @@ import pytest
 import trustme
 
 from tests.conftest import ServerProcess, start_server
+from tests.contract.conftest import MODES
+from tests.fixtures.cluster import start_cluster
 
 ADMIN = "tls-admin-token-0123456789"
 
@@ -54,8 +56,24 @@ def _client_ctx(ca: trustme.CA, leaf: trustme.LeafCert | None = None) -> ssl.SSL
     return ctx
 
 
-@pytest.fixture(scope="module")
-def https(files: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+@pytest.fixture(scope="module", params=MODES)
+def https(
+    request: pytest.FixtureRequest,
+    files: dict[str, Path],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[str]:
+    """A server that speaks HTTPS only: ``mussel serve`` of two processes, or a
+    distributed cluster (its dispatchers, replayers and worker)."""
+    if request.param == "distributed":
+        cluster = start_cluster(
+            tmp_path_factory.mktemp("https-cluster"),
+            request.getfixturevalue("postgres_server"),
+            request.getfixturevalue("kafka_bootstrap"),
+            "--tls-cert", str(files["cert"]), "--tls-key", str(files["key"]),
+        )  # fmt: skip
+        yield cluster.url.replace("http://", "https://")
+        cluster.cluster.stop()
+        return
     srv = start_server(
         tmp_path_factory.mktemp("https") / "data",
         "--tls-cert", str(files["cert"]), "--tls-key", str(files["key"]),

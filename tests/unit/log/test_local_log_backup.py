@@ -9,10 +9,18 @@ from pathlib import Path
 import pytest
 
 from mussel.errors import CorruptionError
+from mussel.log import format as fmt
 from mussel.log.local import LocalLog, stored_partitions
 from tests.unit.log.test_log_contract import keys
 
 P = 4
+
+
+def _header_only(path: Path) -> bool:
+    """Whether the segment file holds its header frame and nothing else."""
+    data = path.read_bytes()
+    kind, _, end = fmt.decode_frame(data, 0)
+    return kind == fmt.FRAME_SEGMENT_HEADER and end == len(data)
 
 
 def test_open_segments_skips_applied_segments_and_cuts_at_durable_frames(tmp_path: Path) -> None:
@@ -24,7 +32,12 @@ def test_open_segments_skips_applied_segments_and_cuts_at_durable_frames(tmp_pat
         ends = log.end_offsets()
         middle = dict.fromkeys(range(P), 0)
         copies, got_ends = log.open_segments(middle)
-        assert [c.name for c in copies] == names  # nothing applied: every segment
+        got = [c.name for c in copies]
+        # nothing applied: every segment (the flusher rolls to the next segment after
+        # acknowledging the batch that filled one, so its file, only a header yet, may
+        # be on disk a moment before the log lists it)
+        assert got == names or (got == names[:-1] and _header_only(tmp_path / names[-1]))
+        names = got
         assert got_ends == [ends[p] for p in range(P)]
         assert [c.size for c in copies] == [os.path.getsize(tmp_path / n) for n in names]
         for c in copies:

@@ -7,6 +7,7 @@ import json
 import select
 import signal
 import socket
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,13 +15,93 @@ from pathlib import Path
 import httpx
 import pytest
 
+from mussel.cli.devcluster import DevCluster
 from tests.conftest import ServerProcess, start_server
-from tests.contract.conftest import Api, Table, check_envelope, values
+from tests.contract.conftest import MODES, Api, Table, check_envelope, values
 from tests.contract.test_errors import _read_answer
+from tests.fixtures.cluster import ClusterServer, start_cluster
 
 
-def test_sigterm_exits_0_and_a_restart_serves_durable_writes(server: ServerProcess) -> None:
-    api = Api(server.url)
+class Life:
+    """The server under test in either mode: a two-process ``mussel serve``, or a
+    distributed cluster (2 dispatchers on one port, 2 replayers, a worker) whose
+    "front" is its dispatchers."""
+
+    def __init__(self, srv: ServerProcess | ClusterServer) -> None:
+        self.srv = srv
+
+    @property
+    def url(self) -> str:
+        return self.srv.url
+
+    def _fronts(self) -> list[subprocess.Popen[bytes]]:
+        if isinstance(self.srv, ServerProcess):
+            return [self.srv.proc]
+        roles = self.srv.cluster.roles.values()
+        return [r.proc for r in roles if r.role == "dispatcher" and r.proc is not None]
+
+    def signal_front(self, sig: int) -> None:
+        """``sig`` to the process(es) that take HTTP requests."""
+        for proc in self._fronts():
+            proc.send_signal(sig)
+
+    def wait_front(self, timeout: float = 30.0) -> int:
+        """Their exit status (the worst one)."""
+        return max(abs(proc.wait(timeout)) for proc in self._fronts())
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        """Every process, with ``sig``; the worst exit status."""
+        return self.srv.stop(sig)
+
+    def restart(self, root: Path) -> Life:
+        """The same data served again: the data directory, or the same database and log."""
+        if isinstance(self.srv, ServerProcess):
+            return Life(start_server(self.srv.data_dir))
+        old = self.srv.cluster
+        again = DevCluster(
+            root,
+            backend_url=old.backend_url,
+            bootstrap=old.bootstrap,
+            topic=old.topic,
+            partitions=old.partitions,
+            extra=old.extra,
+            env=old.env,
+        )
+        return Life(ClusterServer(again.start()))
+
+    def close(self) -> None:
+        if isinstance(self.srv, ServerProcess):
+            if self.srv.proc.poll() is None:
+                self.srv.stop()
+            if self.srv.proc.stderr:
+                self.srv.proc.stderr.close()
+        else:
+            self.srv.cluster.stop()
+
+
+def _start(request: pytest.FixtureRequest, root: Path, *extra: str) -> Life:
+    if request.param == "distributed":
+        return Life(
+            start_cluster(
+                root,
+                request.getfixturevalue("postgres_server"),
+                request.getfixturevalue("kafka_bootstrap"),
+                *extra,
+            )
+        )
+    return Life(start_server(root / "data", *extra))
+
+
+@pytest.fixture(params=MODES)
+def life(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Life]:
+    """A fresh server (or cluster), stopped after the test."""
+    srv = _start(request, tmp_path / "server")
+    yield srv
+    srv.close()
+
+
+def test_sigterm_exits_0_and_a_restart_serves_durable_writes(life: Life, tmp_path: Path) -> None:
+    api = Api(life.url)
     api.put_namespace("life", {"consistency": "eventual"})
     t = api.put_table("life", "t", {"max_versions": 2})
     for batch in range(20):
@@ -28,9 +109,9 @@ def test_sigterm_exits_0_and_a_restart_serves_durable_writes(server: ServerProce
         assert t.write(*records, ack="durable").json() == {"written": 50}
     t.write({"pk": "gone", "value": "x", "ts": 5}, {"op": "delete", "pk": "gone", "ts": 6})
     api.close()
-    assert server.stop(signal.SIGTERM) == 0
+    assert life.stop(signal.SIGTERM) == 0
 
-    again = start_server(server.data_dir)
+    again = life.restart(tmp_path / "again")
     try:
         api = Api(again.url)
         t = Table(api, "life", "t")
@@ -46,26 +127,28 @@ def test_sigterm_exits_0_and_a_restart_serves_durable_writes(server: ServerProce
         api.close()
     finally:
         assert again.stop(signal.SIGTERM) == 0
+        again.close()
 
 
-def test_sigterm_does_not_wait_for_idle_keep_alive_connections(server: ServerProcess) -> None:
-    clients = [httpx.Client(base_url=server.url) for _ in range(3)]
+def test_sigterm_does_not_wait_for_idle_keep_alive_connections(life: Life) -> None:
+    clients = [httpx.Client(base_url=life.url) for _ in range(3)]
     try:
         for c in clients:
             assert c.get("/healthz").status_code == 200  # the connection stays open
         started = time.monotonic()
-        assert server.stop(signal.SIGTERM) == 0
+        life.signal_front(signal.SIGTERM)
+        assert life.wait_front() == 0
         assert time.monotonic() - started < 5, "shutdown waited on idle connections"
     finally:
         for c in clients:
             c.close()
 
 
-def test_sigterm_answers_requests_already_received(server: ServerProcess) -> None:
-    api = Api(server.url)
+def test_sigterm_answers_requests_already_received(life: Life) -> None:
+    api = Api(life.url)
     api.put_namespace("drain")
     t = api.put_table("drain", "t")
-    host, port = server.url.removeprefix("http://").split(":")
+    host, port = life.url.removeprefix("http://").split(":")
     body = json.dumps({"records": [{"pk": "p", "value": "v"}], "ack": "applied"}).encode()
     with socket.create_connection((host, int(port)), timeout=10) as s:
         head = (
@@ -74,26 +157,26 @@ def test_sigterm_answers_requests_already_received(server: ServerProcess) -> Non
         ).encode()
         s.sendall(head + body[:5])
         time.sleep(0.1)
-        server.proc.send_signal(signal.SIGTERM)
+        life.signal_front(signal.SIGTERM)
         time.sleep(0.2)
         s.sendall(body[5:])
         status, _, answer = _read_answer(s)
     assert status == 200
     assert json.loads(answer) == {"written": 1}
-    assert server.proc.wait(30) == 0
+    assert life.wait_front(30) == 0
     api.close()
 
 
-@pytest.fixture
-def small_body_server(tmp_path: Path) -> Iterator[ServerProcess]:
+@pytest.fixture(params=MODES)
+def small_body_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Life]:
     config = tmp_path / "mussel.toml"
     config.write_text("[server]\nmax_body_bytes = 65536\n")
-    srv = start_server(tmp_path / "data", "--config", str(config))
+    srv = _start(request, tmp_path / "server", "--config", str(config))
     yield srv
-    srv.stop()
+    srv.close()
 
 
-def test_body_over_the_configured_limit_is_413_via_httpx(small_body_server: ServerProcess) -> None:
+def test_body_over_the_configured_limit_is_413_via_httpx(small_body_server: Life) -> None:
     api = Api(small_body_server.url)
     api.put_namespace("lim")
     t = api.put_table("lim", "t")
@@ -105,7 +188,7 @@ def test_body_over_the_configured_limit_is_413_via_httpx(small_body_server: Serv
 
 
 def test_chunked_body_over_the_limit_is_rejected_before_it_is_all_sent(
-    small_body_server: ServerProcess,
+    small_body_server: Life,
 ) -> None:
     host, port = small_body_server.url.removeprefix("http://").split(":")
     chunk = b"x" * 16384

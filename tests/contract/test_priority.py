@@ -6,9 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+import pytest
 
-from tests.conftest import start_server
-from tests.contract.conftest import Api, Table, error_code
+from tests.conftest import ServerProcess, start_server
+from tests.contract.conftest import MODES, Api, Table, error_code
+from tests.fixtures.cluster import ClusterServer, start_cluster
 
 
 def test_priority_header_is_checked(api: Api, table: Table) -> None:
@@ -19,11 +21,25 @@ def test_priority_header_is_checked(api: Api, table: Table) -> None:
     assert resp.status_code == 400 and error_code(resp) == "invalid_request"
 
 
-def test_batch_requests_wait_while_online_reads_are_slow(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", MODES)
+def test_batch_requests_wait_while_online_reads_are_slow(
+    mode: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     # a target no read can meet: every batch request is held back, online ones are not
     config = tmp_path / "mussel.toml"
     config.write_text("[server]\nonline_latency_target_s = 0.0\n")
-    srv = start_server(tmp_path / "data", "--config", str(config), processes=1)
+    srv: ServerProcess | ClusterServer
+    if mode == "distributed":  # one dispatcher: the p99 is each process's own
+        srv = start_cluster(
+            tmp_path / "cluster",
+            request.getfixturevalue("postgres_server"),
+            request.getfixturevalue("kafka_bootstrap"),
+            "--config",
+            str(config),
+            dispatchers=1,
+        )
+    else:
+        srv = start_server(tmp_path / "data", "--config", str(config), processes=1)
     try:
         with httpx.Client(base_url=srv.url, timeout=10) as c:
             c.put("/v1/namespaces/ns", json={})
@@ -53,5 +69,7 @@ def test_batch_requests_wait_while_online_reads_are_slow(tmp_path: Path) -> None
             assert "ghost" not in text
     finally:
         srv.stop()
-        if srv.proc.stderr:
+        if isinstance(srv, ClusterServer):
+            srv.cluster.stop()
+        elif srv.proc.stderr:
             srv.proc.stderr.close()

@@ -97,8 +97,31 @@ def test_https_refuses_plain_http_and_untrusting_clients(https: str) -> None:
         c.get(f"{plain}/healthz")
 
 
-@pytest.fixture(scope="module")
-def mtls(files: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+@pytest.fixture(scope="module", params=MODES)
+def mtls(
+    request: pytest.FixtureRequest,
+    files: dict[str, Path],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[str]:
+    """Tokens, HTTPS and client certificates: ``mussel serve`` of two processes, or a
+    distributed cluster whose dispatchers take clients' certificates (its replayers
+    and worker run with tokens, serving only their metrics)."""
+    if request.param == "distributed":
+        cluster = start_cluster(
+            tmp_path_factory.mktemp("mtls-cluster"),
+            request.getfixturevalue("postgres_server"),
+            request.getfixturevalue("kafka_bootstrap"),
+            "--auth",
+            "token",
+            env={"MUSSEL_ADMIN_TOKEN": ADMIN},
+            dispatcher_extra=(
+                *("--tls-cert", str(files["cert"]), "--tls-key", str(files["key"])),
+                *("--tls-client-ca", str(files["ca"])),
+            ),
+        )
+        yield cluster.url.replace("http://", "https://")
+        cluster.cluster.stop()
+        return
     os.environ["MUSSEL_ADMIN_TOKEN"] = ADMIN
     try:
         srv = start_server(

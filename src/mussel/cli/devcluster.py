@@ -125,6 +125,10 @@ class DevCluster:
     bootstrap: str | None = None
     topic: str = "mussel"
     extra: Sequence[str] = ()
+    """Arguments for every process's ``mussel serve``."""
+    dispatcher_extra: Sequence[str] = ()
+    """More arguments for the dispatchers only (e.g. TLS and mTLS for clients, which
+    replayers and workers, serving only their metrics, need not have)."""
     env: dict[str, str] = field(default_factory=dict)
     separate_ports: bool = False
     """Each dispatcher on its own port (tests that must reach one dispatcher or the
@@ -239,6 +243,7 @@ class DevCluster:
             "--ready-fd",
             str(child.fileno()),
             *self.extra,
+            *(self.dispatcher_extra if role.role == "dispatcher" else ()),
         ]
         env = {**os.environ, "MUSSEL_BACKEND_URL": str(self.backend_url), **self.env}
         with open(self.root / "logs" / f"{name}.log", "ab") as out:

@@ -18,7 +18,7 @@ serve: $(STAMP)
 	$(BIN)/mussel serve --data ./data
 
 test: $(STAMP)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=30
 
 check: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -64,7 +64,10 @@ class Life:
             bootstrap=old.bootstrap,
             topic=old.topic,
             partitions=old.partitions,
-            extra=old.extra,
+            # a new consumer group: the replayers resume from the offsets stored in the
+            # database, not the group's. (On Tansu, a group all of whose members left
+            # was once seen never to re-form for new members within 60 s.)
+            extra=(*old.extra, "--group", f"mussel-replayers.{old.topic}.again"),
             env=old.env,
         )
         return Life(ClusterServer(again.start()))

@@ -540,11 +540,20 @@ class Catalog:
             return found
 
     def token_by_id(self, token_id: str) -> TokenInfo | None:
-        return next((t for t in self._tokens.values() if t.id == token_id), None)
+        """The token with this id, if any (a shared catalog is read again on a miss:
+        another process may have just created it)."""
+        found = next((t for t in self._tokens.values() if t.id == token_id), None)
+        if found is None and self.shared and self.refresh():
+            found = next((t for t in self._tokens.values() if t.id == token_id), None)
+        return found
 
     def authenticate(self, secret: str) -> TokenInfo | None:
-        """The token whose secret this is, if any."""
-        return self._tokens.get(hash_secret(secret))
+        """The token whose secret this is, if any (read again on a miss, as above)."""
+        key = hash_secret(secret)
+        found = self._tokens.get(key)
+        if found is None and self.shared and self.refresh():
+            found = self._tokens.get(key)
+        return found
 
     def consistency_of(self, table: TableInfo) -> Consistency:
         """The table's default read consistency (its own, else its namespace's)."""

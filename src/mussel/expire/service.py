@@ -284,6 +284,10 @@ class ExpirationService:
                     elif self._claim(table_id):
                         try:
                             if not self._done_elsewhere(table_id, reason, queued_us):
+                                # judge by the options as of now (a dispatcher may have
+                                # changed the TTL just before it asked for this run)
+                                self.store.catalog.refresh()
+                                info = self._table(table_id) or info
                                 self._run(info, reason)
                         finally:
                             self._release(table_id)

@@ -621,9 +621,18 @@ class App:
         return answer()
 
     def _metrics(self) -> Response | Awaitable[Response]:
-        return self._with_peers(
-            lambda: Response(200, self.metrics.render(), "text/plain; version=0.0.4; charset=utf-8")
-        )
+        def answer() -> Response:
+            return Response(200, self.metrics.render(), "text/plain; version=0.0.4; charset=utf-8")
+
+        if self.offload is not None:  # the gauges ask the database: off the event loop
+            return self._with_peers_async(self._offloaded(answer))
+        return self._with_peers(answer)
+
+    async def _with_peers_async(self, answer: Awaitable[Response]) -> Response:
+        """``await answer``, after refreshing the other processes' metrics if any."""
+        if self.refresh_peers is not None:
+            await self.refresh_peers()
+        return await answer
 
     def _openapi_json(self) -> Response:
         if self._openapi is None:

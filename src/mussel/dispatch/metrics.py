@@ -10,8 +10,10 @@ from typing import Any
 from mussel.bulkload.jobs import JobService
 from mussel.engine import Store
 from mussel.expire import ExpirationService
+from mussel.model import TableInfo
 from mussel.observability.hotkeys import HotKeys
 from mussel.observability.metrics import Registry
+from mussel.storage.base import TableStats
 
 __all__ = ["JOB_STATES", "RATE_WINDOW_S", "ServerMetrics"]
 
@@ -72,6 +74,7 @@ class ServerMetrics:
         self._p99: float | None = None
         self._p99_at = 0.0
         self._writes = _Rates()
+        self._stats: list[tuple[TableInfo, TableStats]] | None = None
         self.registry = r = Registry()
         self.requests = r.counter(
             "mussel_requests_total",
@@ -157,10 +160,7 @@ class ServerMetrics:
             "mussel_namespace_stored_bytes",
             "Approximate bytes stored by the namespace's tables (what storage_bytes limits).",
             ("namespace",),
-            source=lambda: [
-                ((ns.name,), float(self.store.namespace_bytes(ns.name)))
-                for ns in self.store.namespaces()
-            ],
+            source=self._namespace_bytes,
         )
         r.gauge(
             "mussel_namespace_quota_storage_bytes",
@@ -247,17 +247,32 @@ class ServerMetrics:
         applied = self.store.replayer.watermark.applied()
         return [((str(p),), float(max(0, end - applied.get(p, 0)))) for p, end in ends.items()]
 
+    def _stats_snapshot(self) -> list[tuple[TableInfo, TableStats]]:
+        """Every table with its stats, read once per ``render``: the per-table and
+        per-namespace gauges share it (with a database backend each table's stats are
+        a query, and the listing a catalog read)."""
+        if self._stats is None:
+            self.store.namespaces()  # (a shared catalog is read again once, here)
+            tables = self.store.catalog.all_tables()
+            self._stats = [(t, self.store.backend.table_stats(t.id)) for t in tables]
+        return self._stats
+
     def _table_stats(self, which: int):  # type: ignore[no-untyped-def]
         def source() -> Iterable[tuple[tuple[str, ...], float]]:
-            out = []
-            for t in self.store.catalog.all_tables():
-                st = self.store.backend.table_stats(t.id)
-                out.append(
-                    ((t.namespace, t.name), float((st.approx_cells, st.approx_bytes)[which]))
-                )
-            return out
+            return [
+                ((t.namespace, t.name), float((st.approx_cells, st.approx_bytes)[which]))
+                for t, st in self._stats_snapshot()
+            ]
 
         return source
+
+    def _namespace_bytes(self) -> Iterable[tuple[tuple[str, ...], float]]:
+        snapshot = self._stats_snapshot()
+        stored = {ns.name: 0.0 for ns in self.store.namespaces()}
+        for t, st in snapshot:
+            if t.namespace in stored:
+                stored[t.namespace] += st.approx_bytes
+        return [((name,), n) for name, n in stored.items()]
 
     def observe(self, op: str, ns: str, table: str, status: int, started: float) -> None:
         now = time.perf_counter()
@@ -404,5 +419,10 @@ class ServerMetrics:
 
     def render(self) -> bytes:
         """Prometheus text: this process's metrics plus the peers' counters and
-        histograms (their gauges are left out: the owner's are the server's)."""
-        return self.registry.render([p.get("registry", {}) for p in self.peers])
+        histograms (their gauges are left out: the owner's are the server's). Table
+        stats are read once per render, for every gauge that needs them."""
+        self._stats = None
+        try:
+            return self.registry.render([p.get("registry", {}) for p in self.peers])
+        finally:
+            self._stats = None

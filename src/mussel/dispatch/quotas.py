@@ -28,7 +28,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -136,6 +136,8 @@ class _Lease:
     expires: float = 0.0
     refused_until: float = 0.0
     wait: float = 0.0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    """Held across the database round trip: only this bucket's requests wait on it."""
 
 
 class LeasedRateBuckets:
@@ -163,9 +165,10 @@ class LeasedRateBuckets:
     def take(self, namespace: str, kind: str, per_second: float) -> None:
         """One request of ``kind`` in ``namespace``: admitted, or ``RateLimitedError``
         (``UnavailableError`` when the database cannot be asked)."""
-        now = time.monotonic()
         with self._lock:
             lease = self._leases.setdefault((namespace, kind), _Lease())
+        with lease.lock:
+            now = time.monotonic()
             if lease.tokens > 0 and now < lease.expires:
                 lease.tokens -= 1
                 return

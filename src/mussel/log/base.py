@@ -49,6 +49,12 @@ class LogConsumer(Protocol):
         """Up to ``max_records`` entries; waits up to ``timeout_s`` when none is ready."""
         ...
 
+    def keepalive(self) -> None:
+        """Keep this consumer's place while its caller cannot poll for a while (its
+        apply keeps failing): a consumer-group member serves its group; a consumer
+        without a group has nothing to do."""
+        ...
+
     def close(self) -> None: ...
 
 

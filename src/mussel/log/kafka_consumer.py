@@ -206,6 +206,9 @@ class KafkaLogConsumer:
         """Per assigned partition, the next offset a poll will hand out."""
         return dict(self._next)
 
+    def keepalive(self) -> None:
+        """Nothing to keep: this consumer belongs to no group."""
+
     def close(self) -> None:
         """Idempotent; afterwards ``poll`` raises ``UnavailableError``. A group member
         leaves the group (its partitions move at once)."""

@@ -91,6 +91,9 @@ class LocalLogConsumer:
                     return []
                 log._cond.wait(deadline - now)
 
+    def keepalive(self) -> None:
+        """Nothing to keep: this consumer belongs to no group."""
+
     def close(self) -> None:
         self._closed = True
         if self._reader is not None:

@@ -186,5 +186,8 @@ class MemoryLogConsumer:
                     return out
                 log._cond.wait(remaining)
 
+    def keepalive(self) -> None:
+        """Nothing to keep: this consumer belongs to no group."""
+
     def close(self) -> None:
         self._closed = True

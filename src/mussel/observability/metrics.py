@@ -12,7 +12,7 @@ import bisect
 import math
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 __all__ = ["Counter", "Gauge", "Histogram", "Registry"]
 
@@ -62,6 +62,9 @@ class _Metric:
         """The values as plain data (``[labels, value]`` items) for ``render(extra=)``
         in another process; empty for gauges."""
         return []
+
+
+_M = TypeVar("_M", bound=_Metric)
 
 
 class Counter(_Metric):
@@ -216,7 +219,8 @@ class Registry:
     def __init__(self) -> None:
         self._metrics: list[_Metric] = []
 
-    def add(self, metric: _Metric) -> _Metric:
+    def add(self, metric: _M) -> _M:
+        """Register ``metric`` (exported in registration order) and return it."""
         self._metrics.append(metric)
         return metric
 
@@ -227,9 +231,7 @@ class Registry:
         labels: Sequence[str] = (),
         source: Callable[[], Iterable[tuple[tuple[str, ...], float]]] | None = None,
     ) -> Counter:
-        m = Counter(name, help_text, labels, source)
-        self._metrics.append(m)
-        return m
+        return self.add(Counter(name, help_text, labels, source))
 
     def gauge(
         self,
@@ -238,9 +240,7 @@ class Registry:
         labels: Sequence[str] = (),
         source: Callable[[], Iterable[tuple[tuple[str, ...], float]]] | None = None,
     ) -> Gauge:
-        m = Gauge(name, help_text, labels, source)
-        self._metrics.append(m)
-        return m
+        return self.add(Gauge(name, help_text, labels, source))
 
     def histogram(
         self,
@@ -249,9 +249,7 @@ class Registry:
         labels: Sequence[str] = (),
         buckets: Sequence[float] = LATENCY_BUCKETS_S,
     ) -> Histogram:
-        m = Histogram(name, help_text, labels, buckets)
-        self._metrics.append(m)
-        return m
+        return self.add(Histogram(name, help_text, labels, buckets))
 
     def names(self) -> list[str]:
         return [m.name for m in self._metrics]

@@ -248,14 +248,12 @@ class Replayer:
         """Sleep ``delay`` between apply attempts; a group member keeps serving its
         group meanwhile (``keepalive``), so a long backend outage does not drop it
         from the group and move its partitions for nothing."""
-        keepalive = getattr(self._consumer, "keepalive", None)
         deadline = time.monotonic() + delay
         while True:
-            if keepalive is not None:
-                try:
-                    keepalive()
-                except MusselError as exc:
-                    log.debug("keepalive failed: %s", exc)
+            try:
+                self._consumer.keepalive()
+            except MusselError as exc:
+                log.debug("keepalive failed: %s", exc)
             left = deadline - time.monotonic()
             if left <= 0:
                 return

@@ -649,14 +649,16 @@ class SqlBackend:
         return result
 
     def table_stats(self, table_id: int) -> TableStats:
-        """Sum of the table's counter slots: one indexed statement, its answer kept
-        ``stats_cache_s`` (quota checks call this for every table of a namespace at
-        every write). This instance's own writes refresh it at once; other processes'
-        writes show within ``stats_cache_s``."""
+        """Sum of the table's counter slots: one indexed statement. With
+        ``stats_cache_s`` > 0 the answer is kept that long (quota checks call this for
+        every table of a namespace at every write): this instance's own writes refresh
+        it at once, other processes' writes show within ``stats_cache_s``. With 0 (the
+        default) nothing is cached and every answer is current."""
         now = time.monotonic()
-        hit = self._stats_cache.get(table_id)
-        if hit is not None and now - hit[0] < self._stats_ttl:
-            return hit[1]
+        if self._stats_ttl > 0:
+            hit = self._stats_cache.get(table_id)
+            if hit is not None and now - hit[0] < self._stats_ttl:
+                return hit[1]
         rows = self._point_query(
             "SELECT coalesce(sum(cells), 0), coalesce(sum(bytes), 0) FROM mussel_stats"
             " WHERE table_id = %s",
@@ -664,7 +666,8 @@ class SqlBackend:
         )
         n, b = rows[0] if rows else (0, 0)
         stats = TableStats(max(0, int(n)), max(0, int(b)))
-        self._stats_cache[table_id] = (now, stats)
+        if self._stats_ttl > 0:
+            self._stats_cache[table_id] = (now, stats)
         return stats
 
     def take_tokens(

@@ -170,11 +170,15 @@ def test_sigterm_answers_requests_already_received(life: Life) -> None:
     api.close()
 
 
-@pytest.fixture(params=MODES)
-def small_body_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Life]:
-    config = tmp_path / "mussel.toml"
+@pytest.fixture(params=MODES, scope="module")
+def small_body_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Life]:
+    """A server (or cluster) taking bodies of at most 64 KiB, shared by the tests below."""
+    root = tmp_path_factory.mktemp("small-body")
+    config = root / "mussel.toml"
     config.write_text("[server]\nmax_body_bytes = 65536\n")
-    srv = _start(request, tmp_path / "server", "--config", str(config))
+    srv = _start(request, root / "server", "--config", str(config))
     yield srv
     srv.close()
 

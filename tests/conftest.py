@@ -13,6 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+settings.register_profile("mussel", deadline=None)
+settings.load_profile("mussel")
+"""No hypothesis deadlines: examples that reach a real database or spawn processes run
+on a shared machine, and speed is for benchmarks, never timed assertions in tests."""
 
 pytest_plugins = [
     "tests.fixtures.postgres",

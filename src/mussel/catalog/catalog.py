@@ -45,6 +45,7 @@ having written nothing.
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
@@ -58,6 +59,7 @@ from mussel.codec.keys import meta_key
 from mussel.errors import (
     ConflictError,
     InvalidRequestError,
+    MusselError,
     NamespaceNotFoundError,
     NotFoundError,
     QuotaExceededError,
@@ -72,6 +74,8 @@ from mussel.model import (
     check_name,
 )
 from mussel.storage.base import Backend
+
+log = logging.getLogger("mussel.catalog")
 
 __all__ = ["DROPPED_PREFIX", "VERSION_KEY", "Catalog", "CatalogWrite", "dropped_key"]
 
@@ -307,7 +311,13 @@ class Catalog:
             )
             self._write_table(table, {_SEQ_KEY: str(table_id + 1).encode()})
             self.next_table_id = max(self.next_table_id, table_id + 1)
-            return table
+        points = opts.partitioning.split_points
+        if points:
+            try:
+                self._backend.presplit(table_id, points)
+            except MusselError as exc:  # the table exists and works, only unsplit
+                log.warning("table %s/%s created but not presplit: %s", namespace, name, exc)
+        return table
 
     def _write_table(
         self,

@@ -224,6 +224,14 @@ class Backend(Protocol):
         """Remove every version of the table (space returns later, on compaction)."""
         ...
 
+    def presplit(self, table_id: int, pks: Sequence[bytes]) -> None:
+        """Split the table's storage at each pk of ``pks`` (a range-partitioned table's
+        split points, when it is created), so that its ranges can be spread before data
+        arrives. What a split is belongs to the backend: SqlBackend makes PostgreSQL
+        partitions or CockroachDB ranges; one RocksDB or in-memory keyspace has nothing
+        to split. Rows already stored stay readable."""
+        ...
+
     def table_stats(self, table_id: int) -> TableStats: ...
 
     # -- expiration (see ``storage.versions.removable_versions``) -------------

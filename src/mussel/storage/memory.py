@@ -72,6 +72,9 @@ class MemoryBackend:
         with self._lock:
             self._tables.pop(table_id, None)
 
+    def presplit(self, table_id: int, pks: Sequence[bytes]) -> None:
+        """Nothing to split: every table is a key range of one keyspace."""
+
     # -- reads ----------------------------------------------------------------
 
     @staticmethod

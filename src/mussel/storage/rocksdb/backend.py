@@ -289,6 +289,9 @@ class RocksBackend:
             self._db.write(wb, self._wo_sync)
         self._stats.pop(table_id, None)
 
+    def presplit(self, table_id: int, pks: Sequence[bytes]) -> None:
+        """Nothing to split: every table is a key range of one keyspace."""
+
     # -- reads ----------------------------------------------------------------
 
     def _iter_from(self, start: bytes) -> object:

@@ -36,7 +36,7 @@ import hashlib
 import itertools
 import random
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
@@ -58,6 +58,7 @@ from mussel.storage.sql.dialect import (
 from mussel.storage.sql.errors import is_retryable, map_sql_errors
 from mussel.storage.sql.ingest import SqlIngest
 from mussel.storage.sql.jobs import JOB_TABLES_DDL
+from mussel.storage.sql.partitions import PARTITIONS_DDL, Partitions
 from mussel.storage.versions import (
     ReadFilter,
     Visibility,
@@ -154,7 +155,10 @@ class SqlBackend:
                     row = conn.execute("SELECT version()").fetchone()
                 dialect = dialect_from_version(str(row[0]) if row else "")
             self.dialect: Dialect = dialect
+            self.partitions = Partitions(self._conn)
             self._create_schema()
+            if dialect.partitioned:
+                self.partitions.load()
         except BaseException:
             self._pool.close()
             raise
@@ -220,6 +224,7 @@ class SqlBackend:
             " key text PRIMARY KEY, tokens float8 NOT NULL, at float8 NOT NULL,"
             " granted integer NOT NULL)",
             *JOB_TABLES_DDL,
+            PARTITIONS_DDL,
         ]
 
         def create(cur: psycopg.Cursor[Any]) -> int:
@@ -306,8 +311,27 @@ class SqlBackend:
                     (parts, [positions[p] for p in parts]),
                 )
 
-        self._write_tx("apply", body)
+        self.write_rows_tx("apply", counts, body)
         self.forget_stats(counts)
+
+    def write_rows_tx(
+        self, what: str, table_ids: Collection[int], body: Callable[[psycopg.Cursor[Any]], Any]
+    ) -> Any:
+        """``body`` in one transaction (as ``_write_tx``), for a body that inserts rows
+        of ``table_ids``: their partitions are made first. If another process dropped
+        one meanwhile (the insert finds no partition), it is made again and ``body``
+        runs once more."""
+        self.partitions.ensure(table_ids)
+        try:
+            return self._write_tx(what, body)
+        except CorruptionError as exc:
+            if not self.partitions.active or not isinstance(
+                exc.__cause__, psycopg.errors.CheckViolation
+            ):
+                raise
+        self.partitions.forget(table_ids)
+        self.partitions.ensure(table_ids)
+        return self._write_tx(what, body)
 
     @staticmethod
     def _fence(cur: psycopg.Cursor[Any], expect: Mapping[int, int]) -> None:
@@ -352,9 +376,11 @@ class SqlBackend:
         return None
 
     def drop_table_data(self, table_id: int) -> None:
-        """Delete the table's versions in chunks of 10,000 (short transactions)."""
+        """Drop the table's partitions (PostgreSQL), or delete its versions in chunks
+        of 10,000 (short transactions)."""
+        dropped = self.partitions.drop(table_id)
         with map_sql_errors("drop table"), self._conn() as conn:
-            while True:
+            while not dropped:
                 cur = conn.execute(
                     f"DELETE FROM {CELLS} WHERE (table_id, pk, sk, its) IN ("
                     f" SELECT table_id, pk, sk, its FROM {CELLS} WHERE table_id = %s"
@@ -835,8 +861,12 @@ class SqlBackend:
         return None
 
     def presplit(self, table_id: int, pks: Sequence[bytes]) -> None:
-        """Split the cells table's storage at (table_id, pk) for each pk (CockroachDB;
-        a no-op on PostgreSQL and YugabyteDB, see ``dialect.py``)."""
+        """Split the table's storage at each pk: its own range partitions on
+        PostgreSQL (``partitions.py``), ``SPLIT AT`` on CockroachDB; nothing on
+        YugabyteDB, which splits tablets itself (``dialect.py``)."""
+        if self.partitions.active:
+            self.partitions.presplit(table_id, pks)
+            return
         stmts = self.dialect.presplit_statements(table_id, sorted(pks))
         if stmts:
             with map_sql_errors("presplit"), self._conn() as conn:

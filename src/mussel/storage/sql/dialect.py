@@ -11,7 +11,8 @@ What a dialect decides:
 * the DDL of the cells table (YugabyteDB shards the first primary-key column by HASH
   unless told ``ASC``; Mussel needs range sharding so a row and a pk range are
   contiguous);
-* presplitting the cells table at given (table id, pk) points;
+* presplitting the cells table at given (table id, pk) points (PostgreSQL: declarative
+  range partitions, one set per Mussel table, see ``partitions.py``);
 * how a read is made *eventual* (served by a nearby replica, possibly stale);
 * the statement that opens a consistent read-only transaction.
 
@@ -63,6 +64,8 @@ class Dialect:
     eventual_needs_tx = False
     #: ``TABLESAMPLE SYSTEM`` is available (for ``split_points`` on big tables)
     tablesample = True
+    #: the cells table is made of declarative range partitions (``partitions.py``)
+    partitioned = False
 
     def begin_read(self, eventual: bool) -> list[str]:
         """First statements of a multi-statement read transaction: one snapshot."""
@@ -73,16 +76,21 @@ class Dialect:
     ) -> list[tuple[str, tuple[object, ...]]]:
         """Statements that split the cells table's storage at (table_id, pk) for each pk.
 
-        PostgreSQL: none. One PostgreSQL node has no ranges to split; declarative range
-        partitions would have to be created with the table (a partitioned table cannot
-        be made from an existing one in place) and buy nothing on one machine, so
-        presplit is a documented no-op here.
+        None by default: PostgreSQL presplits with declarative range partitions
+        (``partitions.py``, not statements of the dialect).
         """
         return []
 
 
 class PostgresDialect(Dialect):
+    """PostgreSQL: the cells table is range-partitioned by (table_id, pk), each Mussel
+    table in partitions of its own (``partitions.py``); presplit splits a table's."""
+
     name = "postgresql"
+    partitioned = True
+
+    def cells_ddl(self) -> str:
+        return super().cells_ddl() + " PARTITION BY RANGE (table_id, pk)"
 
 
 class CockroachDialect(Dialect):

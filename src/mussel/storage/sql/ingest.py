@@ -117,7 +117,7 @@ class SqlIngest:
             return len(sizes), deferred
 
         with self._lock:
-            written, deferred = self._b.write_tx("bulk ingest (publish)", publish)
+            written, deferred = self._b.write_rows_tx("bulk ingest (publish)", (t,), publish)
         self._b.forget_stats((t,))
         return IngestCounts(written, deferred, nbytes)
 
@@ -136,7 +136,7 @@ class SqlIngest:
                 cur.execute(f"DELETE FROM {stage} WHERE deferred")
             self._b.write_meta_in(cur, items)
 
-        self._b.write_tx("bulk ingest (commit)", commit)
+        self._b.write_rows_tx("bulk ingest (commit)", (t,), commit)
 
     def discard(self) -> None:
         if not self._created or self._dropped:

@@ -251,6 +251,9 @@ class SqlJobQueue:
             )
             if row is None:
                 return False
+            # finishing may publish staged rows: the table's partitions first (made
+            # on another connection; this transaction's locks do not conflict)
+            self.backend.partitions.ensure((row.table_id,))
             finish(cur, row)
             return True
 

@@ -7,6 +7,7 @@ import threading
 import time
 
 import httpx
+import pytest
 
 from tests.contract.conftest import Api
 
@@ -58,7 +59,7 @@ def test_reads_past_the_quota_get_429_and_the_rest_is_admitted_at_the_quota(
 def _paced(url: str, rate: float, seconds: float, threads: int = 4) -> list[tuple[float, int]]:
     """GET ``url`` at ``rate`` requests per second in all for ``seconds``: each of
     ``threads`` threads sends on its own schedule (offset so that together they are
-    evenly spaced) and opens a new connection every few requests, so the requests land
+    evenly spaced) and opens a new connection every 10 requests, so the requests land
     on every server process. Returns (send time, status) of every request."""
     out: list[tuple[float, int]] = []
     lock = threading.Lock()
@@ -66,22 +67,19 @@ def _paced(url: str, rate: float, seconds: float, threads: int = 4) -> list[tupl
     per_thread = int(rate * seconds / threads)
 
     def run(k: int) -> None:
-        client = httpx.Client(timeout=10)
-        try:
+        with httpx.Client(timeout=10) as client:
             for i in range(per_thread):
-                if i % 10 == 0:
-                    client.close()
-                    client = httpx.Client(timeout=10)
                 due = start + (i * threads + k) / rate
                 delay = due - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
                 sent = time.monotonic()
-                status = client.get(url).status_code
+                # every 10th request closes its connection: the next one may land on
+                # another server process
+                close = {"connection": "close"} if i % 10 == 9 else {}
+                status = client.get(url, headers=close).status_code
                 with lock:
                     out.append((sent - start, status))
-        finally:
-            client.close()
 
     workers = [threading.Thread(target=run, args=(k,)) for k in range(threads)]
     for w in workers:
@@ -97,14 +95,20 @@ def test_a_namespace_driven_at_twice_its_quota_is_admitted_at_its_quota(api: Api
     quotas.py), so over the whole run the admitted count should be quota x (1 + elapsed);
     from the first refusal on (the burst spent) admissions track the quota alone."""
     quota, rate, seconds = 50, 100.0, 4.0
-    api.put(f"/v1/namespaces/{ns}", json={"quotas": {"read_qps": quota}})
-    t = api.put_table(ns, "t")
-    t.put("p", "s", "v")
-    answers = _paced(f"{api.url}{t.path}/rows/p?sk=s", rate, seconds)
-    assert {status for _, status in answers} == {200, 429}, answers
-    elapsed = answers[-1][0] - answers[0][0]
-    # the client kept up: it really drove the namespace at about 2x its quota
-    assert len(answers) / elapsed >= 0.9 * rate, (len(answers), elapsed)
+    paces = []
+    for attempt in range(3):  # a fresh namespace (a full bucket) for each attempt
+        name = ns if attempt == 0 else f"{ns}-{attempt}"[:63]
+        api.put(f"/v1/namespaces/{name}", json={"quotas": {"read_qps": quota}})
+        t = api.put_table(name, "t")
+        t.put("p", "s", "v")
+        answers = _paced(f"{api.url}{t.path}/rows/p?sk=s", rate, seconds, threads=8)
+        assert {status for _, status in answers} == {200, 429}, answers
+        elapsed = answers[-1][0] - answers[0][0]
+        paces.append(len(answers) / elapsed)
+        if paces[-1] >= 0.9 * rate:  # the client kept up: it really drove 2x the quota
+            break
+    else:  # (an overloaded machine: the experiment did not happen, the claim is untested)
+        pytest.fail(f"the client could not drive {rate:g} requests/s: only {paces}")
     admitted = sum(1 for _, status in answers if status == 200)
     expected = quota * (1 + elapsed)
     assert 0.9 * expected <= admitted <= 1.1 * expected, (admitted, expected)

@@ -16,7 +16,9 @@ hits every figure alike): B's point-read p99 alone, and while A is driven at 2x 
 quota (B starts 1.5 s after A, when A's one-second burst is spent); the ratio of the
 two p99s (target <= 1.2x); as a control, B's p99 while A runs at about its quota (half
 its connections: A's admitted load without the excess); A's offered and admitted rates
-against its quota (admitted should be quota x (1 s of burst + the run) / the run).
+against its quota (admitted should be quota x (1 s of burst + the run) / the run); and
+the server CPU one answer costs, a point read vs a 429 (what A's excess costs the cores
+B shares; unlike a p99, hardly moved by other work on the machine).
 
 Run alone: ``python -m bench.tenancy [seconds] [--rounds N]`` (default 5 s per figure and
 round, 5 rounds). Results: ``bench/results/tenancy.json`` and the tenancy section of
@@ -26,6 +28,7 @@ round, 5 rounds). Results: ``bench/results/tenancy.json`` and the tenancy sectio
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -37,6 +40,8 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from bench.http import MusselServer, Settings, write_section, wrk
 from bench.peers.redis import key_name, value_of
@@ -107,6 +112,32 @@ def _b_next_to_a(
     return b_run, a_run
 
 
+def _server_cpu_s(server: MusselServer) -> float:
+    """CPU seconds (user + system) used so far by the server's processes."""
+    total = 0.0
+    root = psutil.Process(server.proc.pid)
+    for p in [root, *root.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            times = p.cpu_times()
+            total += times.user + times.system
+    return total
+
+
+def _cpu_per_answer(server: MusselServer, t: TenancySettings, ns: str) -> dict[str, Any]:
+    """Server CPU per answer, reads of ``ns`` as fast as wrk goes (8 connections, 3 s):
+    a figure the other work on a shared machine hardly moves, unlike a p99."""
+    s = Settings(seconds=3, connections=8, wrk_threads=1)
+    before = _server_cpu_s(server)
+    r = wrk(server.url, "get.lua", (ns, TABLE, t.keys, SK, "eventual"), s)
+    cpu = _server_cpu_s(server) - before
+    return {
+        "requests": r["requests"],
+        "refused": r["errors"]["status"],
+        "cpu_s": cpu,
+        "cpu_us_per_answer": cpu / r["requests"] * 1e6,
+    }
+
+
 def _median(xs: list[float]) -> float:
     return statistics.median(xs)
 
@@ -140,6 +171,11 @@ def run(t: TenancySettings) -> dict[str, Any]:
                     one["b_with_a"], one["a_at_2x"] = _b_next_to_a(server.url, t, t.a_connections)
                     one["b_with_a_at_quota"], _ = _b_next_to_a(server.url, t, t.a_connections // 2)
                     out["rounds"].append(one)
+                # what one answer costs the server: a read (B, no quota) vs a 429 (A,
+                # with a quota of 1 read/s: all but one refused)
+                out["cpu_read"] = _cpu_per_answer(server, t, NS_B)
+                client.put_namespace(NS_A, quotas={"read_qps": 1})
+                out["cpu_refused"] = _cpu_per_answer(server, t, NS_A)
         finally:
             server.close()
     out["meta"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
@@ -213,6 +249,9 @@ def section_lines(r: dict[str, Any]) -> list[str]:
         f"| A admitted/s after its burst / quota | {r['a_admitted_per_s_after_burst']:,.0f} / "
         f"{q:,} | | |",
         f"| A refused (429) | {r['a_refused']:,} of {r['a_requests']:,} | the excess | |",
+        f"| server CPU per answer: point read / 429 (wrk flat out, 8 connections) | "
+        f"{r['cpu_read']['cpu_us_per_answer']:.0f} / {r['cpu_refused']['cpu_us_per_answer']:.0f}"
+        " µs | | |",
         "",
         "p99 per round in parentheses; latencies are wrk's (from sending a request to its answer).",
     ]

@@ -94,4 +94,15 @@ def test_job_manager_loads_yield_to_a_read_p99_that_rises_during_the_load(
             m.close()
     assert len(calls) > ROWS // BATCH  # asked before every step
     assert timings["rising"] >= 0.005 + 0.01 + 0.02 + 0.04 + 0.08 + 0.16
-    assert timings["steady"] < timings["rising"]
+
+
+def test_the_target_of_a_run_is_its_starting_p99_times_the_rise_or_the_target() -> None:
+    steady = LatencyGuard.for_run(_p99(0.05), 0.005, 1.15)
+    assert steady.target_s == pytest.approx(0.0575)
+    assert [steady.pause() for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert LatencyGuard.for_run(lambda: None, 0.005, 1.15).target_s == 0.005
+    assert LatencyGuard.for_run(_p99(0.001), 0.005, 1.15).target_s == 0.005
+    p99 = [0.05]
+    rising = LatencyGuard.for_run(lambda: p99[0], 0.005, 1.15)
+    p99[0] = 0.07  # past 1.15 x 0.05
+    assert [rising.pause() for _ in range(3)] == [0.005, 0.01, 0.02]

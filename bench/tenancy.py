@@ -189,6 +189,7 @@ def run(t: TenancySettings) -> dict[str, Any]:
     out["b_p99_with_a_at_quota_ms"] = med("b_with_a_at_quota", "p99_ms")
     out["b_p99_ratio"] = out["b_p99_with_a_ms"] / out["b_p99_alone_ms"]
     out["b_p99_ratio_control"] = out["b_p99_with_a_at_quota_ms"] / out["b_p99_alone_ms"]
+    out["b_p99_ratio_excess"] = out["b_p99_with_a_ms"] / out["b_p99_with_a_at_quota_ms"]
     out["b_req_per_s_alone"] = med("b_alone", "req_per_s")
     out["b_req_per_s_with_a"] = med("b_with_a", "req_per_s")
     a_runs = [r["a_at_2x"] for r in rounds]
@@ -217,6 +218,14 @@ def section_lines(r: dict[str, Any]) -> list[str]:
         return ", ".join(f"{x:.2f}" for x in xs)
 
     admitted_ok = abs(r["a_admitted_vs_expected"] - 1) <= 0.1
+    # the experiment needs A driven at about 2x its quota: on a machine too busy for the
+    # load generators to get there, the figures are reported but judge nothing
+    valid = r["a_offered_vs_quota"] >= 1.8
+    why = f"n/a: A reached {r['a_offered_vs_quota']:.2f}x its quota, not 2x (machine too busy)"
+
+    def met(ok: bool) -> str:
+        return ("yes" if ok else "**no**") if valid else why
+
     return [
         SECTION,
         "",
@@ -236,16 +245,17 @@ def section_lines(r: dict[str, Any]) -> list[str]:
         f"| B p99 alone, ms | {r['b_p99_alone_ms']:.2f} ({show(alone)}) | | |",
         f"| B p99 while A runs at 2x its quota, ms | {r['b_p99_with_a_ms']:.2f} "
         f"({show(with_a)}) | | |",
-        f"| B p99 with A at 2x / alone | {ratio:.2f}x | <= 1.2x | "
-        f"{'yes' if ratio <= 1.2 else '**no**'} |",
+        f"| B p99 with A at 2x / alone | {ratio:.2f}x | <= 1.2x | {met(ratio <= 1.2)} |",
         f"| control: B p99 while A runs at about its quota (half A's connections), ms | "
         f"{r['b_p99_with_a_at_quota_ms']:.2f} ({show(control)}; "
         f"{r['b_p99_ratio_control']:.2f}x alone) | | |",
+        f"| what A's excess adds: B p99 with A at 2x / with A at its quota | "
+        f"{r['b_p99_ratio_excess']:.2f}x | | |",
         f"| A quota (read_qps) / A offered rate | {q:,} / {q * r['a_offered_vs_quota']:,.0f} "
         f"({r['a_offered_vs_quota']:.2f}x) | 2x | |",
         f"| A admitted / quota x (runs + 1 s burst each) | {r['a_admitted']:,} / "
         f"{r['a_admitted_expected']:,.0f} ({r['a_admitted_vs_expected']:.3f}) | 1 +- 0.1 | "
-        f"{'yes' if admitted_ok else '**no**'} |",
+        f"{met(admitted_ok)} |",
         f"| A admitted/s after its burst / quota | {r['a_admitted_per_s_after_burst']:,.0f} / "
         f"{q:,} | | |",
         f"| A refused (429) | {r['a_refused']:,} of {r['a_requests']:,} | the excess | |",

@@ -6,8 +6,9 @@ with embedded mode and PostgreSQL (``bench/distributed.py``), bulk load vs Postg
 ``COPY`` (``bench/bulk.py``, in a child process so that its peak RSS is its own) and
 expiration (``bench/expire.py``). ``python -m bench.run [seconds]``: seconds per figure
 (default: 5 for the core section; ``$BENCH_SECONDS`` or 10 for the others).
-``--skip-http``, ``--skip-distributed``, ``--skip-bulk``, ``--skip-expire`` leave sections
-out.
+``--skip-http``, ``--skip-distributed``, ``--skip-bulk``, ``--skip-expire``,
+``--skip-tenancy`` leave sections out (tenancy: ``bench/tenancy.py``, one namespace at 2x
+its quota next to another at normal load).
 
 Results: ``bench/results/<name>.json`` (raw figures: core.json, http.json, distributed.json) and
 ``bench/results/latest.md`` (Markdown tables). Figures from one run on one machine;
@@ -28,6 +29,7 @@ from bench import bulk, core
 from bench import distributed as distributed_bench
 from bench import expire as expire_bench
 from bench import http as http_bench
+from bench import tenancy as tenancy_bench
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -108,6 +110,13 @@ def main(argv: list[str]) -> int:
         cells = int(os.environ.get("BENCH_EXPIRE_CELLS", "10000000"))
         result = expire_bench.run(cells, 2_000_000, 200_000.0, settings)
         print("\n".join(expire_bench.write_results(result)))
+    if "--skip-tenancy" not in skips:
+        print(f"\n{tenancy_bench.SECTION}: running", flush=True)
+        print(
+            "\n".join(
+                tenancy_bench.write_results(tenancy_bench.run(tenancy_bench.TenancySettings()))
+            )
+        )
     return 0
 
 

@@ -9,7 +9,8 @@ every change of state. The commit writes the record, state ``committed``, in the
 atomic step as the catalog change that makes the data visible, so a job is committed
 exactly when its data is.
 
-``JobManager`` runs each job in a thread; jobs of one table run one at a time (a
+``JobManager`` runs each job in a thread, as batch work (it pauses between steps while
+online reads are slow, see ``JobManager``); jobs of one table run one at a time (a
 replace's floor may commit only when no other load of its table is pending), jobs of
 different tables in parallel. Submission checks what can be known at once (table,
 mode, layout, columns; the source's files exist, are Parquet and have the columns):
@@ -30,7 +31,7 @@ import re
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -49,6 +50,7 @@ from mussel.errors import (
     MusselError,
 )
 from mussel.limits import check_ts
+from mussel.observability.pacing import LatencyGuard
 
 __all__ = [
     "FINAL",
@@ -231,8 +233,16 @@ class JobManager:
         batch_rows: int = 65_536,
         run_bytes: int = 128 << 20,
         sst_cells: int = 500_000,
+        read_p99_s: Callable[[], float | None] | None = None,
+        latency_target_s: float = 0.005,
+        latency_rise: float = 1.15,
     ) -> None:
+        """``read_p99_s`` (the online reads' recent p99 in seconds, None when unknown)
+        makes loads batch work (SPEC §7): each pauses between steps while it is above
+        ``latency_target_s`` or ``latency_rise`` x its value at the load's start,
+        whichever is higher (``LatencyGuard.for_run``, as expiration sweeps do)."""
         self.store = store
+        self._guard = (read_p99_s, latency_target_s, latency_rise)
         self._own_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="mussel-bulk-"))
         _claim_workdir(self.workdir)
@@ -472,7 +482,8 @@ class JobManager:
                     return {_key(info.id): msgspec.json.encode(final)}
 
                 done: list[JobInfo] = []
-                run_load(self.store, plan, run.stats, run.cancelled, committed_items)
+                guard = LatencyGuard.for_run(*self._guard)
+                run_load(self.store, plan, run.stats, run.cancelled, committed_items, guard)
                 with self._lock:
                     run.info = done[-1]
         except Cancelled:

@@ -36,6 +36,7 @@ from mussel.bulkload.sorter import Sorter
 from mussel.bulkload.source import Batch, ParquetSource
 from mussel.engine import Store
 from mussel.errors import InvalidRequestError, MusselError, TooLargeError
+from mussel.observability.pacing import LatencyGuard
 
 __all__ = ["Cancelled", "LoadPlan", "LoadStats", "batch_cells", "check_sizes", "run_load"]
 
@@ -73,6 +74,7 @@ class LoadStats:
     duplicates_dropped: int = 0
     skipped_existing: int = 0
     deferred: int = 0
+    throttled_steps: int = 0  # steps that paused for online reads (batch priority)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -163,12 +165,26 @@ def run_load(
     stats: LoadStats,
     cancelled: threading.Event,
     job_items: Callable[[LoadStats], Mapping[bytes, bytes]],
+    guard: LatencyGuard | None = None,
 ) -> None:
     """Run the load and commit it; raises ``Cancelled`` or a ``MusselError``.
 
     ``job_items`` gives the catalog items (the job's record, committed) written in
-    the same atomic step as the commit.
+    the same atomic step as the commit. ``guard`` is batch priority (SPEC §7): before
+    each step (a batch of source rows, a sorted chunk) the load pauses as long as it
+    says, so that it slows down while online reads are slow.
     """
+
+    def step() -> None:
+        if cancelled.is_set():
+            raise Cancelled
+        pause = guard.pause() if guard is not None else 0.0
+        if pause:
+            with stats.lock:
+                stats.throttled_steps += 1
+            if cancelled.wait(pause):
+                raise Cancelled
+
     src = plan.source
     sorter = Sorter(plan.workdir / "runs", plan.run_bytes)
     ingest = store.backend.bulk_ingest(
@@ -179,8 +195,7 @@ def run_load(
         done_bytes = prev_size = 0
         current: str | None = None
         for batch in src.batches(plan.batch_rows):
-            if cancelled.is_set():
-                raise Cancelled
+            step()
             f = batch.file
             if f.path != current:
                 if current is not None:
@@ -215,8 +230,7 @@ def run_load(
         chunks = contextlib.closing(_prefetch(sorter.sorted_chunks()))
         with chunks as sorted_chunks:
             for sorted_chunk in sorted_chunks:
-                if cancelled.is_set():
-                    raise Cancelled
+                step()
                 chunk = sorted_chunk
                 with stats.lock:
                     stats.cells_sorted += chunk.num_rows

@@ -13,7 +13,10 @@ process maps: ``SLOTS`` slots of (key hash, tokens, last refill time), found by 
 addressing on the hash. A process takes a slot's byte range lock (``fcntl.lockf``)
 while it refills and takes, so two processes never spend the same token. Time is
 ``CLOCK_MONOTONIC``, shared by every process on the machine. A namespace without a
-rate quota costs nothing here.
+rate quota costs nothing here. After a refusal a process refuses that bucket on its own,
+without the lock, until the next token is due: no process can get a token before then
+(they only spend tokens), so this admits exactly what the shared bucket would, and a
+flood past the quota costs no lock per refused request.
 """
 
 from __future__ import annotations
@@ -70,6 +73,8 @@ class RateBuckets:
         self.path = path
         self._fd = fd
         self._mm = mm
+        # (namespace, kind) -> (the quota it was refused under, next token due)
+        self._refused: dict[tuple[str, str], tuple[float, float]] = {}
 
     @classmethod
     def create(cls, path: str | os.PathLike[str]) -> RateBuckets:
@@ -100,6 +105,11 @@ class RateBuckets:
                 f"every {kind} is refused until an admin raises it",
                 retry_after_s=60.0,
             )
+        memo = self._refused.get((namespace, kind))
+        if memo is not None and memo[0] == per_second:
+            now = time.monotonic()
+            if now < memo[1]:
+                raise _refused(namespace, kind, per_second, memo[1] - now)
         h = _key_hash(namespace, kind)
         start = h % SLOTS
         for probe in range(SLOTS):
@@ -121,6 +131,7 @@ class RateBuckets:
                 wait = (1.0 - tokens) / per_second
             finally:
                 fcntl.lockf(self._fd, fcntl.LOCK_UN, _SLOT.size, at)
+            self._refused[namespace, kind] = (per_second, now + wait)
             raise _refused(namespace, kind, per_second, wait)
         raise RateLimitedError("too many rate-limited namespaces", retry_after_s=1.0)
 

@@ -49,6 +49,7 @@ import uvloop
 from mussel.bulkload import JobManager
 from mussel.dispatch.app import App
 from mussel.dispatch.auth import Authorizer
+from mussel.dispatch.metrics import ServerMetrics
 from mussel.dispatch.quotas import RateBuckets
 from mussel.dispatch.serving import (
     RUN_DIR,
@@ -310,7 +311,9 @@ async def _serve(cfg: ServerConfig, ready_fd: int | None) -> None:
             store.close()
             raise
     run = cfg.data_dir / RUN_DIR
-    app = App(store, jobs=JobManager(store, Path(cfg.data_dir) / "bulk"))
+    metrics = ServerMetrics(store)  # bulk loads are batch work: they yield to slow reads
+    jobs = JobManager(store, Path(cfg.data_dir) / "bulk", read_p99_s=metrics.recent_read_p99)
+    app = App(store, metrics, jobs=jobs)
     if cfg.auth == "token":
         app.auth = Authorizer(store.catalog)
     app.rates = RateBuckets.create(run / "buckets")

@@ -4,18 +4,17 @@
 many tokens as it is about to delete and sleeps until they are there. ``None`` as
 the rate means no limit.
 
-``LatencyGuard`` is batch priority: before each step a sweep asks it how long to
-pause. While the online read latency (a callable giving the recent p99 in seconds)
-is above its target, the pause doubles, up to ``max_pause_s``; once latency is back
-under the target it halves again. Sweeps so slow down when online reads suffer,
-and go back to full speed when they recover.
+``LatencyGuard`` (``mussel.observability.pacing``, shared with bulk loads) is batch
+priority: before each step a sweep asks it how long to pause; sweeps so slow down when
+online reads suffer, and go back to full speed when they recover.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+
+from mussel.observability.pacing import LatencyGuard
 
 __all__ = ["DeleteBudget", "LatencyGuard"]
 
@@ -49,30 +48,3 @@ class DeleteBudget:
                     return
             else:
                 time.sleep(min(wait, 0.5))
-
-
-class LatencyGuard:
-    def __init__(
-        self,
-        p99_s: Callable[[], float | None] | None,
-        target_s: float,
-        *,
-        min_pause_s: float = 0.0,
-        max_pause_s: float = 1.0,
-    ) -> None:
-        self._p99 = p99_s
-        self.target_s = target_s
-        self._min = min_pause_s
-        self._max = max_pause_s
-        self.pause_s = min_pause_s
-        self.throttled = 0  # steps that paused because online latency was high
-
-    def pause(self) -> float:
-        """How long to pause before the next step (and adapt)."""
-        latency = self._p99() if self._p99 is not None else None
-        if latency is not None and latency > self.target_s:
-            self.pause_s = min(self._max, max(0.005, self.pause_s * 2))
-            self.throttled += 1
-        else:
-            self.pause_s = max(self._min, self.pause_s / 2 if self.pause_s > 0.005 else 0.0)
-        return self.pause_s

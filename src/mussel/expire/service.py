@@ -417,11 +417,9 @@ class ExpirationService:
             if info.id in self._running:  # one run of a table at a time
                 return self._running[info.id]
             self._running[info.id] = stats
-        baseline = self._guard_source() if self._guard_source is not None else None
-        target = self.config.latency_target_s
-        if baseline is not None:
-            target = max(target, baseline * self.config.latency_rise)
-        guard = LatencyGuard(self._guard_source, target)
+        guard = LatencyGuard.for_run(
+            self._guard_source, self.config.latency_target_s, self.config.latency_rise
+        )
         progress = threading.Lock()
         last_checkpoint = [time.monotonic()]
 

@@ -406,9 +406,9 @@ class LocalLog:
         The records are copied: a caller reusing its list cannot change what the memory
         tail serves.
         """
-        recs = tuple(records)
         try:
-            parts = fmt.partitions_of(recs, self._partitions)
+            parts = fmt.partitions_of(records, self._partitions)
+            recs = tuple(records)
             body = fmt.encode_records(recs)
         except ValueError as exc:
             raise InvalidRequestError(f"cannot log these records: {exc}") from None

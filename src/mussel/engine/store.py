@@ -593,7 +593,13 @@ class Store:
         if ctx is None or ctx.generation != self.catalog.generation:
             ctx = self._read_ctx(namespace, table)
         tid = ctx.table_id
-        if ctx.strong if consistency is None else check_consistency(consistency) == "strong":
+        if consistency is None:
+            strong = ctx.strong
+        elif consistency == "eventual":
+            strong = False
+        else:
+            strong = check_consistency(consistency) == "strong"
+        if strong:
             p = crc32(pk, tid) % self._partitions  # log.base.partition_for, inlined
             end = self._end_offset(p)
             if self._applied.get(p, 0) < end:

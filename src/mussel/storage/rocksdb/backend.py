@@ -335,10 +335,8 @@ class RocksBackend:
         try:
             it = getattr(self._local, "it", None) or self._point_iter()
             it.seek(cp)
-            if not it.valid():
-                return None
-            k: bytes = it.key()
-            if not k.startswith(cp):
+            k: bytes | None = it.key()  # None when the iterator is not valid
+            if k is None or not k.startswith(cp):
                 return None
             v: bytes = it.value()
         except Exception as exc:

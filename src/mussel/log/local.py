@@ -11,16 +11,17 @@ modules' public names are importable from here too.
 Write path: ``append``/``append_async`` check the records (one pass that also computes
 their partitions) and encode them, then under one lock assign their offsets, frame the
 batch and queue it (queue order = file order = offset order). One flusher thread takes
-everything queued, writes it with one ``write`` and one ``fdatasync``, publishes the
-batches to consumers in memory and only then completes the appends. A failed write or
-sync breaks the log (as leveldb's ``bg_error``): the waiting appends and every later
-one fail with ``UnavailableError`` until the log is reopened.
+everything queued (first waiting briefly for the threads whose appends the previous
+group completed: ``_gather_returning``), writes it with one ``write`` and one
+``fdatasync``, publishes the batches to consumers in memory and only then completes the
+appends. A failed write or sync breaks the log (as leveldb's ``bg_error``): the waiting
+appends and every later one fail with ``UnavailableError`` until the log is reopened.
 
-Locks: ``_lock`` guards the append side (next offsets, queue, error); ``_cond``
-guards what is durable (segments, durable position, acknowledged end offsets, the
-in-memory tail) and wakes consumers. Never take ``_lock`` while holding ``_cond``.
-Once the log is open a segment's ``end`` list is replaced, never changed in place, so
-``end_offset`` may read it without a lock.
+Locks: ``_lock`` guards the append side (next offsets, queue, error, the threads the
+flusher waits for); ``_cond`` guards what is durable (segments, durable position,
+acknowledged end offsets, the in-memory tail) and wakes consumers. Never take ``_lock``
+while holding ``_cond``. Once the log is open a segment's ``end`` list is replaced,
+never changed in place, so ``end_offset`` may read it without a lock.
 """
 
 from __future__ import annotations

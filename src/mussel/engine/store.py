@@ -101,6 +101,9 @@ class _ReadCtx:
     info: TableInfo
     strong: bool
     vis: Visibility | None  # None when it depends on the clock (TTL)
+    table_id: int  # info.id
+    plain: bool  # info.plain (the point-read fast path applies)
+    ttl_us: int | None  # info.options.ttl_seconds in microseconds
 
 
 def _b(value: Key | None, what: str) -> bytes | None:
@@ -493,12 +496,16 @@ class Store:
         generation = self.catalog.generation
         if ctx is None or ctx.generation != generation:
             info = self.catalog.get_table(namespace, table)
-            static = info.options.ttl_seconds is None
+            ttl = info.options.ttl_seconds
+            static = ttl is None
             ctx = _ReadCtx(
                 generation,
                 info,
                 self.catalog.consistency_of(info) == "strong",
                 Visibility.of(info, 0) if static else None,
+                info.id,
+                info.plain,
+                None if ttl is None else ttl * 1_000_000,
             )
             self._ctx[(namespace, table)] = ctx
         return ctx
@@ -585,15 +592,21 @@ class Store:
         ctx = self._ctx.get((namespace, table))
         if ctx is None or ctx.generation != self.catalog.generation:
             ctx = self._read_ctx(namespace, table)
-        tid = ctx.info.id
-        if ctx.strong if consistency is None else check_consistency(consistency) == "strong":
+        tid = ctx.table_id
+        if consistency is None:
+            strong = ctx.strong
+        elif consistency == "eventual":
+            strong = False
+        else:
+            strong = check_consistency(consistency) == "strong"
+        if strong:
             p = crc32(pk, tid) % self._partitions  # log.base.partition_for, inlined
             end = self._end_offset(p)
             if self._applied.get(p, 0) < end:
                 self._barrier({p: end})
-        if versions == 1 and min_ts is None and max_ts is None and ctx.info.plain:
-            ttl = ctx.info.options.ttl_seconds
-            expired_before = None if ttl is None else self.clock.now_us() - ttl * 1_000_000
+        if versions == 1 and min_ts is None and max_ts is None and ctx.plain:
+            ttl_us = ctx.ttl_us
+            expired_before = None if ttl_us is None else self.clock.now_us() - ttl_us
             cell = self._latest(tid, pk, sk, expired_before)
             return [] if cell is None else [cell]
         vis = ctx.vis or Visibility.of(ctx.info, self.clock.now_us())

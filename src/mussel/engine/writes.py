@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from mussel.errors import InvalidRequestError, MusselError
 from mussel.limits import TS_MAX, TS_MIN, Limits
-from mussel.model import OP_DELETE, OP_PUT, Delete, Mutation, Put
+from mussel.model import OP_DELETE, OP_PUT, Delete, Mutation, Put, WellFormedMutations
 
 __all__ = ["to_mutations"]
 
@@ -23,16 +23,19 @@ def _bytes(value: object, what: str) -> bytes:
 
 def to_mutations(
     table_id: int, ops: Sequence[Put | Delete], now_us: int, limits: Limits
-) -> list[Mutation]:
+) -> WellFormedMutations:
     """Check every record of a batch and resolve its ts; raise on the first bad one.
 
     Nothing is returned unless every record is valid, so a batch is written whole or
-    not at all. Records without ts get ``now_us``.
+    not at all. Records without ts get ``now_us``. The result is marked well formed
+    (``WellFormedMutations``): the log does not check the records again.
     """
     if not ops:
         raise InvalidRequestError("a write needs at least one record")
     limits.check_batch(len(ops), 0)
-    out: list[Mutation] = []
+    if type(table_id) is not int or type(now_us) is not int:
+        raise TypeError("table_id and now_us must be ints")  # a caller's bug, not input
+    out = WellFormedMutations()
     append = out.append
     max_pk, max_sk, max_value = limits.max_pk_bytes, limits.max_sk_bytes, limits.max_value_bytes
     total = 0

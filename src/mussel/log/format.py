@@ -33,10 +33,13 @@ from __future__ import annotations
 import struct
 import zlib
 from collections.abc import Sequence
+from itertools import repeat
+from operator import attrgetter
+from operator import mod as _MOD
 
 import msgspec
 
-from mussel.model import Mutation
+from mussel.model import Mutation, WellFormedMutations
 
 __all__ = [
     "FORMAT_VERSION",
@@ -77,6 +80,8 @@ _LENGTH_TYPE = struct.Struct("<IB")
 _MASK_DELTA = 0xA282EAD8
 _U32 = 0xFFFFFFFF
 _FIELDS = ("table_id", "op", "pk", "sk", "ts", "value")
+_TABLE_ID, _OP, _PK, _SK, _TS, _VALUE = map(attrgetter, _FIELDS)
+_MUTATION, _BYTES, _INT = frozenset((Mutation,)), frozenset((bytes,)), frozenset((int,))
 
 
 class FrameError(Exception):
@@ -289,31 +294,43 @@ def partitions_of(records: Sequence[Mutation], partitions: int) -> list[int]:
     """The partition of each record; ValueError unless every one is well formed.
 
     The per-record pass of every log's append path (LocalLog, KafkaLog):
-    ``base.partition_for`` and :func:`well_formed`, both inlined (one comprehension, no
-    call per record). The type checks come first, so
-    ``crc32`` only ever sees an exact bytes pk and int table id.
+    :func:`well_formed` and ``base.partition_for``, column by column (C-level ``map``s,
+    no Python bytecode per record). The type checks come first, so ``crc32`` only ever
+    sees an exact bytes pk and int table id; a ``WellFormedMutations`` list (the engine's
+    validated batch) is not checked again.
     """
-    crc32, mutation = zlib.crc32, Mutation
-    parts = [
-        crc32(r.pk, r.table_id) % partitions  # == base.partition_for
-        for r in records
-        if type(r) is mutation
-        and type(r.pk) is bytes
-        and type(r.sk) is bytes
-        and type(r.value) is bytes
-        and type(r.table_id) is int
-        and type(r.op) is int
-        and type(r.ts) is int
-    ]
-    if len(parts) != len(records):
-        i, bad = next((i, r) for i, r in enumerate(records) if not well_formed(r))
-        got = (
-            ", ".join(f"{f}: {type(getattr(bad, f)).__name__}" for f in _FIELDS)
-            if type(bad) is Mutation
-            else type(bad).__name__
+    n = len(records)
+    if type(records) is WellFormedMutations:  # checked when it was built
+        return list(
+            map(
+                _MOD,
+                map(zlib.crc32, map(_PK, records), map(_TABLE_ID, records)),
+                repeat(partitions, n),
+            )
         )
-        raise ValueError(
-            f"records[{i}] is not a Mutation of int table_id, op, ts and bytes pk, sk, "
-            f"value ({got})"
+    if (
+        set(map(type, records)) <= _MUTATION
+        and set(map(type, map(_PK, records))) <= _BYTES
+        and set(map(type, map(_SK, records))) <= _BYTES
+        and set(map(type, map(_VALUE, records))) <= _BYTES
+        and set(map(type, map(_TABLE_ID, records))) <= _INT
+        and set(map(type, map(_OP, records))) <= _INT
+        and set(map(type, map(_TS, records))) <= _INT
+    ):
+        # every record is well formed: one C-level pass per column, no bytecode per record
+        return list(
+            map(
+                _MOD,
+                map(zlib.crc32, map(_PK, records), map(_TABLE_ID, records)),
+                repeat(partitions, n),
+            )
         )
-    return parts
+    i, bad = next((i, r) for i, r in enumerate(records) if not well_formed(r))
+    got = (
+        ", ".join(f"{f}: {type(getattr(bad, f)).__name__}" for f in _FIELDS)
+        if type(bad) is Mutation
+        else type(bad).__name__
+    )
+    raise ValueError(
+        f"records[{i}] is not a Mutation of int table_id, op, ts and bytes pk, sk, value ({got})"
+    )

@@ -11,16 +11,17 @@ modules' public names are importable from here too.
 Write path: ``append``/``append_async`` check the records (one pass that also computes
 their partitions) and encode them, then under one lock assign their offsets, frame the
 batch and queue it (queue order = file order = offset order). One flusher thread takes
-everything queued, writes it with one ``write`` and one ``fdatasync``, publishes the
-batches to consumers in memory and only then completes the appends. A failed write or
-sync breaks the log (as leveldb's ``bg_error``): the waiting appends and every later
-one fail with ``UnavailableError`` until the log is reopened.
+everything queued (first waiting briefly for the threads whose appends the previous
+group completed: ``_gather_returning``), writes it with one ``write`` and one
+``fdatasync``, publishes the batches to consumers in memory and only then completes the
+appends. A failed write or sync breaks the log (as leveldb's ``bg_error``): the waiting
+appends and every later one fail with ``UnavailableError`` until the log is reopened.
 
-Locks: ``_lock`` guards the append side (next offsets, queue, error); ``_cond``
-guards what is durable (segments, durable position, acknowledged end offsets, the
-in-memory tail) and wakes consumers. Never take ``_lock`` while holding ``_cond``.
-Once the log is open a segment's ``end`` list is replaced, never changed in place, so
-``end_offset`` may read it without a lock.
+Locks: ``_lock`` guards the append side (next offsets, queue, error, the threads the
+flusher waits for); ``_cond`` guards what is durable (segments, durable position,
+acknowledged end offsets, the in-memory tail) and wakes consumers. Never take ``_lock``
+while holding ``_cond``. Once the log is open a segment's ``end`` list is replaced,
+never changed in place, so ``end_offset`` may read it without a lock.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import logging
 import os
 import re
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
@@ -60,6 +62,11 @@ __all__ = [
 logger = logging.getLogger("mussel.log")
 
 _SEGMENT_RE: Final = re.compile(r"[0-9]{20}\.log")
+GATHER_FRACTION: Final = 0.5
+"""Group commit waits for returning writers at most this fraction of the last group's
+write and fsync time (see ``LocalLog._gather_returning``)."""
+GATHER_MAX_S: Final = 0.002
+"""... and at most this long."""
 _FIRST_SEQUENCE: Final = 1
 
 
@@ -130,6 +137,7 @@ class _Batch:
         "sequence",
         "size",
         "start",
+        "thread",
     )
 
     def __init__(
@@ -141,8 +149,10 @@ class _Batch:
         offsets: tuple[int, ...],
         records: tuple[Mutation, ...],
         size: int,
+        thread: int,
     ) -> None:
         self.future = future
+        self.thread = thread  # the appending thread (group commit waits for returning ones)
         self.done = done
         self.error: str | None = None
         self.partitions = partitions
@@ -195,6 +205,14 @@ class LocalLog:
         self._wake.acquire()
         self._queue: list[_Batch] = []
         self._chunks: list[bytes] = []  # the frames of the queued batches, in order
+        # Group commit gathering (see ``_gather_returning``): the threads whose appends the
+        # last group completed, the threads the flusher still waits for (under _lock;
+        # None when it waits for none) and ``_gather``, held except to wake it.
+        self._returning: set[int] = set()
+        self._awaited: set[int] | None = None
+        self._gather = threading.Lock()
+        self._gather.acquire()
+        self._last_group_s = 0.0
         self._closing = False
         self._error: str | None = None
         self._cond = threading.Condition()
@@ -406,9 +424,9 @@ class LocalLog:
         The records are copied: a caller reusing its list cannot change what the memory
         tail serves.
         """
-        recs = tuple(records)
         try:
-            parts = fmt.partitions_of(recs, self._partitions)
+            parts = fmt.partitions_of(records, self._partitions)
+            recs = tuple(records)
             body = fmt.encode_records(recs)
         except ValueError as exc:
             raise InvalidRequestError(f"cannot log these records: {exc}") from None
@@ -433,12 +451,19 @@ class LocalLog:
                 offsets=tuple(offsets),
                 records=recs,
                 size=len(head) + len(body),
+                thread=threading.get_ident(),
             )
             self._queue.append(batch)
             self._chunks.append(head)
             self._chunks.append(body)
             if len(self._queue) == 1:
                 self._wake_flusher()
+            awaited = self._awaited
+            if awaited is not None:
+                awaited.discard(batch.thread)
+                if not awaited:
+                    self._awaited = None
+                    self._gather.release()
         return batch
 
     def _wake_flusher(self) -> None:
@@ -520,19 +545,52 @@ class LocalLog:
         """
         while True:
             self._wake.acquire()
+            if self._returning:
+                self._gather_returning()
             with self._lock:
                 group, self._queue = self._queue, []
                 chunks, self._chunks = self._chunks, []
                 end = self._next.copy()  # every partition's next offset after the group
                 closing = self._closing  # then nothing more is queued
             if group:
+                started = time.monotonic()
                 try:
                     self._write_group(group, chunks, end)
                 except BaseException as exc:
                     self._fail(exc, group)
                     return
+                self._last_group_s = time.monotonic() - started
+                self._returning = {b.thread for b in group}
             if closing:
                 return
+
+    def _gather_returning(self) -> None:
+        """Before taking a group: wait a little for the threads whose appends the last
+        group completed, if some of them have not appended again yet.
+
+        Writers that each keep one append in flight (``append`` in a loop, as a thread
+        pool of request handlers does) otherwise settle into two alternating halves,
+        each group holding only the half that appended during the previous fsync: half
+        the records per fsync. The wait is at most ``GATHER_FRACTION`` of the last
+        group's write and fsync time (and ``GATHER_MAX_S``): a thread that does not come
+        back costs its group that much latency, never more. A lone writer, or a thread
+        that already appended again, costs nothing.
+        """
+        with self._lock:
+            if self._closing:
+                return
+            queued = {b.thread for b in self._queue}
+            missing = self._returning - queued
+            self._returning = set()
+            if not missing:
+                return
+            self._awaited = missing
+        timeout = min(GATHER_MAX_S, self._last_group_s * GATHER_FRACTION)
+        if not self._gather.acquire(timeout=timeout):
+            with self._lock:
+                if self._awaited is None:  # the last one appended just after the timeout
+                    self._gather.acquire()  # released by it: take it back at once
+                self._awaited = None
 
     def _write_group(self, group: list[_Batch], chunks: list[bytes], end: list[int]) -> None:
         """Write and fsync the frames of ``group``, publish it, complete its appends."""

@@ -58,7 +58,11 @@ class LocalLogConsumer:
         self._want = want  # per partition, the next offset to return
         self._sequence, self._pos = sequence, pos  # the next frame to read
         self._lsn: int | None = None  # the next memory-tail batch, when reading memory
-        self._buf: list[LogEntry] = []
+        # The buffered entries, column by column (partition, offset, record): batches are
+        # appended with three C-level ``extend``s, and ``poll_columns`` hands out slices.
+        self._parts: list[int] = []
+        self._offsets: list[int] = []
+        self._records: list[Mutation] = []
         self._taken = 0
         self._reader: ReadableFile | None = None
         self._reader_sequence = -1
@@ -66,21 +70,24 @@ class LocalLogConsumer:
 
     def poll(self, max_records: int, timeout_s: float) -> list[LogEntry]:
         """Up to ``max_records`` entries; waits up to ``timeout_s`` when none is ready."""
+        return _entries(*self.poll_columns(max_records, timeout_s))
+
+    def poll_columns(
+        self, max_records: int, timeout_s: float
+    ) -> tuple[list[int], list[int], list[Mutation]]:
+        """``poll`` as three lists (partitions, offsets, records) of the same length,
+        without making a ``LogEntry`` per record (what the replayer reads)."""
         log = self._log
         deadline: float | None = None
         while True:
             if self._closed:
                 raise UnavailableError("this log consumer is closed")
             if max_records <= 0:
-                return []
-            while len(self._buf) - self._taken < max_records and self._fill(max_records):
+                return [], [], []
+            while len(self._records) - self._taken < max_records and self._fill(max_records):
                 pass
-            if len(self._buf) > self._taken:
-                out = self._buf[self._taken : self._taken + max_records]
-                self._taken += len(out)
-                if self._taken == len(self._buf):
-                    self._buf, self._taken = [], 0
-                return out
+            if len(self._records) > self._taken:
+                return self._take(max_records)
             with log._cond:
                 log._check_open()
                 if self._more_durable():
@@ -88,11 +95,26 @@ class LocalLogConsumer:
                 now = time.monotonic()
                 deadline = now + timeout_s if deadline is None else deadline
                 if now >= deadline:
-                    return []
+                    return [], [], []
                 log._cond.wait(deadline - now)
 
     def keepalive(self) -> None:
         """Nothing to keep: this consumer belongs to no group."""
+
+    def _take(self, max_records: int) -> tuple[list[int], list[int], list[Mutation]]:
+        """Up to ``max_records`` buffered entries, as columns."""
+        i, n = self._taken, len(self._records)
+        if i == 0 and n <= max_records:  # all of it: hand the lists over
+            out = self._parts, self._offsets, self._records
+            self._parts, self._offsets, self._records = [], [], []
+            return out
+        j = min(n, i + max_records)
+        out = self._parts[i:j], self._offsets[i:j], self._records[i:j]
+        if j == n:
+            self._parts, self._offsets, self._records, self._taken = [], [], [], 0
+        else:
+            self._taken = j
+        return out
 
     def close(self) -> None:
         self._closed = True
@@ -206,12 +228,15 @@ class LocalLogConsumer:
         # A batch holds consecutive offsets of each of its partitions: compare the first.
         firsts = dict(zip(reversed(partitions), reversed(offsets), strict=True))
         if all(o >= want[p] for p, o in firsts.items()):
-            self._buf.extend(_entries(partitions, offsets, records))
+            self._parts.extend(partitions)
+            self._offsets.extend(offsets)
+            self._records.extend(records)
             for p, o in dict(zip(partitions, offsets, strict=True)).items():
                 want[p] = o + 1
             return
-        buf = self._buf
         for p, o, r in zip(partitions, offsets, records, strict=True):
             if o >= want[p]:
-                buf.append(_new_tuple(LogEntry, (p, o, r)))
+                self._parts.append(p)
+                self._offsets.append(o)
+                self._records.append(r)
                 want[p] = o + 1

@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from operator import itemgetter
 from typing import Any
 
@@ -134,8 +134,8 @@ class Replayer:
             while True:
                 stopping = self._stop.is_set()
                 try:
-                    entries = consumer.poll(
-                        self._batch_records, 0.0 if stopping else self._poll_timeout_s
+                    parts, offsets, records = self._poll(
+                        consumer, 0.0 if stopping else self._poll_timeout_s
                     )
                 except UnavailableError as exc:  # broker or backend away: wait, ask again
                     if stopping:
@@ -146,28 +146,28 @@ class Replayer:
                     log.info("the log answers again")
                     self.error = None
                     poll_delay = 0.0
-                if entries:
-                    # the last offset of each partition wins: C-speed column extraction
-                    last = dict(zip(map(_PARTITION, entries), map(_OFFSET, entries), strict=True))
+                if records:
+                    # the last offset of each partition wins (a C-level dict build)
+                    last = dict(zip(parts, offsets, strict=True))
                     positions = {p: o + 1 for p, o in last.items()}
-                    if not self._apply(list(map(_RECORD, entries)), positions, entries):
+                    if not self._apply(records, positions, parts, offsets):
                         continue
-                    caught_up = len(entries) < self._batch_records and self._caught_up()
+                    caught_up = len(records) < self._batch_records and self._caught_up()
                     self.watermark.advance(positions, caught_up)
-                    self.applied_records += len(entries)
+                    self.applied_records += len(records)
                     if self.on_applied is not None:
                         self.on_applied(positions)
                 elif self._caught_up():
                     self.watermark.mark_caught_up()
                 now = self._clock.monotonic()
-                if (stopping and not entries) or now - last_sync >= self._sync_interval_s:
+                if (stopping and not records) or now - last_sync >= self._sync_interval_s:
                     applied = self.watermark.applied()
                     if applied != synced:
                         self._backend.sync()
                         self._log.release(applied)
                         synced = applied
                     last_sync = now
-                if stopping and not entries:
+                if stopping and not records:
                     return
         except MusselError as exc:  # the log itself is damaged: nothing more can be applied
             self.error = exc
@@ -187,12 +187,23 @@ class Replayer:
     def _caught_up(self) -> bool:
         return self.watermark.reached(self._log.end_offsets())
 
-    def _first_offsets(self, entries: list[Any]) -> dict[int, int]:
-        first: dict[int, int] = {}
-        for partition, offset, _ in entries:
-            if partition not in first:
-                first[partition] = offset
-        return first
+    def _poll(self, consumer: Any, timeout_s: float) -> tuple[Any, Any, list[Mutation]]:
+        """The next entries as columns (partitions, offsets, records): from
+        ``poll_columns`` when the consumer has it (the local log's: no per-record
+        tuples), else from ``poll``'s entries."""
+        poll_columns = getattr(consumer, "poll_columns", None)
+        if poll_columns is not None:
+            return poll_columns(self._batch_records, timeout_s)  # type: ignore[no-any-return]
+        entries = consumer.poll(self._batch_records, timeout_s)
+        return (
+            list(map(_PARTITION, entries)),
+            list(map(_OFFSET, entries)),
+            list(map(_RECORD, entries)),
+        )
+
+    def _first_offsets(self, parts: Sequence[int], offsets: Sequence[int]) -> dict[int, int]:
+        """The first offset of each partition (the last one of the reversed columns wins)."""
+        return dict(zip(reversed(parts), reversed(offsets), strict=True))
 
     def _epochs(self, records: list[Mutation]) -> Mapping[int, int]:
         """The live tables' epochs. With a shared catalog, records of a table created
@@ -213,7 +224,13 @@ class Replayer:
                 )
         return epochs
 
-    def _apply(self, records: list[Mutation], positions: dict[int, int], entries: Any) -> bool:
+    def _apply(
+        self,
+        records: list[Mutation],
+        positions: dict[int, int],
+        parts: Sequence[int],
+        offsets: Sequence[int],
+    ) -> bool:
         """Apply one batch, retrying while the backend is unavailable. False when the
         batch was fenced off (another replayer applied past it): the consumer then
         continues from the stored offsets."""
@@ -226,7 +243,7 @@ class Replayer:
                         self._backend.apply(records, epochs, positions)
                     else:
                         self._backend.apply(
-                            records, epochs, positions, expect=self._first_offsets(entries)
+                            records, epochs, positions, expect=self._first_offsets(parts, offsets)
                         )
                 return True
             except ConflictError as exc:

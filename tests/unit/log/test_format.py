@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mussel.log import format as fmt
-from mussel.model import Mutation
+from mussel.model import Mutation, WellFormedMutations
 
 I64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 MUTATIONS = st.builds(
@@ -200,3 +200,26 @@ def test_join_records_equals_encoding_everything_at_once(sizes: list[int]) -> No
     lists = [[Mutation(1, 0, f"{n}-{i}".encode(), b"", i, b"") for i in range(n)] for n in sizes]
     joined = fmt.join_records([(fmt.encode_records(rs), len(rs)) for rs in lists])
     assert joined == fmt.encode_records([r for rs in lists for r in rs])
+
+
+def test_partitions_of_a_checked_batch_are_those_of_the_same_plain_list() -> None:
+    records = [Mutation(t, 0, b"pk%d" % i, b"", i, b"v") for t in (1, 7) for i in range(50)]
+    expected = [zlib.crc32(r.pk, r.table_id) % 8 for r in records]
+    assert fmt.partitions_of(records, 8) == expected
+    assert fmt.partitions_of(WellFormedMutations(records), 8) == expected
+    assert fmt.partitions_of([], 8) == []
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        Mutation(1, 0, "str pk", b"", 1, b"v"),  # type: ignore[arg-type]
+        Mutation(1, 0, b"pk", b"", True, b"v"),
+        Mutation(1, 0, b"pk", b"", 1, bytearray(b"v")),  # type: ignore[arg-type]
+        ("not", "a", "mutation"),
+    ],
+)
+def test_partitions_of_a_plain_list_still_checks_every_record(bad: object) -> None:
+    records = [Mutation(1, 0, b"ok", b"", 1, b"v"), bad]
+    with pytest.raises(ValueError, match=r"records\[1\] is not a Mutation"):
+        fmt.partitions_of(records, 8)  # type: ignore[arg-type]

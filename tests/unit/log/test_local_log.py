@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections import defaultdict
 from concurrent.futures import Future
 from pathlib import Path
@@ -16,6 +17,7 @@ import pytest
 
 from mussel.errors import CorruptionError, InvalidRequestError, UnavailableError
 from mussel.log import format as fmt
+from mussel.log import local
 from mussel.log.base import LogEntry
 from mussel.log.local import LocalLog, OsFileSystem, WritableFile
 from mussel.model import Mutation
@@ -472,6 +474,73 @@ def test_concurrent_appenders_share_fsyncs(tmp_path: Path) -> None:
         assert len(placements) == appends
     for p, offsets in by_partition.items():
         assert sorted(offsets) == list(range(ends[p]))
+
+
+def _slow_append(log: LocalLog, fs: FaultyFs, held_s: float, pk: bytes) -> None:
+    """Append from this thread while the fsync is held ``held_s``: the log's last group
+    then took at least that long (what bounds its wait for returning writers)."""
+    fs.gate.clear()
+    opener = threading.Timer(held_s, fs.gate.set)
+    opener.start()
+    log.append([put(pk)])
+    opener.join()
+
+
+def test_group_commit_waits_for_a_writer_the_last_group_released(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writers that each keep one append in flight share one fsync: the group after the
+    one that completed A's append waits (briefly) for A to append again."""
+    monkeypatch.setattr(local, "GATHER_MAX_S", 30.0)
+    fs = FaultyFs()
+    with LocalLog(tmp_path, P, fs=fs) as log:
+        first_done, go = threading.Event(), threading.Event()
+
+        def writer_a() -> None:  # alive throughout: thread idents are reused after exit
+            _slow_append(log, fs, 0.4, b"a")  # the wait bound is now >= 0.2 s
+            first_done.set()
+            go.wait(10)
+            log.append([put(b"a again")])
+
+        a = threading.Thread(target=writer_a)
+        a.start()
+        assert first_done.wait(10)
+        groups = log.stats.groups
+        b = threading.Thread(target=log.append, args=([put(b"b")],))
+        b.start()
+        deadline = time.monotonic() + 10
+        while log._awaited is None and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert log._awaited == {a.ident}  # B's group waits for A
+        go.set()
+        a.join(10)
+        b.join(10)
+        assert not a.is_alive() and not b.is_alive()
+        assert log.stats.groups - groups == 1  # B and A in one group, one fsync
+        assert log.stats.appends == 3
+
+
+def test_a_lone_writer_never_waits_and_a_missing_writer_costs_at_most_the_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(local, "GATHER_MAX_S", 30.0)
+    fs = FaultyFs()
+    with LocalLog(tmp_path, P, fs=fs) as log:
+        _slow_append(log, fs, 2.0, b"first")  # this thread; the wait bound is now >= 1 s
+        t0 = time.monotonic()
+        log.append([put(b"again")])  # the released writer is back at once: no wait
+        assert time.monotonic() - t0 < 0.5
+        _slow_append(log, fs, 0.4, b"slow")  # the bound is now >= 0.2 s
+        # another thread's append waits for this one, which does not come back meanwhile
+        t0 = time.monotonic()
+        other = threading.Thread(target=log.append, args=([put(b"other")],))
+        other.start()
+        other.join(10)
+        assert not other.is_alive()
+        assert time.monotonic() - t0 >= 0.15
+        assert log._awaited is None
+        log.append([put(b"after")])  # the flusher is back to normal
+        assert log.stats.appends == 5
 
 
 def test_fsync_failure_fails_the_waiting_appends_and_breaks_the_log(tmp_path: Path) -> None:

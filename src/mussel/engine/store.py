@@ -600,6 +600,92 @@ class Store:
         rf = self._read_filter(min_ts, max_ts, versions)
         return self.backend.get_cell(tid, vis, pk, sk, rf)
 
+    def get_nowait(
+        self, namespace: str, table: str, pk: bytes, sk: bytes, consistency: str | None
+    ) -> tuple[Cell | None, float | None] | None:
+        """The newest visible version of one cell, if the read needs no wait.
+
+        None when the read is strong and an acknowledged write of ``pk``'s partition
+        is not applied yet (the caller waits, off the event loop, and reads again).
+        Otherwise ``(cell or None, staleness_ms)``: staleness is None for a strong read,
+        else ``staleness_ms(namespace, table, pk)``. ``TableNotFoundError`` for an
+        unknown table, ``InvalidRequestError`` for a bad ``consistency``. One catalog
+        lookup and one partition hash: the hot path of the HTTP point read.
+        """
+        ctx = self._ctx.get((namespace, table))
+        if ctx is None or ctx.generation != self.catalog.generation:
+            ctx = self._read_ctx(namespace, table)
+        info = ctx.info
+        tid = info.id
+        strong = ctx.strong if consistency is None else check_consistency(consistency) == "strong"
+        staleness: float | None = None
+        if strong or self.role != "dispatcher":
+            p = crc32(pk, tid) % self._partitions  # log.base.partition_for, inlined
+            behind = self._applied.get(p, 0) < self._end_offset(p)
+            if strong:
+                if behind:
+                    return None
+            else:
+                staleness = self.replayer.watermark.staleness_ms() if behind else 0.0
+        else:  # the log's ends are a network call away (see ``staleness_ms``)
+            staleness = self.replayer.watermark.staleness_ms()
+        if info.plain:
+            ttl = info.options.ttl_seconds
+            expired_before = None if ttl is None else self.clock.now_us() - ttl * 1_000_000
+            return self._latest(tid, pk, sk, expired_before), staleness
+        vis = ctx.vis or Visibility.of(info, self.clock.now_us())
+        cells = self.backend.get_cell(tid, vis, pk, sk, ReadFilter(None, None, 1))
+        return (cells[0] if cells else None), staleness
+
+    def multi_get_nowait(
+        self,
+        namespace: str,
+        table: str,
+        keys: Sequence[tuple[bytes, bytes]],
+        consistency: str | None,
+    ) -> tuple[list[Cell | None], float | None] | None:
+        """The newest visible version of each (pk, sk) cell, if the read needs no wait.
+
+        What ``multi_get(keys, versions=1)`` returns, one cell or None per key, without
+        blocking: None when the read is strong and an acknowledged write of one of
+        the keys' partitions is not applied yet (the caller waits off the event loop
+        and reads again). Otherwise ``(cells, staleness_ms)``: staleness is None for a
+        strong read, else ``staleness_ms()``. Same errors as ``multi_get``.
+        """
+        ctx = self._ctx.get((namespace, table))
+        if ctx is None or ctx.generation != self.catalog.generation:
+            ctx = self._read_ctx(namespace, table)
+        strong = ctx.strong if consistency is None else check_consistency(consistency) == "strong"
+        if len(keys) > self.limits.max_multi_get_keys:
+            raise InvalidRequestError(
+                f"a multi-get takes at most {self.limits.max_multi_get_keys} keys"
+            )
+        check_pk = self.limits.check_pk
+        for pk, _ in keys:
+            check_pk(pk)
+        info = ctx.info
+        tid = info.id
+        staleness: float | None = None
+        if strong:
+            if keys:
+                ends = self.log.end_offsets()
+                applied, n = self._applied, self._partitions
+                for pk, _ in keys:
+                    p = crc32(pk, tid) % n  # log.base.partition_for, inlined
+                    if applied.get(p, 0) < ends.get(p, 0):
+                        return None
+        else:
+            staleness = self.staleness_ms()
+        if info.plain:
+            ttl = info.options.ttl_seconds
+            expired_before = None if ttl is None else self.clock.now_us() - ttl * 1_000_000
+            latest = self._latest
+            return [latest(tid, pk, sk, expired_before) for pk, sk in keys], staleness
+        vis = ctx.vis or Visibility.of(info, self.clock.now_us())
+        rf = ReadFilter(None, None, 1)
+        found = [self.backend.get_cell(tid, vis, pk, sk, rf) for pk, sk in keys]
+        return [cells[0] if cells else None for cells in found], staleness
+
     def read_row(
         self,
         namespace: str,

@@ -177,9 +177,12 @@ def test_nowait_reads_refuse_a_strong_read_until_the_view_catches_up(pair: Pair)
     cell, staleness = got
     assert cell is not None and cell.value == b"1"  # the view's (stale) version
     assert staleness is not None and staleness >= 0
-    follower.catch_up()
-    got = pair.follower.get_nowait("ns", "t", b"a", b"s", "strong")
-    assert got is not None and got[1] is None  # strong: no staleness
+    deadline = time.monotonic() + 5  # until the owner has applied it, and the view has it
+    while (got := pair.follower.get_nowait("ns", "t", b"a", b"s", "strong")) is None:
+        assert time.monotonic() < deadline, "the view never caught up"
+        time.sleep(0.01)
+        follower.catch_up()
+    assert got[1] is None  # strong: no staleness
     assert got[0] is not None and got[0].value == b"2"
     many = pair.follower.multi_get_nowait("ns", "t", [(b"a", b"s"), (b"b", b"s")], None)
     assert many is not None

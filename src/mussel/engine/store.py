@@ -618,24 +618,29 @@ class Store:
         info = ctx.info
         tid = info.id
         strong = ctx.strong if consistency is None else check_consistency(consistency) == "strong"
-        staleness: float | None = None
-        if strong or self.role != "dispatcher":
+        if strong:
             p = crc32(pk, tid) % self._partitions  # log.base.partition_for, inlined
-            behind = self._applied.get(p, 0) < self._end_offset(p)
-            if strong:
-                if behind:
-                    return None
-            else:
-                staleness = self.replayer.watermark.staleness_ms() if behind else 0.0
-        else:  # the log's ends are a network call away (see ``staleness_ms``)
-            staleness = self.replayer.watermark.staleness_ms()
+            if self._applied.get(p, 0) < self._end_offset(p):
+                return None
+        cell: Cell | None
         if info.plain:
             ttl = info.options.ttl_seconds
             expired_before = None if ttl is None else self.clock.now_us() - ttl * 1_000_000
-            return self._latest(tid, pk, sk, expired_before), staleness
-        vis = ctx.vis or Visibility.of(info, self.clock.now_us())
-        cells = self.backend.get_cell(tid, vis, pk, sk, ReadFilter(None, None, 1))
-        return (cells[0] if cells else None), staleness
+            cell = self._latest(tid, pk, sk, expired_before)
+        else:
+            vis = ctx.vis or Visibility.of(info, self.clock.now_us())
+            cells = self.backend.get_cell(tid, vis, pk, sk, ReadFilter(None, None, 1))
+            cell = cells[0] if cells else None
+        if strong:
+            return cell, None
+        # ``staleness_ms(namespace, table, pk)``, inlined; after the read, so that it
+        # bounds how far behind what was read may be
+        wm = self.replayer.watermark
+        if self.role != "dispatcher":
+            p = crc32(pk, tid) % self._partitions
+            if self._applied.get(p, 0) >= self._end_offset(p):
+                return cell, 0.0
+        return cell, wm.staleness_ms()
 
     def multi_get_nowait(
         self,
@@ -666,25 +671,27 @@ class Store:
         info = ctx.info
         tid = info.id
         staleness: float | None = None
-        if strong:
-            if keys:
-                ends = self.log.end_offsets()
-                applied, n = self._applied, self._partitions
-                for pk, _ in keys:
-                    p = crc32(pk, tid) % n  # log.base.partition_for, inlined
-                    if applied.get(p, 0) < ends.get(p, 0):
-                        return None
-        else:
-            staleness = self.staleness_ms()
+        if strong and keys:
+            ends = self.log.end_offsets()
+            applied, n = self._applied, self._partitions
+            for pk, _ in keys:
+                p = crc32(pk, tid) % n  # log.base.partition_for, inlined
+                if applied.get(p, 0) < ends.get(p, 0):
+                    return None
+        cells: list[Cell | None]
         if info.plain:
             ttl = info.options.ttl_seconds
             expired_before = None if ttl is None else self.clock.now_us() - ttl * 1_000_000
             latest = self._latest
-            return [latest(tid, pk, sk, expired_before) for pk, sk in keys], staleness
-        vis = ctx.vis or Visibility.of(info, self.clock.now_us())
-        rf = ReadFilter(None, None, 1)
-        found = [self.backend.get_cell(tid, vis, pk, sk, rf) for pk, sk in keys]
-        return [cells[0] if cells else None for cells in found], staleness
+            cells = [latest(tid, pk, sk, expired_before) for pk, sk in keys]
+        else:
+            vis = ctx.vis or Visibility.of(info, self.clock.now_us())
+            rf = ReadFilter(None, None, 1)
+            found = [self.backend.get_cell(tid, vis, pk, sk, rf) for pk, sk in keys]
+            cells = [versions[0] if versions else None for versions in found]
+        if not strong:  # after the read, so that it bounds how far behind the read may be
+            staleness = self.staleness_ms()
+        return cells, staleness
 
     def read_row(
         self,

@@ -177,6 +177,27 @@ class _Append(msgspec.Struct, array_like=True):
     records: list[Mutation]
 
 
+class _CellOut(msgspec.Struct):
+    """A cell of a point read's answer (``responses.RowReply``), encoded as a dict is."""
+
+    sk: str | bytes
+    ts: int
+    value: str | bytes
+
+
+class _RowOut(msgspec.Struct):
+    """A row of a point read's answer (with ``cursor``: null) or of a multi-get's
+    (without: it is left out as the default)."""
+
+    pk: str | bytes
+    cells: list[_CellOut]
+    cursor: str | msgspec.UnsetType | None = msgspec.UNSET
+
+
+class _ResultsOut(msgspec.Struct):
+    results: list[_RowOut]
+
+
 class App:
     """The ASGI-free application: ``app(request) -> Response | Awaitable[Response]``.
 
@@ -230,6 +251,11 @@ class App:
         self.request_ids = RequestIds()
         self.backup_dir: Path | None = None
         """``--backup-dir``: ``POST /v1/admin/backup`` writes only inside it (off if None)."""
+        self._data_posts: dict[str, Callable[[Request, str, str], Any]] = {
+            "write": self._write,
+            "get": self._multi_get,
+        }
+        """The routing fast path's POST actions (``_dispatch``; the general routes agree)."""
 
     @property
     def jobs(self) -> JobService:
@@ -447,10 +473,27 @@ class App:
         Raises for an unknown endpoint, a method it does not take, or a name in the
         path that is not a valid name (SPEC §1: 400 ``invalid_request``).
         """
-        if not request.path.startswith("/"):  # "*" (OPTIONS *) or another odd target
-            raise not_found(request.path)
-        parts = request.path.split("/")[1:]
+        path = request.path
         method = request.method
+        if path.startswith("/v1/namespaces/") and self.data_api:  # the data endpoints
+            parts = path.split("/")  # "", "v1", "namespaces", ns, "tables", table, ...
+            n = len(parts)
+            if n == 8 and parts[6] == "rows" and parts[4] == "tables" and method == "GET":
+                ns, table = _name(parts[3], "namespace"), _name(parts[5], "table")
+                return (
+                    "read_row",
+                    ns,
+                    table,
+                    functools.partial(self._read_row, request, ns, table, parts[7]),
+                )
+            if n == 7 and parts[4] == "tables" and method == "POST":
+                post = self._data_posts.get(parts[6])
+                if post is not None:
+                    ns, table = _name(parts[3], "namespace"), _name(parts[5], "table")
+                    return parts[6], ns, table, functools.partial(post, request, ns, table)
+        if not path.startswith("/"):  # "*" (OPTIONS *) or another odd target
+            raise not_found(path)
+        parts = path.split("/")[1:]
         n = len(parts)
         if n == 1:
             simple = {
@@ -975,6 +1018,10 @@ class App:
 
     def _read_row(self, request: Request, ns: str, table: str, raw_pk: str) -> Any:
         params = _query(request, _ROW_PARAMS)
+        if "sk" in params and params.keys() <= _POINT_PARAMS:
+            point = self._point_read(request, ns, table, raw_pk, params)
+            if point is not None:
+                return point
         wire = Wire("", request.header("accept"), _base64(params))
         pk = _path_bytes(raw_pk)
         if wire.base64:  # base64url (or standard, percent-encoded) text
@@ -985,10 +1032,6 @@ class App:
             if name in params
         }
         consistency = _consistency(params)
-        if "sk" in keys and params.keys() <= _POINT_PARAMS:
-            point = self._point_read(ns, table, pk, keys["sk"], consistency, wire)
-            if point is not None:
-                return point
         versions = _int(params, "versions")
         limit = _int(params, "limit")
 
@@ -1021,26 +1064,27 @@ class App:
         return self._with_barrier(ns, table, [pk], consistency, read)
 
     def _point_read(
-        self, ns: str, table: str, pk: bytes, sk: bytes, consistency: Any, wire: Wire
+        self, request: Request, ns: str, table: str, raw_pk: str, params: dict[str, str]
     ) -> Response | None:
-        """The hot path: one cell, newest version. None when a strong read must wait
-        (the caller then takes the general path, which waits off the event loop)."""
-        strong = self.store.is_strong(ns, table, consistency)
-        if strong and self.store.strong_target(ns, table, [pk], consistency) is not None:
-            return None  # the general path counts it as a hot key
+        """The hot path: one cell (``sk`` given), newest version. None when a strong
+        read must wait (the caller then takes the general path, which waits off the
+        event loop and counts the hot key)."""
+        wire = Wire("", request.header("accept"), _base64(params))
+        pk = _path_bytes(raw_pk)
+        if wire.base64:  # base64url (or standard, percent-encoded) text
+            pk = wire.key(pk.decode("ascii", "replace"), "pk")
+        sk = _key_param(params, "sk", wire)
+        got = self.store.get_nowait(ns, table, pk, sk, _consistency(params))
+        if got is None:
+            return None
         self.metrics.hot.hit(ns, table, (pk,))
-        cells = self.store.get(ns, table, pk, sk, consistency="eventual")
-        if not cells:
+        cell, staleness = got
+        if cell is None:
             raise KeyNotFoundError("no visible cell at that pk and sk")
-        c = cells[0]
-        body = {
-            "pk": wire.out(pk),
-            "cells": [{"sk": wire.out(c.sk), "ts": c.ts, "value": wire.out(c.value)}],
-            "cursor": None,
-        }
+        out = wire.out
+        body = _RowOut(out(pk), [_CellOut(out(cell.sk), cell.ts, out(cell.value))], None)
         resp = Response(200, wire.encode(body), wire.content_type)
-        if not strong:
-            staleness = self.store.staleness_ms(ns, table, pk)
+        if staleness is not None:  # an eventual read (SPEC §3)
             resp.headers.append(("mussel-staleness-ms", str(int(staleness))))
         return resp
 
@@ -1055,6 +1099,10 @@ class App:
             )
             for i, k in enumerate(body.keys)
         ]
+        if body.versions == 1 and all(sk is not None for _, sk in keys):
+            fast = self._multi_get_now(ns, table, keys, body.consistency, wire)  # type: ignore[arg-type]
+            if fast is not None:
+                return fast
 
         def read() -> Response:
             pages = self.store.multi_get(
@@ -1075,6 +1123,32 @@ class App:
         self.store.table_info(ns, table)
         self.metrics.hot.hit(ns, table, [pk for pk, _ in keys])
         return self._with_barrier(ns, table, [pk for pk, _ in keys], body.consistency, read)
+
+    def _multi_get_now(
+        self,
+        ns: str,
+        table: str,
+        keys: list[tuple[bytes, bytes]],
+        consistency: Any,
+        wire: Wire,
+    ) -> Response | None:
+        """The hot path of a multi-get: one cell per key (every sk given), newest
+        version, answered now; None when a strong read must wait (the caller then
+        takes the general path, which waits off the event loop)."""
+        got = self.store.multi_get_nowait(ns, table, keys, consistency)
+        if got is None:
+            return None
+        cells, staleness = got
+        self.metrics.hot.hit(ns, table, [pk for pk, _ in keys])
+        out = wire.out
+        results = [
+            _RowOut(out(pk), [] if c is None else [_CellOut(out(c.sk), c.ts, out(c.value))])
+            for (pk, _), c in zip(keys, cells, strict=True)
+        ]
+        resp = Response(200, wire.encode(_ResultsOut(results)), wire.content_type)
+        if staleness is not None:  # an eventual read (SPEC §3)
+            resp.headers.append(("mussel-staleness-ms", str(int(staleness))))
+        return resp
 
     def _scan(self, request: Request, ns: str, table: str) -> Any:
         params = _query(request, _SCAN_PARAMS)

@@ -69,19 +69,20 @@ def error_response(status: int, code: str, message: str) -> Response:
     return Response(status, body)
 
 
+_STATUS_LINES = {code: f"HTTP/1.1 {code} {phrase}\r\n" for code, phrase in _REASONS.items()}
+
+
 def _render(resp: Response, keep_alive: bool, head_only: bool = False) -> bytes:
     """The bytes of an answer; for HEAD, the headers of the GET answer and no body."""
-    head = [
-        f"HTTP/1.1 {resp.status} {_REASONS.get(resp.status, 'Unknown')}\r\n"
-        f"content-type: {resp.content_type}\r\n"
-        f"content-length: {len(resp.body)}\r\n"
-    ]
-    for name, value in resp.headers:
-        head.append(f"{name}: {value}\r\n")
+    status = _STATUS_LINES.get(resp.status) or f"HTTP/1.1 {resp.status} Unknown\r\n"
+    extra = "".join([f"{name}: {value}\r\n" for name, value in resp.headers])
     if not keep_alive:
-        head.append("connection: close\r\n")
-    head.append("\r\n")
-    return "".join(head).encode("latin-1") + (b"" if head_only else resp.body)
+        extra += "connection: close\r\n"
+    body = resp.body
+    head = (
+        f"{status}content-type: {resp.content_type}\r\ncontent-length: {len(body)}\r\n{extra}\r\n"
+    ).encode("latin-1")
+    return head if head_only else head + body
 
 
 class HttpServerProtocol(asyncio.Protocol):

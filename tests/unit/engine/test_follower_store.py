@@ -156,3 +156,34 @@ def test_records_prepared_by_a_follower_are_appended_by_the_owner(pair: Pair) ->
     pair.owner.put_table("ns", "t")
     with pytest.raises(TableNotFoundError, match="dropped meanwhile"):
         pair.owner.submit_mutations("ns", "t", table_id, records)
+
+
+def test_nowait_reads_refuse_a_strong_read_until_the_view_catches_up(pair: Pair) -> None:
+    """``get_nowait``/``multi_get_nowait`` (the HTTP hot path) answer None for a strong
+    read while an acknowledged write is not in the view, and never block."""
+    follower = pair.follower.follower
+    assert follower is not None
+    pair.owner.table("ns", "t").write([Put("a", "s", "1")], ack="applied")
+    follower.stop()  # no background catch-up from here on
+    follower.catch_up()
+    assert pair.follower.get_nowait("ns", "t", b"a", b"s", "strong") is not None
+    pair.owner.table("ns", "t").write([Put("a", "s", "2")])  # durable, not in the view
+    started = time.monotonic()
+    assert pair.follower.get_nowait("ns", "t", b"a", b"s", "strong") is None
+    assert pair.follower.multi_get_nowait("ns", "t", [(b"a", b"s")], "strong") is None
+    assert time.monotonic() - started < 0.5  # did not wait for the barrier
+    got = pair.follower.get_nowait("ns", "t", b"a", b"s", "eventual")
+    assert got is not None
+    cell, staleness = got
+    assert cell is not None and cell.value == b"1"  # the view's (stale) version
+    assert staleness is not None and staleness >= 0
+    deadline = time.monotonic() + 5  # until the owner has applied it, and the view has it
+    while (got := pair.follower.get_nowait("ns", "t", b"a", b"s", "strong")) is None:
+        assert time.monotonic() < deadline, "the view never caught up"
+        time.sleep(0.01)
+        follower.catch_up()
+    assert got[1] is None  # strong: no staleness
+    assert got[0] is not None and got[0].value == b"2"
+    many = pair.follower.multi_get_nowait("ns", "t", [(b"a", b"s"), (b"b", b"s")], None)
+    assert many is not None
+    assert [c.value if c else None for c in many[0]] == [b"2", None]

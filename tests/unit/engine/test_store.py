@@ -197,3 +197,37 @@ def test_applied_log_segments_are_removed(tmp_path: Path) -> None:
     assert len(segments) <= 2  # everything was applied and synced on close
     with Store.open(tmp_path / "s", cfg) as s:
         assert len(list(s.scan_all("ns", "t", limit=1000))) == 5000
+
+
+def test_nowait_reads_answer_what_get_and_multi_get_answer(
+    store: Store, clock: ManualClock
+) -> None:
+    """The HTTP hot path's reads agree with ``get``/``multi_get`` (versions=1), plain
+    tables and TTL tables alike; errors are the same."""
+    store.put_table("ns", "plain")
+    store.put_table("ns", "ttl", {"ttl_seconds": 60, "consistency": "strong"})
+    for name in ("plain", "ttl"):
+        store.write("ns", name, [Put("a", "s", "1", ts=1), Put("a", "s", "2")], ack="applied")
+        store.write("ns", name, [Put("b", "s", "x"), Delete("b", "s")], ack="applied")
+    clock.advance(30)
+    for name in ("plain", "ttl"):
+        for pk in (b"a", b"b", b"zz"):
+            got = store.get_nowait("ns", name, pk, b"s", "strong")
+            assert got is not None
+            want = store.get("ns", name, pk, b"s", consistency="strong")
+            assert ([got[0]] if got[0] else []) == want
+            assert got[1] is None
+        keys = [(b"a", b"s"), (b"zz", b"s"), (b"a", b"s")]
+        many = store.multi_get_nowait("ns", name, keys, "eventual")
+        assert many is not None
+        pages = store.multi_get("ns", name, keys, consistency="eventual")
+        assert [[c] if c else [] for c in many[0]] == [p.cells for p in pages]
+        assert many[1] is not None  # eventual: a staleness estimate
+    clock.advance(31)  # the TTL table's versions expire
+    assert store.get_nowait("ns", "ttl", b"a", b"s", None) == (None, None)
+    with pytest.raises(TableNotFoundError):
+        store.get_nowait("ns", "nope", b"a", b"s", None)
+    with pytest.raises(InvalidRequestError):
+        store.get_nowait("ns", "plain", b"a", b"s", "sometimes")
+    with pytest.raises(InvalidRequestError):
+        store.multi_get_nowait("ns", "plain", [(b"", b"s")], None)

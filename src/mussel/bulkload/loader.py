@@ -32,10 +32,12 @@ import pyarrow.compute as pc
 
 from mussel.bulkload.layouts import Layout
 from mussel.bulkload.modes import Mode, keep_absent
+from mussel.bulkload.priority import lower_thread_priority
 from mussel.bulkload.sorter import Sorter
 from mussel.bulkload.source import Batch, ParquetSource
 from mussel.engine import Store
 from mussel.errors import InvalidRequestError, MusselError, TooLargeError
+from mussel.storage import ArrowBulkIngest
 
 __all__ = ["Cancelled", "LoadPlan", "LoadStats", "batch_cells", "check_sizes", "run_load"]
 
@@ -133,6 +135,7 @@ def _prefetch(chunks: Iterator[pa.Table], depth: int = 2) -> Generator[pa.Table,
         return False
 
     def produce() -> None:
+        lower_thread_priority()
         try:
             for chunk in chunks:
                 if not put(chunk):
@@ -170,11 +173,15 @@ def run_load(
     the same atomic step as the commit.
     """
     src = plan.source
-    sorter = Sorter(plan.workdir / "runs", plan.run_bytes)
+    # insert_ignore looks up each chunk's (pk, sk); the other modes need key and value only
+    kept = ("pk", "sk", "value") if plan.mode == "insert_ignore" else ("value",)
+    sorter = Sorter(plan.workdir / "runs", plan.run_bytes, kept)
     ingest = store.backend.bulk_ingest(
         plan.table_id, plan.epoch, plan.workdir / "sst", store.catalog.apply_lock
     )
     try:
+        if isinstance(ingest, ArrowBulkIngest):
+            ingest.expect(src.total_rows)
         seq = 0
         done_bytes = prev_size = 0
         current: str | None = None
@@ -207,7 +214,11 @@ def run_load(
                 return
             t = pa.concat_tables(pending)
             pending, pending_rows = [], 0
-            counts = ingest.add(t.column("key").to_pylist(), t.column("value").to_pylist())
+            keys, values = t.column("key").combine_chunks(), t.column("value").combine_chunks()
+            if isinstance(ingest, ArrowBulkIngest):
+                counts = ingest.add_arrow(keys, values)
+            else:
+                counts = ingest.add(keys.to_pylist(), values.to_pylist())
             with stats.lock:
                 stats.cells_ingested += counts.written + counts.deferred
                 stats.deferred += counts.deferred

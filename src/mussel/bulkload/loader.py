@@ -170,8 +170,10 @@ def run_load(
     """Run the load and commit it; raises ``Cancelled`` or a ``MusselError``.
 
     ``job_items`` gives the catalog items (the job's record, committed) written in
-    the same atomic step as the commit.
+    the same atomic step as the commit. The calling thread (the job's own) runs at
+    batch priority (``priority.lower_thread_priority``) from here on.
     """
+    lower_thread_priority()
     src = plan.source
     # insert_ignore looks up each chunk's (pk, sk); the other modes need key and value only
     kept = ("pk", "sk", "value") if plan.mode == "insert_ignore" else ("value",)

@@ -23,9 +23,12 @@ def lower_thread_priority(nice: int = BATCH_NICE) -> None:
     """Lower the calling thread's CPU priority by ``nice`` (Linux; a no-op elsewhere).
 
     Call it at the start of a thread that does batch work only: a thread cannot raise
-    its priority back without privileges, and threads it starts inherit it.
+    its priority back without privileges, and threads it starts inherit it. The main
+    thread is never lowered (it is the process's, e.g. a test runner's or a CLI's).
     """
     if not hasattr(os, "setpriority") or os.uname().sysname != "Linux":
+        return
+    if threading.current_thread() is threading.main_thread():
         return
     with contextlib.suppress(OSError):
         tid = threading.get_native_id()

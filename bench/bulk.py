@@ -172,6 +172,7 @@ def bench_postgres(source: Path, workdir: Path, cells: int) -> dict[str, Any]:
     from bench.peers.postgres import PostgresPeer
 
     with PostgresPeer(workdir / "pg") as pg, pg.connect() as conn:
+        conn.execute("SET statement_timeout = 0")  # COPY of 10M rows outlasts the peer's default
         conn.execute("DROP TABLE IF EXISTS bulk")
         conn.execute(
             "CREATE TABLE bulk (pk bytea NOT NULL, sk bytea NOT NULL, ts bigint NOT NULL,"

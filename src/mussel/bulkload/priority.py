@@ -15,7 +15,7 @@ import threading
 
 __all__ = ["BATCH_NICE", "lower_thread_priority"]
 
-BATCH_NICE = 10
+BATCH_NICE = 5
 """How much nicer than the process a bulk load's helper threads are."""
 
 

@@ -6,8 +6,8 @@ use one core and slow every other thread of the process (point reads, the replay
 for the whole load. ``SstBuilders`` runs that loop in ``workers`` spawned processes
 instead, each building the file of one contiguous key range of a chunk, at a lower CPU
 priority (``os.nice``) so the server's reads keep their latency. The workers are plain
-``python -m mussel.storage.rocksdb.sstbuild`` subprocesses speaking JSON lines (not
-``multiprocessing``, whose spawned children re-import the caller's main module).
+Python subprocesses running ``serve`` and speaking JSON lines (not ``multiprocessing``,
+whose spawned children re-import the caller's main module).
 
 A chunk travels as an Arrow IPC file in the job's scratch directory (written once,
 memory-mapped by the worker, removed by it), not through a pipe: a sliced Arrow array
@@ -36,9 +36,9 @@ import pyarrow.compute as pc
 from pyarrow import ipc
 from rocksdict import Options, SstFileWriter
 
-__all__ = ["NICE", "SstBuilders", "write_sst"]
+__all__ = ["NICE", "SstBuilders", "serve", "write_sst"]
 
-NICE = 10
+NICE = 5
 """How much lower the builders' CPU priority is than the store's process."""
 
 _EMPTY = pa.scalar(b"", pa.binary())
@@ -75,7 +75,7 @@ def _build_from_file(src: str, path: str, prefix: bytes, header: bytes) -> None:
             os.unlink(src)
 
 
-def _serve() -> None:
+def serve() -> None:
     """A builder process: one JSON request a line on stdin (``src``, ``path``, ``prefix``
     and ``header`` in hex), one JSON answer a line on stdout (``{"ok": true}`` or
     ``{"error": "..."}``); exits at the end of stdin."""
@@ -96,6 +96,9 @@ def _serve() -> None:
         out.flush()
 
 
+_MAIN = "from mussel.storage.rocksdb.sstbuild import serve; serve()"
+
+
 class _Worker:
     def __init__(self) -> None:
         env = dict(os.environ)
@@ -103,7 +106,7 @@ class _Worker:
         root = str(Path(__file__).resolve().parents[3])
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mussel.storage.rocksdb.sstbuild"],
+            [sys.executable, "-c", _MAIN],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=env,
@@ -142,7 +145,7 @@ class _Worker:
 
 
 class SstBuilders:
-    """``workers`` builder processes (``python -m mussel.storage.rocksdb.sstbuild``),
+    """``workers`` builder processes (``serve``),
     started on first use and restarted after one dies; ``close`` stops them. Builds of
     concurrent loads take turns (a lock)."""
 
@@ -223,6 +226,3 @@ class SstBuilders:
         for w in procs:
             w.stop()
 
-
-if __name__ == "__main__":
-    _serve()

@@ -32,7 +32,6 @@ import pyarrow.compute as pc
 
 from mussel.bulkload.layouts import Layout
 from mussel.bulkload.modes import Mode, keep_absent
-from mussel.bulkload.priority import lower_thread_priority
 from mussel.bulkload.sorter import Sorter
 from mussel.bulkload.source import Batch, ParquetSource
 from mussel.engine import Store
@@ -135,7 +134,6 @@ def _prefetch(chunks: Iterator[pa.Table], depth: int = 2) -> Generator[pa.Table,
         return False
 
     def produce() -> None:
-        lower_thread_priority()
         try:
             for chunk in chunks:
                 if not put(chunk):
@@ -170,10 +168,8 @@ def run_load(
     """Run the load and commit it; raises ``Cancelled`` or a ``MusselError``.
 
     ``job_items`` gives the catalog items (the job's record, committed) written in
-    the same atomic step as the commit. The calling thread (the job's own) runs at
-    batch priority (``priority.lower_thread_priority``) from here on.
+    the same atomic step as the commit.
     """
-    lower_thread_priority()
     src = plan.source
     # insert_ignore looks up each chunk's (pk, sk); the other modes need key and value only
     kept = ("pk", "sk", "value") if plan.mode == "insert_ignore" else ("value",)

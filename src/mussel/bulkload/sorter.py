@@ -28,7 +28,6 @@ import pyarrow.compute as pc
 from pyarrow import ipc
 
 from mussel.bulkload.layouts import CELL_SCHEMA
-from mussel.bulkload.priority import lower_thread_priority
 
 __all__ = ["KEYED_SCHEMA", "Sorter", "sort_keys"]
 
@@ -117,9 +116,7 @@ class Sorter:
         self._runs: list[Path] = []
         # One run is sorted and written by a thread while the next is read (Arrow's
         # sort and IPC writes release the GIL, so this uses a second core).
-        self._spiller = ThreadPoolExecutor(
-            1, thread_name_prefix="mussel-bulk-spill", initializer=lower_thread_priority
-        )
+        self._spiller = ThreadPoolExecutor(1, thread_name_prefix="mussel-bulk-spill")
         self._spilling: Future[None] | None = None
         self._lock = threading.Lock()
         self.duplicates = 0

@@ -19,7 +19,7 @@ from mussel.errors import UnavailableError
 from mussel.model import Cell, Floor
 from mussel.storage.base import ArrowBulkIngest, ScanQuery
 from mussel.storage.rocksdb import RocksBackend
-from mussel.storage.rocksdb.sstbuild import _Worker
+from mussel.storage.rocksdb.sstbuild import SstBuilders, _Worker
 from mussel.storage.versions import Visibility
 from tests.unit.storage import test_bulk_ingest as contract
 from tests.unit.storage.conftest import SMALL
@@ -127,3 +127,17 @@ def test_a_failed_build_fails_the_add_with_unavailable(rocks: RocksBackend, tmp_
     with pytest.raises(UnavailableError, match=r"SST builder: .*missing\.arrow"):
         ing.add_arrow(*_chunk(100, 100)[:2])
     ing.discard()
+
+
+def test_builders_can_run_at_a_lower_cpu_priority(tmp_path: Path) -> None:
+    builders = SstBuilders(1, nice=3)
+    try:
+        keys, values, _ = _chunk(10)
+        (path,) = builders.build(tmp_path, "x", b"\x01", b"", keys, values)
+        assert path.stat().st_size > 0
+        (pid,) = builders.pids()
+        assert os.getpriority(os.PRIO_PROCESS, pid) == min(
+            19, os.getpriority(os.PRIO_PROCESS, 0) + 3
+        )
+    finally:
+        builders.close()

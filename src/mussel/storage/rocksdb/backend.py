@@ -95,6 +95,9 @@ class RocksConfig:
     bulk_builders: int = 2
     """Worker processes that build a bulk load's SST files (``sstbuild.py``); 0 builds
     them in the job's thread."""
+    bulk_builder_nice: int = 0
+    """How much lower the SST builders' CPU priority is (``os.nice``); 0: the same as the
+    store's process."""
     bulk_parallel_min_cells: int = 20_000
     """Chunks of fewer cells are built in the job's thread (no process round trip)."""
     secondary_path: str | None = None
@@ -680,7 +683,9 @@ class RocksBackend:
         if self._cfg.bulk_builders > 0:
             with self._meta_lock:
                 if self._builders is None:
-                    self._builders = SstBuilders(self._cfg.bulk_builders)
+                    self._builders = SstBuilders(
+                        self._cfg.bulk_builders, self._cfg.bulk_builder_nice
+                    )
                 builders = self._builders
         return RocksIngest(
             self,

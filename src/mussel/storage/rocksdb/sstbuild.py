@@ -3,9 +3,10 @@
 rocksdict's ``SstFileWriter`` takes one key at a time and holds the GIL while it does
 (~1-2 µs a key), so building the SST files of a bulk load in the store's process would
 use one core and slow every other thread of the process (point reads, the replayer)
-for the whole load. ``SstBuilders`` runs that loop in ``workers`` spawned processes
-instead, each building the file of one contiguous key range of a chunk, at a lower CPU
-priority (``os.nice``) so the server's reads keep their latency. The workers are plain
+for the whole load. ``SstBuilders`` runs that loop in ``workers`` processes
+instead, each building the file of one contiguous key range of a chunk, optionally at a
+lower CPU priority (``nice``; 0 by default: on a machine shared with other work, a
+niced load is starved rather than merely yielding to the store's reads). The workers are plain
 Python subprocesses running ``serve`` and speaking JSON lines (not ``multiprocessing``,
 whose spawned children re-import the caller's main module).
 
@@ -36,10 +37,8 @@ import pyarrow.compute as pc
 from pyarrow import ipc
 from rocksdict import Options, SstFileWriter
 
-__all__ = ["NICE", "SstBuilders", "serve", "write_sst"]
+__all__ = ["SstBuilders", "serve", "write_sst"]
 
-NICE = 5
-"""How much lower the builders' CPU priority is than the store's process."""
 
 _EMPTY = pa.scalar(b"", pa.binary())
 
@@ -79,8 +78,10 @@ def serve() -> None:
     """A builder process: one JSON request a line on stdin (``src``, ``path``, ``prefix``
     and ``header`` in hex), one JSON answer a line on stdout (``{"ok": true}`` or
     ``{"error": "..."}``); exits at the end of stdin."""
-    with contextlib.suppress(OSError):
-        os.nice(NICE)
+    nice = int(os.environ.get("MUSSEL_SST_BUILDER_NICE", "0"))
+    if nice > 0:
+        with contextlib.suppress(OSError):
+            os.nice(nice)
     out = os.fdopen(os.dup(1), "w")  # the answers' channel; stray prints go to stderr
     os.dup2(2, 1)
     for line in sys.stdin:
@@ -100,8 +101,9 @@ _MAIN = "from mussel.storage.rocksdb.sstbuild import serve; serve()"
 
 
 class _Worker:
-    def __init__(self) -> None:
+    def __init__(self, nice: int = 0) -> None:
         env = dict(os.environ)
+        env["MUSSEL_SST_BUILDER_NICE"] = str(nice)
         # the parent may have found mussel through sys.path changes of its own
         root = str(Path(__file__).resolve().parents[3])
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
@@ -149,8 +151,9 @@ class SstBuilders:
     started on first use and restarted after one dies; ``close`` stops them. Builds of
     concurrent loads take turns (a lock)."""
 
-    def __init__(self, workers: int = 2) -> None:
+    def __init__(self, workers: int = 2, nice: int = 0) -> None:
         self.workers = max(1, workers)
+        self.nice = nice
         self._procs: list[_Worker] = []
         self._lock = threading.Lock()
         self._closed = False
@@ -163,7 +166,7 @@ class SstBuilders:
             if w not in alive:
                 w.stop()
         while len(alive) < self.workers:
-            alive.append(_Worker())
+            alive.append(_Worker(self.nice))
         self._procs = alive
         return alive
 
@@ -225,4 +228,3 @@ class SstBuilders:
             procs, self._procs = self._procs, []
         for w in procs:
             w.stop()
-

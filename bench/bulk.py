@@ -4,7 +4,8 @@
 100-byte values as Spark-style Parquet (10 ``part-*`` files, rows in random key
 order), loads them into a fresh embedded store with a ``replace`` job, checks a sample
 with point reads, and reports cells/s end to end (submission to committed), the
-phases, the peak RSS of this process (the store runs in it), and the latency of point
+phases, the peak RSS of this process (the store runs in it) and, sampled every 50 ms,
+of it plus its children (the SST builder processes), and the latency of point
 reads of another table (1-2k reads/s from a thread of the same process) without and
 during the load. Then PostgreSQL
 ``COPY`` of the same rows (read from the same Parquet files) into a table with the
@@ -86,6 +87,22 @@ def _point_reads(store: Store, stop: threading.Event, seconds: float | None) -> 
     return out
 
 
+def _tree_rss_sampler(stop: threading.Event, peak: list[int]) -> None:
+    """``peak[0]``: the largest RSS (bytes) of this process plus its children (the SST
+    builder processes) seen every 50 ms until ``stop``."""
+    import psutil
+
+    me = psutil.Process()
+    while not stop.wait(0.05):
+        total = me.memory_info().rss
+        for child in me.children(recursive=True):
+            try:
+                total += child.memory_info().rss
+            except psutil.Error:
+                continue
+        peak[0] = max(peak[0], total)
+
+
 def _p(lat: list[float], q: float) -> float:
     return round(float(np.quantile(np.array(lat), q)) * 1e3, 3) if lat else float("nan")
 
@@ -106,6 +123,9 @@ def bench_mussel(source: Path, workdir: Path, cells: int) -> dict[str, Any]:
         during: list[float] = []
         reader = threading.Thread(target=lambda: during.extend(_point_reads(store, stop, None)))
         reader.start()
+        tree_peak = [0]
+        sampler = threading.Thread(target=_tree_rss_sampler, args=(stop, tree_peak))
+        sampler.start()
         t0 = time.perf_counter()
         job = jobs.submit("bench", "bulk", str(source), mode="replace")
         phases: dict[str, float] = {}
@@ -121,6 +141,7 @@ def bench_mussel(source: Path, workdir: Path, cells: int) -> dict[str, Any]:
         seconds = time.perf_counter() - t0
         stop.set()
         reader.join()
+        sampler.join()
         assert info.state == "committed", info.error
         rng = np.random.default_rng(1)
         sample = rng.integers(0, cells, 1000)
@@ -134,6 +155,7 @@ def bench_mussel(source: Path, workdir: Path, cells: int) -> dict[str, Any]:
             "cells_per_s": round(cells / seconds),
             "phase_started_at_s": {k: round(v, 2) for k, v in phases.items()},
             "peak_rss_mib": round(peak_rss_mib()),
+            "peak_rss_with_builders_mib": round(tree_peak[0] / 2**20),
             "duplicates_dropped": info.progress.duplicates_dropped,
             "point_read_ms_idle": {"p50": _p(idle, 0.5), "p99": _p(idle, 0.99), "n": len(idle)},
             "point_read_ms_during_load": {
@@ -150,6 +172,7 @@ def bench_postgres(source: Path, workdir: Path, cells: int) -> dict[str, Any]:
     from bench.peers.postgres import PostgresPeer
 
     with PostgresPeer(workdir / "pg") as pg, pg.connect() as conn:
+        conn.execute("SET statement_timeout = 0")  # COPY of 10M rows outlasts the peer's default
         conn.execute("DROP TABLE IF EXISTS bulk")
         conn.execute(
             "CREATE TABLE bulk (pk bytea NOT NULL, sk bytea NOT NULL, ts bigint NOT NULL,"
@@ -220,7 +243,9 @@ def table_lines(r: dict[str, Any]) -> list[str]:
         "| figure | value | target |",
         "| --- | --- | --- |",
         f"| Parquet to queryable (replace job), cells/s | {m['cells_per_s']:,} | >= 1,000,000 |",
-        f"| peak RSS during the load | {m['peak_rss_mib']:,} MiB | < 2,048 MiB |",
+        f"| peak RSS during the load (the process; with the SST builder processes, "
+        f"sampled) | {m['peak_rss_mib']:,} MiB; {m.get('peak_rss_with_builders_mib', 0):,} MiB "
+        "| < 2,048 MiB |",
         f"| point-read p99 (in process), idle / during the load | "
         f"{m['point_read_ms_idle']['p99']} ms / {m['point_read_ms_during_load']['p99']} ms | "
         "<= 1.5x |",

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -81,6 +82,8 @@ def _to_binary(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
     t = arr.type
     if pa.types.is_binary(t):
         return arr
+    if pa.types.is_string(t):
+        return arr.view(pa.binary())  # the same buffers: no copy
     return pc.cast(arr, pa.binary())
 
 
@@ -167,14 +170,14 @@ class Layout:
         for col, value in batch.file.partition:
             if col not in tbl.column_names:
                 tbl = tbl.append_column(col, pa.array([value] * n, pa.string()))
-        rows = pa.array(range(batch.first_row, batch.first_row + n), pa.int64())
-        seq = pa.array(range(seq0, seq0 + n), pa.int64())
+        rows = pa.array(np.arange(batch.first_row, batch.first_row + n, dtype=np.int64))
+        seq = pa.array(np.arange(seq0, seq0 + n, dtype=np.int64))
         pk = _to_binary(tbl.column(self.pk))
         _no_nulls(pk, "pk", batch)
         if self.ts is not None and self.ts in tbl.column_names:
             ts = pc.fill_null(_ts_us(tbl.column(self.ts).combine_chunks()), default_ts)
         else:
-            ts = pa.array([default_ts] * n, pa.int64())
+            ts = pa.array(np.full(n, default_ts, dtype=np.int64))
         if self.kind == "cells":
             sk = _to_binary(tbl.column(self.sk))
             value = _to_binary(tbl.column(self.value))

@@ -37,6 +37,7 @@ from mussel.bulkload.source import Batch, ParquetSource
 from mussel.engine import Store
 from mussel.errors import InvalidRequestError, MusselError, TooLargeError
 from mussel.observability.pacing import LatencyGuard
+from mussel.storage import ArrowBulkIngest
 
 __all__ = ["Cancelled", "LoadPlan", "LoadStats", "batch_cells", "check_sizes", "run_load"]
 
@@ -186,11 +187,15 @@ def run_load(
                 raise Cancelled
 
     src = plan.source
-    sorter = Sorter(plan.workdir / "runs", plan.run_bytes)
+    # insert_ignore looks up each chunk's (pk, sk); the other modes need key and value only
+    kept = ("pk", "sk", "value") if plan.mode == "insert_ignore" else ("value",)
+    sorter = Sorter(plan.workdir / "runs", plan.run_bytes, kept)
     ingest = store.backend.bulk_ingest(
         plan.table_id, plan.epoch, plan.workdir / "sst", store.catalog.apply_lock
     )
     try:
+        if isinstance(ingest, ArrowBulkIngest):
+            ingest.expect(src.total_rows)
         seq = 0
         done_bytes = prev_size = 0
         current: str | None = None
@@ -222,7 +227,11 @@ def run_load(
                 return
             t = pa.concat_tables(pending)
             pending, pending_rows = [], 0
-            counts = ingest.add(t.column("key").to_pylist(), t.column("value").to_pylist())
+            keys, values = t.column("key").combine_chunks(), t.column("value").combine_chunks()
+            if isinstance(ingest, ArrowBulkIngest):
+                counts = ingest.add_arrow(keys, values)
+            else:
+                counts = ingest.add(keys.to_pylist(), values.to_pylist())
             with stats.lock:
                 stats.cells_ingested += counts.written + counts.deferred
                 stats.deferred += counts.deferred

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -98,9 +98,19 @@ def _dedup(t: pa.Table) -> tuple[pa.Table, int]:
 
 
 class Sorter:
-    def __init__(self, workdir: Path, run_bytes: int = 128 << 20) -> None:
+    """``columns``: the cell columns carried through the sort besides ``key`` (None: all
+    of ``CELL_SCHEMA``); carrying fewer makes the runs smaller and the sorts faster."""
+
+    def __init__(
+        self, workdir: Path, run_bytes: int = 128 << 20, columns: Sequence[str] | None = None
+    ) -> None:
         self._workdir = workdir
         self._run_bytes = run_bytes
+        names = list(CELL_SCHEMA.names if columns is None else columns)
+        self._columns = [c for c in names if c != "key"]
+        self._schema = pa.schema(
+            [CELL_SCHEMA.field(c) for c in self._columns] + [KEYED_SCHEMA.field("key")]
+        )
         self._buffer: list[pa.Table] = []
         self._buffered = 0
         self._runs: list[Path] = []
@@ -115,7 +125,7 @@ class Sorter:
     def add(self, cells: pa.Table) -> None:
         if cells.num_rows == 0:
             return
-        keyed = cells.append_column("key", sort_keys(cells))
+        keyed = cells.select(self._columns).append_column("key", sort_keys(cells))
         self._buffer.append(keyed)
         self._buffered += keyed.nbytes
         if self._buffered >= self._run_bytes:
@@ -137,12 +147,12 @@ class Sorter:
             done.result()  # re-raises a failed spill (e.g. a full disk)
 
     def _write_run(self, parts: list[pa.Table], path: Path) -> None:
-        t, dropped = _dedup(pa.concat_tables(parts) if parts else KEYED_SCHEMA.empty_table())
+        t, dropped = _dedup(pa.concat_tables(parts) if parts else self._schema.empty_table())
         with self._lock:
             self.duplicates += dropped
             self.cells += t.num_rows
         self._workdir.mkdir(parents=True, exist_ok=True)
-        with pa.OSFile(str(path), "wb") as sink, ipc.new_file(sink, KEYED_SCHEMA) as w:
+        with pa.OSFile(str(path), "wb") as sink, ipc.new_file(sink, self._schema) as w:
             for rb in t.to_batches(max_chunksize=_RUN_BATCH_ROWS):
                 w.write_batch(rb)
 
@@ -151,7 +161,7 @@ class Sorter:
         if not self._runs:
             # One run in memory: sort and de-duplicate the keys only, then gather each
             # chunk's rows (no second full copy of the values).
-            t = pa.concat_tables(self._buffer) if self._buffer else KEYED_SCHEMA.empty_table()
+            t = pa.concat_tables(self._buffer) if self._buffer else self._schema.empty_table()
             self._buffer, self._buffered = [], 0
             t = t.combine_chunks()  # take() from one chunk is several times faster
             order = _unique_order(t)

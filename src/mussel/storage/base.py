@@ -40,12 +40,15 @@ from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
+
+import pyarrow as pa
 
 from mussel.model import Cell, Mutation, ScanCell
 from mussel.storage.versions import ReadFilter, Visibility
 
 __all__ = [
+    "ArrowBulkIngest",
     "Backend",
     "BulkIngest",
     "IngestCounts",
@@ -158,6 +161,19 @@ class BulkIngest(Protocol):
 
     def discard(self) -> None:
         """Remove temporary files. Safe to call more than once, after commit too."""
+        ...
+
+
+@runtime_checkable
+class ArrowBulkIngest(BulkIngest, Protocol):
+    """A ``BulkIngest`` that also takes the keys and values as pyarrow binary arrays
+    (the same contract as ``add``), sparing the caller a Python object per cell."""
+
+    def add_arrow(self, cell_keys: pa.Array, values: pa.Array) -> IngestCounts: ...
+
+    def expect(self, cells: int) -> None:
+        """A hint, before the first ``add``: about ``cells`` versions will come (the
+        ingest may start helpers now, e.g. processes that build files)."""
         ...
 
 

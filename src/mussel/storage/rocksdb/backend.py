@@ -67,6 +67,7 @@ from mussel.storage.rocksdb.layout import (
     pos_key,
     stats_key,
 )
+from mussel.storage.rocksdb.sstbuild import SstBuilders
 from mussel.storage.versions import (
     ReadFilter,
     Visibility,
@@ -104,6 +105,14 @@ class RocksConfig:
     wal: bool = False
     """Write applies to RocksDB's WAL too (not synced: the write log is what makes
     writes durable). Needed when secondaries follow this database."""
+    bulk_builders: int = 2
+    """Worker processes that build a bulk load's SST files (``sstbuild.py``); 0 builds
+    them in the job's thread."""
+    bulk_builder_nice: int = 0
+    """How much lower the SST builders' CPU priority is (``os.nice``); 0: the same as the
+    store's process."""
+    bulk_parallel_min_cells: int = 20_000
+    """Chunks of fewer cells are built in the job's thread (no process round trip)."""
     secondary_path: str | None = None
     """Open as a read-only secondary of the primary at ``path``; this directory holds
     the secondary's own files (its info log)."""
@@ -172,6 +181,7 @@ class RocksBackend:
         self._prefixes: dict[int, bytes] = {}
         self._stats: dict[int, tuple[int, int]] = {}
         self._positions: dict[int, int] = {}
+        self._builders: SstBuilders | None = None
         self._load_counters()
 
     def _load_counters(self) -> None:
@@ -682,7 +692,23 @@ class RocksBackend:
     def bulk_ingest(
         self, table_id: int, epoch: int, workdir: Path, lock: AbstractContextManager[object]
     ) -> RocksIngest:
-        return RocksIngest(self, table_id, epoch, workdir, lock)
+        builders = None
+        if self._cfg.bulk_builders > 0:
+            with self._meta_lock:
+                if self._builders is None:
+                    self._builders = SstBuilders(
+                        self._cfg.bulk_builders, self._cfg.bulk_builder_nice
+                    )
+                builders = self._builders
+        return RocksIngest(
+            self,
+            table_id,
+            epoch,
+            workdir,
+            lock,
+            builders=builders,
+            parallel_min_cells=self._cfg.bulk_parallel_min_cells,
+        )
 
     def _count_ingested(self, table_id: int, cells: int, nbytes: int) -> None:
         """Add ingested versions to the table's counters (caller holds the apply lock)."""
@@ -696,6 +722,8 @@ class RocksBackend:
         if self._closed:
             return
         self._closed = True
+        if self._builders is not None:
+            self._builders.close()
         with self._iters_lock:  # iterators must go before the database closes
             self._point_iters.clear()
             self._local = threading.local()

@@ -98,6 +98,7 @@ class TableBody(_Strict, Generic[K]):
     max_versions: Annotated[int, Meta(ge=1, le=MAX_MAX_VERSIONS)] | UnsetType = UNSET
     consistency: Literal["strong", "eventual"] | UnsetType | None = UNSET
     partitioning: PartitioningBody[K] | UnsetType = UNSET
+    expire_interval_s: Positive | UnsetType | None = UNSET
 
 
 def given(struct: msgspec.Struct) -> dict[str, object]:

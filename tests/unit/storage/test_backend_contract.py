@@ -409,7 +409,11 @@ def test_split_points_are_ascending_pks(backend: Backend) -> None:
     backend.compact(T, b"k00100", b"k00200")
 
 
-@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40,
+    deadline=None,  # opens RocksDB and a PostgreSQL pool per example: slow on a busy machine
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(
     st.lists(op, max_size=40),
     st.integers(1, 3),

@@ -166,6 +166,10 @@ class RocksBackend:
         self._meta_lock = threading.Lock()
         self._headers: dict[tuple[int, int], bytes] = {}
         self._prefixes: dict[int, bytes] = {}
+        # Range deletes of sweeps not yet flushed (see ``get_latest``): the generation
+        # of the last one written, and the last one known to be in SST files.
+        self._range_gen = 0
+        self._flushed_gen = 0
         self._stats: dict[int, tuple[int, int]] = {}
         self._positions: dict[int, int] = {}
         self._load_counters()
@@ -285,7 +289,12 @@ class RocksBackend:
     def sync(self) -> None:
         """Flush the memtable: everything applied so far is on disk, in SST files."""
         with map_backend_errors("flush"):
-            self._db.flush(True)
+            self._flush()
+
+    def _flush(self) -> None:
+        gen = self._range_gen  # range deletes written before the flush are in SSTs after
+        self._db.flush(True)
+        self._flushed_gen = max(self._flushed_gen, gen)
 
     def drop_table_data(self, table_id: int) -> None:
         tp = table_prefix(table_id)
@@ -341,6 +350,18 @@ class RocksBackend:
             if not k.startswith(cp):
                 return None
             v: bytes = it.value()
+            if self._range_gen != self._flushed_gen and self._db.get(k) is None:
+                # a version a sweep's range delete removed, still in the memtable,
+                # where the tailing iterator does not see range deletes: read again
+                # with an ordinary iterator, which does
+                it = self._db.iter(self._ro)
+                it.seek(cp)
+                if not it.valid():
+                    return None
+                k = it.key()
+                if not k.startswith(cp):
+                    return None
+                v = it.value()
         except Exception as exc:
             with map_backend_errors("read"):
                 raise exc
@@ -357,10 +378,10 @@ class RocksBackend:
         A tailing iterator sees every write made before each ``seek`` (it rebuilds
         itself when memtables or files change), and reusing it saves creating and
         destroying an iterator per read: ~1.5x the point-read rate (measured). Two
-        limits, both fine here: it ignores range deletions still in a memtable, and
-        Mussel deletes ranges only for dropped tables, whose ids are never read again,
-        and for runs of versions no read can see (expiration sweeps: see
-        ``sweep_delete``); and it cannot go backwards, which a point read never does.
+        limits, both handled: it ignores range deletions still in a memtable (Mussel
+        deletes ranges for dropped tables, whose ids are never read again, and for runs
+        of dead versions in expiration sweeps, which ``get_latest`` checks until the
+        next flush); and it cannot go backwards, which a point read never does.
         Row and scan reads use ordinary iterators, for their snapshot.
         """
         it = self._db.iter(self._ro_point)
@@ -628,12 +649,10 @@ class RocksBackend:
         are checked with one multi-get and deleted one by one.
 
         Point reads use a tailing iterator, which does not see range tombstones still
-        in the memtable (see ``_point_iter``): until the next flush (a run's
-        compaction flushes) it may still find a range-deleted version. Every version
-        of a run was invisible when deleted, and the first version of a cell that a
-        sweep can remove on a table read by that path (no floors, no hidden epochs)
-        is expired or a tombstone, so the answer is the same; only a TTL raised in
-        that window could show such a version again until the flush."""
+        in the memtable (see ``_point_iter``): until the next flush (``sync``, the
+        replayer's every few seconds, or the run's compaction) ``get_latest`` checks
+        the version it finds with a point get, which does, and reads again with an
+        ordinary iterator if it was range-deleted."""
         if not candidates:
             return SweepDeleted()
         with map_backend_errors("sweep delete"):
@@ -661,6 +680,8 @@ class RocksBackend:
                         wb.delete(key)
                         removed += 1
                         nbytes += len(key) + len(value)
+            if ranges:
+                self._range_gen += 1  # before the write: reads check from now on
             if removed:
                 n, b = self._stats.get(table_id, (0, 0))
                 stats = (max(0, n - removed), max(0, b - nbytes))
@@ -700,6 +721,7 @@ class RocksBackend:
         tp = table_prefix(table_id)
         lo = tp if pk_start is None else tp + escape(pk_start)
         with map_backend_errors("compact"):
+            self._flush()
             self._db.compact_range(lo, self._pk_bound(table_id, pk_end))
 
     def disk_bytes(self, table_id: int) -> int | None:
@@ -713,7 +735,7 @@ class RocksBackend:
         end = prefix_end(tp)
         assert end is not None
         with map_backend_errors("live files"):
-            self._db.flush(True)
+            self._flush()
             files = self._db.live_files()
         return sum(
             int(f["size"]) for f in files if not (f["end_key"] < tp or f["start_key"] >= end)

@@ -13,7 +13,7 @@ from typing import Any, Literal
 import msgspec
 
 from mussel.errors import InvalidRequestError
-from mussel.limits import MAX_MAX_VERSIONS
+from mussel.limits import MAX_EXPIRE_INTERVAL_S, MAX_MAX_VERSIONS
 
 __all__ = [
     "CONSISTENCIES",
@@ -190,9 +190,14 @@ class TableOptions(msgspec.Struct, frozen=True):
             raise InvalidRequestError("ttl_seconds must be a positive integer or null")
         every = self.expire_interval_s
         if every is not None and (
-            isinstance(every, bool) or not isinstance(every, int) or every <= 0
+            isinstance(every, bool)
+            or not isinstance(every, int)
+            or not 1 <= every <= MAX_EXPIRE_INTERVAL_S
         ):
-            raise InvalidRequestError("expire_interval_s must be a positive integer or null")
+            raise InvalidRequestError(
+                f"expire_interval_s must be an integer from 1 to {MAX_EXPIRE_INTERVAL_S}"
+                " (seconds) or null"
+            )
         mv = self.max_versions
         if isinstance(mv, bool) or not isinstance(mv, int) or not 1 <= mv <= MAX_MAX_VERSIONS:
             raise InvalidRequestError(

@@ -944,15 +944,26 @@ class SqlBackend:
         return None
 
     def disk_bytes(self, table_id: int) -> int | None:
-        """PostgreSQL: ``pg_total_relation_size`` of the cells table (its indexes and
-        TOAST included), which every Mussel table shares. Deleted rows' space stays in
-        the relation for reuse by later writes (autovacuum marks it free); PostgreSQL
-        returns it to the file system only on ``VACUUM FULL`` (or when a plain
-        ``VACUUM`` can truncate empty pages at the end), so a sweep's delta is usually
-        zero. None on CockroachDB and YugabyteDB (no per-relation size)."""
+        """PostgreSQL: ``pg_total_relation_size`` (indexes and TOAST included) of the
+        table's own partitions (``partitions.py``), or of the whole cells table in a
+        database created unpartitioned (shared by every table). Deleted rows' space
+        stays in the relation for reuse by later writes (autovacuum marks it free);
+        PostgreSQL returns it to the file system only on ``VACUUM FULL`` (or when a
+        plain ``VACUUM`` can truncate empty pages at the end), so a sweep's delta is
+        usually zero. None on CockroachDB and YugabyteDB (no per-relation size)."""
         if self.dialect.name != "postgresql":
             return None
-        rows = self._point_query(f"SELECT pg_total_relation_size('{CELLS}')", ())
+        if self.partitions.active:
+            like = CELLS.replace("_", "\\_")
+            rows = self._point_query(
+                "SELECT coalesce(sum(pg_total_relation_size(i.inhrelid)), 0)"
+                " FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+                " WHERE i.inhparent = to_regclass(%s)"
+                " AND (c.relname = %s OR c.relname LIKE %s)",
+                (CELLS, f"{CELLS}_t{int(table_id)}", f"{like}\\_t{int(table_id)}\\_%"),
+            )
+        else:
+            rows = self._point_query(f"SELECT pg_total_relation_size('{CELLS}')", ())
         return int(rows[0][0]) if rows and rows[0][0] is not None else None
 
     def presplit(self, table_id: int, pks: Sequence[bytes]) -> None:

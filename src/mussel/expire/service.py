@@ -80,7 +80,7 @@ class ExpireConfig:
     """Subtasks of one run swept at once (threads)."""
     subtask_bytes: int = 64 << 20
     """A run splits each table into range subtasks of about this many stored bytes."""
-    step_versions: int = 500
+    step_versions: int = 200
     """Stored versions per step (small steps keep each GIL hold short for reads)."""
     range_min: int = RANGE_DELETE_MIN
     """Runs of at least this many consecutive dead versions go as one range delete."""

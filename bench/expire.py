@@ -10,7 +10,8 @@ Measured, against ``mussel serve`` with its default processes:
    sweep, then while a sweep of the table runs (``POST .../expire``);
 2. the sweep's figures from the server (versions examined and removed per second);
 3. the database directory's size before and after the run (the run compacts): the
-   share of the expired bytes returned to the file system;
+   share of the expired bytes returned to the file system; and the run's own figures
+   (logical bytes removed, SST bytes returned, range deletes);
 4. the same on a smaller table (``--budget-cells``) with a deletes-per-second budget
    (``[expire] deletes_per_s``), to show the budget holds.
 
@@ -94,6 +95,10 @@ def _wait_done(client: Client, timeout: float) -> dict[str, Any]:
                 "examined": run.examined,
                 "removed": run.removed,
                 "removed_bytes": run.removed_bytes,
+                "range_deletes": run.range_deletes,
+                "disk_bytes_before": run.disk_bytes_before,
+                "disk_bytes_after": run.disk_bytes_after,
+                "disk_reclaimed": run.disk_reclaimed,
                 "seconds": (run.ended_us - run.started_us) / 1e6 if run.ended_us else None,
                 "subtasks": run.subtasks,
                 "throttled_steps": run.throttled_steps,
@@ -165,11 +170,18 @@ def sweep(root: Path, name: str, cells: int, s: Settings, deletes_per_s: float |
 
 
 def run(cells: int, budget_cells: int, budget: float, s: Settings) -> dict[str, Any]:
+    load_before = [round(x, 2) for x in os.getloadavg()]
     with tempfile.TemporaryDirectory(prefix="mussel-expire-bench-") as tmp:
         root = Path(tmp)
         free = sweep(root, "free", cells, s, None, measure_reads=True)
         budgeted = sweep(root, "budget", budget_cells, s, budget, measure_reads=False)
-    return {"no_budget": free, "budget": budgeted, "settings": s.__dict__}
+    load_after = [round(x, 2) for x in os.getloadavg()]
+    return {
+        "no_budget": free,
+        "budget": budgeted,
+        "settings": s.__dict__,
+        "load_average": {"start": load_before, "end": load_after},
+    }
 
 
 def write_results(r: dict[str, Any]) -> list[str]:
@@ -184,7 +196,14 @@ def write_results(r: dict[str, Any]) -> list[str]:
         f"{f['load']['cells']:,} cells with 100-byte random text values, half past the TTL; "
         f"`mussel serve` with its default processes; reads: wrk, 32 connections, eventual "
         f"point reads of live keys. Read window overlapped the sweep "
-        f"{f['reads_during_sweep']['overlap_with_sweep']:.0%}.",
+        f"{f['reads_during_sweep']['overlap_with_sweep']:.0%}."
+        + (
+            f" Load average (1, 5, 15 min) {r['load_average']['start']} at the start, "
+            f"{r['load_average']['end']} at the end (2 cores, shared: other engineers' "
+            "work included)."
+            if "load_average" in r
+            else ""
+        ),
         "",
         "| figure | value | target |",
         "| --- | --- | --- |",
@@ -195,6 +214,10 @@ def write_results(r: dict[str, Any]) -> list[str]:
         f"| expired bytes returned to the file system | {f['returned_fraction']:.0%} "
         f"({f['db_bytes_before'] / 2**20:,.0f} MiB -> {f['db_bytes_after'] / 2**20:,.0f} MiB) "
         f"| >= 80% |",
+        f"| the run's own figures: logical bytes removed / returned to the file system "
+        f"(SST files, measured) | {f['sweep']['removed_bytes'] / 2**20:,.0f} MiB / "
+        f"{(f['sweep']['disk_reclaimed'] or 0) / 2**20:,.0f} MiB | |",
+        f"| runs removed by one range delete each | {f['sweep']['range_deletes']:,} | |",
         f"| point-read p99 without / during a sweep | {base:.2f} / {during:.2f} ms "
         f"({during / base:.2f}x) | <= 1.2x |",
         f"| point reads/s without / during a sweep | "
@@ -207,9 +230,15 @@ def write_results(r: dict[str, Any]) -> list[str]:
     ]
     latest = RESULTS / "latest.md"
     text = latest.read_text() if latest.exists() else ""
-    if SECTION in text:
-        text = text[: text.index(SECTION)]
-    latest.write_text(text.rstrip("\n") + "\n\n" + "\n".join(lines))
+    section = "\n".join(lines)
+    if SECTION in text:  # replace this section only: the ones after it stay
+        head, rest = text.split(SECTION, 1)
+        nxt = rest.find("\n## ")
+        tail = "" if nxt < 0 else rest[nxt + 1 :]
+        text = head + section + ("\n" + tail if tail else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    latest.write_text(text)
     return lines
 
 

@@ -10,11 +10,20 @@ from dataclasses import dataclass
 
 from mussel.errors import InvalidRequestError, TooLargeError
 
-__all__ = ["DEFAULT_LIMITS", "MAX_MAX_VERSIONS", "TS_MAX", "TS_MIN", "Limits"]
+__all__ = [
+    "DEFAULT_LIMITS",
+    "MAX_EXPIRE_INTERVAL_S",
+    "MAX_MAX_VERSIONS",
+    "TS_MAX",
+    "TS_MIN",
+    "Limits",
+]
 
 TS_MIN = -(2**63)
 TS_MAX = 2**63 - 1
 MAX_MAX_VERSIONS = 1000
+MAX_EXPIRE_INTERVAL_S = 100 * 366 * 86400
+"""Longest ``expire_interval_s`` of a table: 100 years (next-run times stay int64 µs)."""
 
 
 @dataclass(frozen=True, slots=True)

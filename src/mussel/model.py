@@ -13,7 +13,7 @@ from typing import Any, Literal
 import msgspec
 
 from mussel.errors import InvalidRequestError
-from mussel.limits import MAX_MAX_VERSIONS
+from mussel.limits import MAX_EXPIRE_INTERVAL_S, MAX_MAX_VERSIONS
 
 __all__ = [
     "CONSISTENCIES",
@@ -194,11 +194,24 @@ class TableOptions(msgspec.Struct, frozen=True):
     max_versions: int = 1
     consistency: Consistency | None = None
     partitioning: Partitioning = msgspec.field(default_factory=Partitioning)
+    expire_interval_s: int | None = None
+    """Seconds from the end of one scheduled expiration run of the table to the next;
+    None: the server's ``[expire] interval_s``."""
 
     def __post_init__(self) -> None:
         ttl = self.ttl_seconds
         if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int) or ttl <= 0):
             raise InvalidRequestError("ttl_seconds must be a positive integer or null")
+        every = self.expire_interval_s
+        if every is not None and (
+            isinstance(every, bool)
+            or not isinstance(every, int)
+            or not 1 <= every <= MAX_EXPIRE_INTERVAL_S
+        ):
+            raise InvalidRequestError(
+                f"expire_interval_s must be an integer from 1 to {MAX_EXPIRE_INTERVAL_S}"
+                " (seconds) or null"
+            )
         mv = self.max_versions
         if isinstance(mv, bool) or not isinstance(mv, int) or not 1 <= mv <= MAX_MAX_VERSIONS:
             raise InvalidRequestError(

@@ -27,6 +27,11 @@ def test_expire_wait_removes_surplus_versions_and_reports(
     (t,) = doc["tables"]
     assert t["last_run"]["removed"] == 40 and t["last_run"]["state"] == "done"
     assert t["max_versions"] == 3 and t["state"] == "idle"
+    # logical bytes and bytes measured on the file system (RocksDB: before/after)
+    run = t["last_run"]
+    assert run["removed_bytes"] > 0 and isinstance(run["disk_bytes_before"], int)
+    assert run["disk_reclaimed"] == max(0, run["disk_bytes_before"] - run["disk_bytes_after"])
+    assert "bytes removed (logical)" in out and "returned to the file system" in out
 
 
 def test_expire_without_wait_says_it_started(mussel: Mussel, table: str) -> None:

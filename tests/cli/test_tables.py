@@ -13,6 +13,7 @@ TABLE_KEYS = {
     "name",
     "ttl_seconds",
     "max_versions",
+    "expire_interval_s",
     "consistency",
     "partitioning",
     "stats",
@@ -31,6 +32,21 @@ def test_table_create_with_options(mussel: Mussel, client: Client, ns: str) -> N
     t = client.table(*name.split("/"))
     assert (t.ttl_seconds, t.max_versions, t.consistency) == (3600, 5, "eventual")
     assert t.partitioning.shards == 4
+
+
+def test_table_create_sets_and_resets_the_expiration_interval(
+    mussel: Mussel, ns: str, client: Client
+) -> None:
+    name = f"{ns}/{fresh()}"
+    out = mussel.ok("table", "create", name, "--expire-every", "600")
+    assert "every 600 s" in out
+    assert client.table(*name.split("/")).expire_interval_s == 600
+    t = mussel.json("table", "create", name, "--expire-every", "default")["table"]
+    assert t["expire_interval_s"] is None
+    err = mussel.fails("table", "create", name, "--expire-every", "soon", code=2)
+    assert "'soon' is not a number of seconds or 'default'" in err
+    err = mussel.fails("table", "create", name, "--expire-every", "0")
+    assert "expire_interval_s" in err and err.endswith("(invalid_request)\n")
 
 
 def test_table_create_json_has_every_key(mussel: Mussel, ns: str) -> None:

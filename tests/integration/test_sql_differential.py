@@ -190,9 +190,9 @@ def sweep_all(b: Backend, table: int, vis: Visibility, grace: int | None) -> tup
     removed = nbytes = 0
     start: tuple[bytes, bytes] | None = None
     while True:
-        page = b.sweep_scan(table, vis, start, None, 400, tombstones_before_us=grace)
-        r, n = b.sweep_delete(table, page.candidates)
-        removed, nbytes = removed + r, nbytes + n
+        page = b.sweep_scan(table, vis, start, None, 400, tombstones_before_us=grace, min_run=3)
+        deleted = b.sweep_delete(table, page.candidates, page.runs)
+        removed, nbytes = removed + deleted.versions, nbytes + deleted.nbytes
         if page.next_cell is None:
             return removed, nbytes
         start = page.next_cell

@@ -20,7 +20,7 @@ class _Unset:
 
 UNSET: Any = _Unset()
 
-_TABLE_FIELDS = {"ttl_seconds", "max_versions", "consistency", "partitioning"}
+_TABLE_FIELDS = {"ttl_seconds", "max_versions", "consistency", "partitioning", "expire_interval_s"}
 _QUOTA_FIELDS = {"storage_bytes", "read_qps", "write_qps", "tables"}
 
 
@@ -44,6 +44,7 @@ def parse_table_options(raw: Mapping[str, Any], current: TableOptions | None) ->
         max_versions=raw.get("max_versions", base.max_versions),
         consistency=consistency,
         partitioning=partitioning,
+        expire_interval_s=raw.get("expire_interval_s", base.expire_interval_s),
     )
 
 

@@ -28,6 +28,7 @@ def _expiration_json(t: TableDescription) -> dict[str, Any]:
         "table": t.name,
         "ttl_seconds": t.ttl_seconds,
         "max_versions": t.max_versions,
+        "expire_interval_s": t.expire_interval_s,
         "state": e.state,
         "running": _run_json(e.running),
         "last_run": _run_json(e.last_run),
@@ -48,11 +49,30 @@ def _run_rows(run: ExpirationRun) -> list[tuple[str, str]]:
         ("range subtasks", str(run.subtasks)),
         ("versions examined", f"{run.examined:,}"),
         ("versions removed", f"{run.removed:,}"),
-        ("bytes removed", size(run.removed_bytes)),
+        ("bytes removed (logical)", size(run.removed_bytes)),
+        ("range deletes", f"{run.range_deletes:,}"),
+        (
+            "on disk before",
+            "not measured" if run.disk_bytes_before is None else size(run.disk_bytes_before),
+        ),
+        (
+            "on disk after",
+            "not measured" if run.disk_bytes_after is None else size(run.disk_bytes_after),
+        ),
+        ("returned to the file system", _reclaimed_text(run)),
     ]
     if run.throttled_steps:
         rows.append(("slowed for online reads", f"{run.throttled_steps} steps"))
     return rows
+
+
+def _reclaimed_text(run: ExpirationRun) -> str:
+    if run.disk_reclaimed is None:
+        return "not measured by this storage backend"
+    text = size(run.disk_reclaimed)
+    if run.removed_bytes:
+        text += f" ({100 * run.disk_reclaimed / run.removed_bytes:.0f}% of the bytes removed)"
+    return text
 
 
 def _statement(t: TableDescription) -> str:
@@ -75,7 +95,16 @@ def _statement(t: TableDescription) -> str:
 
 
 def _report(console: Console, tables: list[TableDescription]) -> None:
-    summary = grid("TABLE", "TTL", "MAX VERSIONS", "STATE", "LAST RUN", "REMOVED", "NEXT RUN")
+    summary = grid(
+        "TABLE",
+        "TTL",
+        "MAX VERSIONS",
+        "STATE",
+        "LAST RUN",
+        "REMOVED",
+        "FREED ON DISK",
+        "NEXT RUN",
+    )
     for t in tables:
         run = t.expiration.last_run
         summary.add_row(
@@ -85,6 +114,7 @@ def _report(console: Console, tables: list[TableDescription]) -> None:
             t.expiration.state,
             "-" if run is None else run.state,
             "-" if run is None else f"{run.removed:,} ({size(run.removed_bytes)})",
+            "-" if run is None or run.disk_reclaimed is None else size(run.disk_reclaimed),
             _when(t.expiration.next_run_us),
         )
     console.print(summary)

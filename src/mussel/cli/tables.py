@@ -34,6 +34,21 @@ def _ttl_option(value: str | None) -> int | UnsetType | None:
         ) from None
 
 
+def _interval_option(value: str | None) -> int | UnsetType | None:
+    """``--expire-every``: not given (leave as is), ``default`` (the server's interval)
+    or seconds."""
+    if value is None:
+        return UNSET
+    if value.lower() == "default":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not a number of seconds or 'default'", param_hint="'--expire-every'"
+        ) from None
+
+
 def _partitioning_json(p: Partitioning) -> dict[str, Any]:
     points = p.split_points if p.kind == "range" else None
     encoding = "utf-8"
@@ -62,6 +77,7 @@ def table_json(t: TableDescription) -> dict[str, Any]:
         "max_versions": t.max_versions,
         "consistency": t.consistency,
         "partitioning": _partitioning_json(t.partitioning),
+        "expire_interval_s": t.expire_interval_s,
         "stats": {"approx_cells": t.stats.approx_cells, "approx_bytes": t.stats.approx_bytes},
     }
 
@@ -85,6 +101,12 @@ def _describe(console: Console, t: TableDescription) -> None:
         ("max versions", str(t.max_versions)),
         ("consistency", t.consistency or "the namespace's default"),
         ("partitioning", _partitioning_text(t.partitioning)),
+        (
+            "expiration runs",
+            "every server interval"
+            if t.expire_interval_s is None
+            else f"every {t.expire_interval_s} s",
+        ),
         ("cells (approx.)", str(t.stats.approx_cells)),
         ("stored (approx.)", size(t.stats.approx_bytes)),
     ]
@@ -114,6 +136,13 @@ def table() -> None:
 )
 @click.option("--shards", type=int, default=None, help="Hash partitioning into N shards.")
 @click.option(
+    "--expire-every",
+    "expire_interval_s",
+    metavar="SECONDS",
+    default=None,
+    help="Seconds between scheduled expiration runs; 'default': the server's interval.",
+)
+@click.option(
     "--split-points",
     default=None,
     metavar="A,B,C",
@@ -128,6 +157,7 @@ def create(
     consistency: Consistency | None,
     shards: int | None,
     split_points: str | None,
+    expire_interval_s: str | None,
 ) -> None:
     """Create a table, or update the options given of an existing one.
 
@@ -151,6 +181,7 @@ def create(
         max_versions=UNSET if max_versions is None else max_versions,
         consistency=UNSET if consistency is None else consistency,
         partitioning=partitioning,
+        expire_interval_s=_interval_option(expire_interval_s),
     )
     session.emit({"table": table_json(desc)}, lambda c: _describe(c, desc))
 

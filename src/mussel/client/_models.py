@@ -66,6 +66,15 @@ class ExpirationRun(msgspec.Struct, frozen=True):
     examined: int = 0
     removed: int = 0
     removed_bytes: int = 0
+    """Logical bytes removed (keys and values of the versions deleted)."""
+    range_deletes: int = 0
+    """Runs of dead versions deleted with one range delete each."""
+    disk_bytes_before: int | None = None
+    """Bytes the table took on the file system at the start (None: not measured)."""
+    disk_bytes_after: int | None = None
+    """... and after the run's compaction."""
+    disk_reclaimed: int | None = None
+    """Bytes returned to the file system by the run (before - after, at least 0)."""
     throttled_steps: int = 0
     error: str | None = None
 
@@ -149,6 +158,8 @@ class TableDescription(msgspec.Struct, frozen=True):
     partitioning: Partitioning = msgspec.field(default_factory=Partitioning)
     stats: TableStats = msgspec.field(default_factory=TableStats)
     expiration: Expiration = msgspec.field(default_factory=Expiration)
+    expire_interval_s: int | None = None
+    """Seconds between scheduled expiration runs; None: the server's interval."""
 
 
 class JobProgress(msgspec.Struct, frozen=True):
@@ -224,6 +235,7 @@ class TableOut(msgspec.Struct):
     partitioning: PartitioningOut = msgspec.field(default_factory=PartitioningOut)
     stats: TableStats = msgspec.field(default_factory=TableStats)
     expiration: Expiration = msgspec.field(default_factory=Expiration)
+    expire_interval_s: int | None = None
 
     def public(self) -> TableDescription:
         p = self.partitioning
@@ -241,6 +253,7 @@ class TableOut(msgspec.Struct):
             partitioning=partitioning,
             stats=self.stats,
             expiration=self.expiration,
+            expire_interval_s=self.expire_interval_s,
         )
 
 

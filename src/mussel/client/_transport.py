@@ -579,6 +579,7 @@ def table_options(
     max_versions: int | UnsetType,
     consistency: str | UnsetType | None,
     partitioning: Partitioning | Mapping[str, Any] | UnsetType,
+    expire_interval_s: int | UnsetType | None = UNSET,
 ) -> dict[str, Any]:
     """The table options a caller gave (SPEC §1); UNSET ones stay as they are."""
     given = {
@@ -586,5 +587,6 @@ def table_options(
         "max_versions": max_versions,
         "consistency": consistency,
         "partitioning": partitioning,
+        "expire_interval_s": expire_interval_s,
     }
     return {name: value for name, value in given.items() if value is not UNSET}

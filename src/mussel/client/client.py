@@ -200,9 +200,14 @@ class Client:
         max_versions: int | UnsetType = UNSET,
         consistency: Consistency | UnsetType | None = UNSET,
         partitioning: Partitioning | Mapping[str, Any] | UnsetType = UNSET,
+        expire_interval_s: int | UnsetType | None = UNSET,
     ) -> TableDescription:
-        """Create a table, or update the options given (SPEC §1); others stay as they are."""
-        options = table_options(ttl_seconds, max_versions, consistency, partitioning)
+        """Create a table, or update the options given (SPEC §1); others stay as they are.
+        ``expire_interval_s``: seconds between scheduled expiration runs of the table
+        (None: the server's interval)."""
+        options = table_options(
+            ttl_seconds, max_versions, consistency, partitioning, expire_interval_s
+        )
         return self._call(self._api.put_table(namespace, name, options), TableReply).table.public()
 
     def table(self, namespace: str, name: str) -> TableDescription:

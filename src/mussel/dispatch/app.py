@@ -832,6 +832,7 @@ class App:
             "max_versions": t.options.max_versions,
             "consistency": t.options.consistency,
             "partitioning": partitioning,
+            "expire_interval_s": t.options.expire_interval_s,
             "stats": {"approx_cells": stats.approx_cells, "approx_bytes": stats.approx_bytes},
             "expiration": self._expiration_json(t),
         }

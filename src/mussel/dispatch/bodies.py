@@ -12,7 +12,7 @@ from typing import Annotated, Generic, Literal, TypeVar
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
-from mussel.limits import MAX_MAX_VERSIONS, TS_MAX, TS_MIN
+from mussel.limits import MAX_EXPIRE_INTERVAL_S, MAX_MAX_VERSIONS, TS_MAX, TS_MIN
 
 __all__ = [
     "BackupBody",
@@ -98,6 +98,9 @@ class TableBody(_Strict, Generic[K]):
     max_versions: Annotated[int, Meta(ge=1, le=MAX_MAX_VERSIONS)] | UnsetType = UNSET
     consistency: Literal["strong", "eventual"] | UnsetType | None = UNSET
     partitioning: PartitioningBody[K] | UnsetType = UNSET
+    expire_interval_s: Annotated[int, Meta(ge=1, le=MAX_EXPIRE_INTERVAL_S)] | UnsetType | None = (
+        UNSET
+    )
 
 
 def given(struct: msgspec.Struct) -> dict[str, object]:

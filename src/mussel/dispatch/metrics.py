@@ -358,9 +358,25 @@ class ServerMetrics:
         )
         r.gauge(
             "mussel_expire_last_run_removed_bytes",
-            "Bytes of the versions the table's last expiration run removed.",
+            "Logical bytes (keys and values) of the versions the table's last expiration"
+            " run removed.",
             labels,
             source=last("removed_bytes"),
+        )
+        r.gauge(
+            "mussel_expire_last_run_reclaimed_disk_bytes",
+            "Bytes the table's last expiration run returned to the file system, measured"
+            " (storage files before the run minus after its compaction; absent where the"
+            " backend does not measure it).",
+            labels,
+            source=last("disk_reclaimed"),
+        )
+        r.gauge(
+            "mussel_expire_last_run_range_deletes",
+            "Runs of dead versions the table's last expiration run removed with one range"
+            " delete each.",
+            labels,
+            source=last("range_deletes"),
         )
         r.gauge(
             "mussel_expire_last_run_start_timestamp_seconds",

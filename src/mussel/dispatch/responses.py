@@ -97,6 +97,10 @@ class ExpireRunOut(msgspec.Struct):
     examined: int
     removed: int
     removed_bytes: int
+    range_deletes: int
+    disk_bytes_before: int | None
+    disk_bytes_after: int | None
+    disk_reclaimed: int | None
     throttled_steps: int
     error: str | None
 
@@ -121,6 +125,7 @@ class TableOut(msgspec.Struct):
     max_versions: int
     consistency: Literal["strong", "eventual"] | None
     partitioning: PartitioningOut
+    expire_interval_s: int | None
     stats: StatsOut
     expiration: ExpirationOut
 

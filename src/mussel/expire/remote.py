@@ -26,7 +26,7 @@ from collections.abc import Callable
 import msgspec
 
 from mussel.model import Floor
-from mussel.storage.base import Backend, SweepPage
+from mussel.storage.base import RANGE_DELETE_MIN, Backend, SweepPage
 from mussel.storage.versions import Visibility
 
 __all__ = ["RemoteScanner", "ScanServer"]
@@ -48,6 +48,7 @@ class ScanRequest(msgspec.Struct, array_like=True):
     max_versions: int
     pending: list[int]
     tombstones_before_us: int | None
+    min_run: int = RANGE_DELETE_MIN
 
 
 class ScanAnswer(msgspec.Struct, array_like=True):
@@ -56,6 +57,7 @@ class ScanAnswer(msgspec.Struct, array_like=True):
     candidate_bytes: int = 0
     next_cell: tuple[bytes, bytes] | None = None
     error: str | None = None
+    runs: list[tuple[int, int]] = []
 
 
 _REQ = msgspec.msgpack.Decoder(ScanRequest)
@@ -111,9 +113,14 @@ class ScanServer(asyncio.Protocol):
                 req.max_versions,
                 pending=frozenset(req.pending),
                 tombstones_before_us=req.tombstones_before_us,
+                min_run=req.min_run,
             )
             answer = ScanAnswer(
-                page.examined, page.candidates, page.candidate_bytes, page.next_cell
+                page.examined,
+                page.candidates,
+                page.candidate_bytes,
+                page.next_cell,
+                runs=page.runs,
             )
         except Exception as exc:  # the owner falls back to scanning itself
             answer = ScanAnswer(error=f"{type(exc).__name__}: {exc}")
@@ -146,6 +153,7 @@ class RemoteScanner:
         *,
         pending: frozenset[int] = frozenset(),
         tombstones_before_us: int | None = None,
+        min_run: int = RANGE_DELETE_MIN,
     ) -> SweepPage:
         req = ScanRequest(
             table_id,
@@ -158,6 +166,7 @@ class RemoteScanner:
             max_versions,
             sorted(pending),
             tombstones_before_us,
+            min_run,
         )
         frame = msgspec.msgpack.encode(req)
         for _ in range(len(self._addresses)):
@@ -172,7 +181,11 @@ class RemoteScanner:
             if answer.error is None:
                 self.remote_scans += 1
                 return SweepPage(
-                    answer.examined, answer.candidates, answer.candidate_bytes, answer.next_cell
+                    answer.examined,
+                    answer.candidates,
+                    answer.candidate_bytes,
+                    answer.next_cell,
+                    [(i, j) for i, j in answer.runs],
                 )
             log.warning("sweep scan in follower %d failed: %s", i, answer.error)
         self.local_scans += 1
@@ -184,6 +197,7 @@ class RemoteScanner:
             max_versions,
             pending=pending,
             tombstones_before_us=tombstones_before_us,
+            min_run=min_run,
         )
 
     def _conn(self, i: int) -> socket.socket:

@@ -17,12 +17,20 @@ A *run* of one table:
    backend's metadata every ``checkpoint_s``, so after a crash the run resumes
    where it stopped (``start()`` resumes unfinished runs);
 4. **compact** each swept range, so the space returns to the file system, and
-   record the run's figures (``last_run``).
+   record the run's figures (``last_run``): the logical bytes removed, and the bytes
+   returned to the file system, measured (``Backend.disk_bytes`` before the run and
+   after its compaction).
+
+Runs of dead versions that were consecutive stored keys (a whole dead pk, the tail of
+a cell under an expired version) go as one range delete each (``SweepPage.runs``,
+``ExpireConfig.range_min``); ``sweep_delete`` checks that such a run's keys are still
+exactly the scanned ones first, so a version written meanwhile is never removed.
 
 Runs come from ``run_now`` (on demand: ``POST .../expire``, ``mussel expire``) and
-from the scheduler thread, which starts a run of each table ``interval_s`` after
-its previous one. Dropped tables' ranges are compacted (their data was removed at
-drop) and forgotten. Nothing visible is ever removed: see ``removable_versions``.
+from the scheduler thread, which starts a run of each table its interval after its
+previous one: the table's ``expire_interval_s`` option, else
+``ExpireConfig.interval_s``. Dropped tables' ranges are compacted (their data was
+removed at drop) and forgotten. Nothing visible is ever removed: see ``removable_versions``.
 The clock is the store's (injectable), so TTL is judged as reads judge it.
 
 Several workers over one shared database (distributed mode) each run the scheduler;
@@ -54,7 +62,7 @@ from mussel.engine import Store
 from mussel.errors import ConflictError, MusselError, TableNotFoundError
 from mussel.expire.budget import DeleteBudget, LatencyGuard
 from mussel.model import TableInfo
-from mussel.storage.base import SweepPage
+from mussel.storage.base import RANGE_DELETE_MIN, SweepPage
 from mussel.storage.versions import Visibility
 
 __all__ = ["ExpireConfig", "ExpirationService", "RunStats"]
@@ -66,13 +74,16 @@ log = logging.getLogger("mussel.expire")
 class ExpireConfig:
     interval_s: float | None = 3600.0
     """Time from the end of a table's run (or its creation) to its next scheduled run
-    (None: on demand only)."""
+    (None: on demand only), for tables without their own ``expire_interval_s``
+    option (which wins)."""
     workers: int = 2
     """Subtasks of one run swept at once (threads)."""
     subtask_bytes: int = 64 << 20
     """A run splits each table into range subtasks of about this many stored bytes."""
-    step_versions: int = 500
+    step_versions: int = 200
     """Stored versions per step (small steps keep each GIL hold short for reads)."""
+    range_min: int = RANGE_DELETE_MIN
+    """Runs of at least this many consecutive dead versions go as one range delete."""
     deletes_per_s: float | None = None
     """The global budget of deletes per second (None: no limit)."""
     tombstone_grace_s: float = 86400.0
@@ -109,6 +120,17 @@ class RunStats(msgspec.Struct):
     examined: int = 0
     removed: int = 0
     removed_bytes: int = 0
+    """Logical bytes removed: keys and values of the versions deleted."""
+    range_deletes: int = 0
+    """Runs of dead versions deleted with one range delete each."""
+    disk_bytes_before: int | None = None
+    """Bytes the table took on the file system when the run started
+    (``Backend.disk_bytes``; None: not measured by this backend)."""
+    disk_bytes_after: int | None = None
+    """... and after the run's compaction."""
+    disk_reclaimed: int | None = None
+    """Bytes returned to the file system: before - after (0 if it grew: writes
+    during the run count against it)."""
     throttled_steps: int = 0
     error: str | None = None
 
@@ -247,15 +269,24 @@ class ExpirationService:
         raw = self.store.backend.meta_get(_last_key(table_id))
         return None if raw is None else _LAST.decode(raw)
 
+    def interval_s(self, info: TableInfo) -> float | None:
+        """The table's schedule: its ``expire_interval_s`` option, else the server's
+        ``interval_s`` (None: on demand only)."""
+        own = info.options.expire_interval_s
+        return float(own) if own is not None else self.config.interval_s
+
     def next_run_us(self, table_id: int, last: RunStats | None = None) -> int | None:
-        if self.config.interval_s is None:
+        """When the scheduler starts the table's next run: its interval after the end
+        of its last run (or after its creation); None if it runs on demand only."""
+        info = self.store.catalog.table_by_id(table_id)
+        interval = None if info is None else self.interval_s(info)
+        if info is None or interval is None:
             return None
         last = last if last is not None else self.last_run(table_id)
-        interval_us = int(self.config.interval_s * 1_000_000)
+        interval_us = int(interval * 1_000_000)
         if last is not None and last.ended_us is not None:
             return last.ended_us + interval_us
-        info = self.store.catalog.table_by_id(table_id)
-        return None if info is None else info.created_us + interval_us
+        return info.created_us + interval_us
 
     def run(self, namespace: str, table: str, reason: str = "on_demand") -> RunStats:
         """Run a sweep of the table now, in this thread; return its figures."""
@@ -354,10 +385,10 @@ class ExpirationService:
         return info
 
     def _schedule(self) -> None:
-        if self.config.interval_s is None:
-            return
         now = self.store.clock.now_us()
         for info in self.store.catalog.all_tables():
+            if self.interval_s(info) is None:
+                continue
             due = self.next_run_us(info.id)
             if due is not None and due <= now:
                 with self._lock:
@@ -402,14 +433,17 @@ class ExpirationService:
             state = _RUN.decode(raw)
             state.stats.reason = "resumed"
         else:
+            started_us = self.store.clock.now_us()
+            disk_before = backend.disk_bytes(info.id)
             subtasks = self._plan(info)
             stats = RunStats(
                 info.id,
                 info.namespace,
                 info.name,
-                self.store.clock.now_us(),
+                started_us,
                 reason=reason,
                 subtasks=len(subtasks),
+                disk_bytes_before=disk_before,
             )
             state = _RunState(stats, subtasks)
         stats = state.stats
@@ -449,14 +483,16 @@ class ExpirationService:
                     self.config.step_versions,
                     pending=_pending(current),
                     tombstones_before_us=grace,
+                    min_run=self.config.range_min,
                 )
                 self.budget.take(len(page.candidates), self._stop)
                 with self.store.catalog.apply_lock:
-                    removed, nbytes = backend.sweep_delete(info.id, page.candidates)
+                    deleted = backend.sweep_delete(info.id, page.candidates, page.runs)
                 with progress:
                     stats.examined += page.examined
-                    stats.removed += removed
-                    stats.removed_bytes += nbytes
+                    stats.removed += deleted.versions
+                    stats.removed_bytes += deleted.nbytes
+                    stats.range_deletes += deleted.ranges
                     sub.next_cell = page.next_cell
                     sub.done = page.next_cell is None
                     checkpoint()
@@ -474,6 +510,9 @@ class ExpirationService:
                 return stats  # resumes at the next start
             for sub in state.subtasks:
                 backend.compact(info.id, sub.pk_start, sub.pk_end)
+            stats.disk_bytes_after = backend.disk_bytes(info.id)
+            if stats.disk_bytes_before is not None and stats.disk_bytes_after is not None:
+                stats.disk_reclaimed = max(0, stats.disk_bytes_before - stats.disk_bytes_after)
             stats.state = "done"
         except MusselError as exc:
             stats.state = "failed"
@@ -489,12 +528,15 @@ class ExpirationService:
             with self._lock:
                 self._running.pop(info.id, None)
         log.info(
-            "expiration of %s %s: %d versions examined, %d removed (%d bytes)",
+            "expiration of %s %s: %d versions examined, %d removed (%d bytes; %d range"
+            " deletes); %s bytes returned to the file system",
             info.qualified,
             stats.state,
             stats.examined,
             stats.removed,
             stats.removed_bytes,
+            stats.range_deletes,
+            "unmeasured" if stats.disk_reclaimed is None else stats.disk_reclaimed,
         )
         return stats
 

@@ -49,12 +49,14 @@ from mussel.storage.versions import ReadFilter, Visibility
 
 __all__ = [
     "ArrowBulkIngest",
+    "RANGE_DELETE_MIN",
     "Backend",
     "BulkIngest",
     "IngestCounts",
     "RowQuery",
     "ScanQuery",
     "SkRange",
+    "SweepDeleted",
     "SweepPage",
     "TableStats",
 ]
@@ -115,6 +117,11 @@ class TableStats:
     approx_bytes: int = 0
 
 
+RANGE_DELETE_MIN = 32
+"""Shortest run of dead versions a sweep deletes with one range delete (shorter runs
+go key by key: each range tombstone costs reads a little until compaction)."""
+
+
 @dataclass(frozen=True, slots=True)
 class SweepPage:
     """What one step of an expiration sweep found (``Backend.sweep_scan``).
@@ -122,12 +129,25 @@ class SweepPage:
     ``candidates`` are (key, token) pairs, opaque to callers: give them to
     ``sweep_delete`` of a backend holding the same data (the primary the scanned
     view follows). ``next_cell`` is the (pk, sk) to continue from, None at the end.
+    ``runs`` are (i, j) spans of ``candidates``: ``candidates[i:j]`` were consecutive
+    stored keys when scanned (nothing kept between them), ascending, disjoint.
     """
 
     examined: int
     candidates: list[tuple[bytes, bytes]]
     candidate_bytes: int
     next_cell: tuple[bytes, bytes] | None
+    runs: list[tuple[int, int]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class SweepDeleted:
+    """What one ``sweep_delete`` removed: versions, their stored bytes, and how many
+    runs went as one range delete each."""
+
+    versions: int = 0
+    nbytes: int = 0
+    ranges: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,21 +282,30 @@ class Backend(Protocol):
         *,
         pending: frozenset[int] = frozenset(),
         tombstones_before_us: int | None = None,
+        min_run: int = RANGE_DELETE_MIN,
     ) -> SweepPage:
         """Examine cells from ``start`` (pk, sk; None: the table's first) up to pk
         ``pk_end`` (exclusive; None: the table's end), about ``max_versions`` stored
-        versions (whole cells), and list what ``removable_versions`` says may go.
+        versions (whole cells), and list what ``removable_versions`` says may go, with
+        the runs of at least ``min_run`` of them (``storage.sweep.SweepCollector``).
         Reads only: a read-only view may run it."""
         ...
 
     def sweep_delete(
-        self, table_id: int, candidates: Sequence[tuple[bytes, bytes]]
-    ) -> tuple[int, int]:
+        self,
+        table_id: int,
+        candidates: Sequence[tuple[bytes, bytes]],
+        runs: Sequence[tuple[int, int]] = (),
+    ) -> SweepDeleted:
         """Delete the candidates still stored as they were when scanned (a version
-        replaced since, by a write with the same ts, stays). The deletes are durable
-        once the next ``meta_write`` returns (a sweep's checkpoint never outlives its
-        deletes). Returns (versions, bytes) removed. The caller keeps applies out
-        meanwhile (``apply_lock``)."""
+        replaced since, by a write with the same ts, stays; a version written since
+        is never removed). A run of ``runs`` (a page's ``runs``) whose keys are still
+        exactly the scanned ones, with the same tokens and no other key between them,
+        goes as one range delete (RocksDB: a range tombstone; SQL: one statement over
+        the key range); otherwise its candidates go one by one, by the same rule. The
+        versions removed are the same either way. The deletes are durable once the
+        next ``meta_write`` returns (a sweep's checkpoint never outlives its deletes).
+        The caller keeps applies out meanwhile (``apply_lock``)."""
         ...
 
     def split_points(self, table_id: int, target_bytes: int) -> list[bytes]:
@@ -287,6 +316,15 @@ class Backend(Protocol):
     def compact(self, table_id: int, pk_start: bytes | None, pk_end: bytes | None) -> None:
         """Compact the table's pk range (all of it for None, None; a dropped table's
         too) so deleted versions give their space back to the file system."""
+        ...
+
+    def disk_bytes(self, table_id: int) -> int | None:
+        """Bytes the table's stored versions take on the file system now, measured
+        (not the logical counters of ``table_stats``); None where nothing is on disk
+        (``MemoryBackend``). RocksDB: the live SST files holding any of the table's
+        keys, after flushing the memtable. SQL: the cells relation with its indexes
+        and TOAST (shared by every table; PostgreSQL keeps deleted rows' space for
+        reuse and returns it to the file system only on ``VACUUM FULL``)."""
         ...
 
     def meta_get(self, key: bytes) -> bytes | None: ...

@@ -14,7 +14,17 @@ from pathlib import Path
 from mussel.codec.keys import data_key, decode_cell_key, decode_data_key
 from mussel.errors import ConflictError, FencedError
 from mussel.model import OP_DELETE, Cell, Mutation, ScanCell
-from mussel.storage.base import IngestCounts, RowQuery, ScanQuery, SkRange, SweepPage, TableStats
+from mussel.storage.base import (
+    RANGE_DELETE_MIN,
+    IngestCounts,
+    RowQuery,
+    ScanQuery,
+    SkRange,
+    SweepDeleted,
+    SweepPage,
+    TableStats,
+)
+from mussel.storage.sweep import SweepCollector
 from mussel.storage.versions import ReadFilter, Visibility, page_versions, removable_versions
 
 __all__ = ["MemoryBackend"]
@@ -152,6 +162,7 @@ class MemoryBackend:
         *,
         pending: frozenset[int] = frozenset(),
         tombstones_before_us: int | None = None,
+        min_run: int = RANGE_DELETE_MIN,
     ) -> SweepPage:
         with self._lock:
             table = self._tables.get(table_id, {})
@@ -162,13 +173,11 @@ class MemoryBackend:
                 for sk in row
                 if start is None or (pk, sk) >= start
             )
-            examined = nbytes = 0
-            candidates: list[tuple[bytes, bytes]] = []
+            out = SweepCollector(min_run)
             for n, (pk, sk) in enumerate(cells):
-                if examined >= max_versions:
-                    return SweepPage(examined, candidates, nbytes, cells[n])
+                if out.examined >= max_versions:
+                    return out.page(cells[n])
                 stored = self._stored(table[pk][sk])
-                examined += len(stored)
                 gone = removable_versions(
                     [(ts, tomb, epoch) for ts, tomb, epoch, _ in stored],
                     vis,
@@ -176,22 +185,47 @@ class MemoryBackend:
                     tombstones_before_us=tombstones_before_us,
                 )
                 for (ts, tomb, epoch, value), g in zip(stored, gone, strict=True):
-                    if g:
-                        candidates.append((data_key(table_id, pk, sk, ts), _token(tomb, epoch)))
-                        nbytes += len(pk) + len(sk) + 8 + len(value)
-            return SweepPage(examined, candidates, nbytes, None)
+                    out.add(
+                        data_key(table_id, pk, sk, ts),
+                        _token(tomb, epoch),
+                        len(pk) + len(sk) + 8 + len(value),
+                        g,
+                    )
+            return out.page(None)
+
+    def _keys_between(self, table_id: int, lo: bytes, hi: bytes) -> list[tuple[bytes, bytes]]:
+        """(key, token) of every stored version with lo <= key <= hi, in key order."""
+        table = self._tables.get(table_id, {})
+        return sorted(
+            (key, _token(tomb, epoch))
+            for pk, row in table.items()
+            for sk, versions in row.items()
+            for ts, (tomb, epoch, _) in versions.items()
+            if lo <= (key := data_key(table_id, pk, sk, ts)) <= hi
+        )
 
     def sweep_delete(
-        self, table_id: int, candidates: Sequence[tuple[bytes, bytes]]
-    ) -> tuple[int, int]:
-        removed = nbytes = 0
+        self,
+        table_id: int,
+        candidates: Sequence[tuple[bytes, bytes]],
+        runs: Sequence[tuple[int, int]] = (),
+    ) -> SweepDeleted:
+        """A run goes whole when the versions between its first and last key are still
+        exactly its candidates (the reference for the range deletes of the others)."""
+        removed = nbytes = ranges = 0
         with self._lock:
             table = self._tables.get(table_id, {})
-            for key, token in candidates:
+            whole: set[int] = set()
+            for i, j in runs:
+                run = list(candidates[i:j])
+                if run and self._keys_between(table_id, run[0][0], run[-1][0]) == run:
+                    whole.update(range(i, j))
+                    ranges += 1
+            for n, (key, token) in enumerate(candidates):
                 _, pk, sk, ts = decode_data_key(key)
                 versions = table.get(pk, {}).get(sk, {})
                 current = versions.get(ts)
-                if current is not None and _token(current[0], current[1]) == token:
+                if current is not None and (n in whole or _token(current[0], current[1]) == token):
                     del versions[ts]
                     removed += 1
                     nbytes += len(pk) + len(sk) + 8 + len(current[2])
@@ -199,7 +233,7 @@ class MemoryBackend:
                         del table[pk][sk]
                         if not table[pk]:
                             del table[pk]
-        return removed, nbytes
+        return SweepDeleted(removed, nbytes, ranges)
 
     def split_points(self, table_id: int, target_bytes: int) -> list[bytes]:
         with self._lock:
@@ -208,6 +242,9 @@ class MemoryBackend:
 
     def compact(self, table_id: int, pk_start: bytes | None, pk_end: bytes | None) -> None:
         return None
+
+    def disk_bytes(self, table_id: int) -> int | None:
+        return None  # nothing on disk
 
     # -- metadata -------------------------------------------------------------
 

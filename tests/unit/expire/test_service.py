@@ -13,11 +13,15 @@ from mussel.catalog.catalog import DROPPED_PREFIX
 from mussel.clock import ManualClock
 from mussel.engine import Store, StoreConfig
 from mussel.expire import ExpirationService, ExpireConfig, LatencyGuard
+from mussel.expire.service import RunStats
 from mussel.model import Delete, Put
+from mussel.storage.base import SweepDeleted
 from mussel.storage.rocksdb import RocksConfig
 
 SMALL = StoreConfig(partitions=2, rocks=RocksConfig(block_cache_bytes=8 << 20))
-FAST = ExpireConfig(interval_s=None, workers=2, subtask_bytes=16 << 10, step_versions=37)
+FAST = ExpireConfig(
+    interval_s=None, workers=2, subtask_bytes=16 << 10, step_versions=37, range_min=2
+)
 
 
 @pytest.fixture
@@ -49,6 +53,7 @@ def test_random_histories_read_the_same_before_and_after_every_sweep(
     rng = random.Random(11)
     store.put_table("ns", "t", {"max_versions": 3, "ttl_seconds": 50})
     svc = ExpirationService(store, FAST)
+    ranges = removed = 0
     try:
         for step in range(60):
             records: list[Put | Delete] = []
@@ -72,8 +77,12 @@ def test_random_histories_read_the_same_before_and_after_every_sweep(
                 stats = svc.run("ns", "t")
                 assert stats.state == "done"
                 assert everything(store, "t") == before
+                ranges += stats.range_deletes
+                removed += stats.removed
         stats = svc.run("ns", "t")
         assert stats.examined > 0 and stats.subtasks >= 1
+        # both ways of deleting were exercised: runs as range deletes, and single keys
+        assert ranges > 0 and removed > 2 * ranges
     finally:
         svc.stop()
 
@@ -168,11 +177,11 @@ def test_an_interrupted_run_resumes_where_it_stopped(store: Store, clock: Manual
     calls = {"n": 0}
     real = store.backend.sweep_delete
 
-    def stopping(table_id: int, candidates: list) -> tuple[int, int]:  # type: ignore[type-arg]
+    def stopping(table_id: int, candidates: list, runs: list) -> SweepDeleted:  # type: ignore[type-arg]
         calls["n"] += 1
         if calls["n"] == 3:
             svc._stop.set()
-        return real(table_id, candidates)
+        return real(table_id, candidates, runs)
 
     store.backend.sweep_delete = stopping  # type: ignore[method-assign]
     first = svc.run("ns", "t")
@@ -213,3 +222,87 @@ def test_the_delete_budget_holds_deletes_to_its_rate() -> None:
     started = time.monotonic()
     unlimited.take(10**9)
     assert time.monotonic() - started < 0.5
+
+
+def test_each_table_runs_on_its_own_interval(store: Store, clock: ManualClock) -> None:
+    store.put_table("ns", "fast", {"ttl_seconds": 10, "expire_interval_s": 20})
+    store.put_table("ns", "slow", {"ttl_seconds": 10})  # the server's interval: 300 s
+    store.put_table("ns", "manual", {"ttl_seconds": 10})
+    fast, slow = store.table_info("ns", "fast"), store.table_info("ns", "slow")
+    created = fast.created_us
+    svc = ExpirationService(store, ExpireConfig(interval_s=300, poll_s=0.02))
+    assert svc.next_run_us(fast.id) == created + 20_000_000
+    assert svc.next_run_us(slow.id) == slow.created_us + 300_000_000
+
+    def write_old(table: str) -> None:
+        old = clock.now_us() - 60_000_000
+        store.write("ns", table, [Put("a", "s", "old", ts=old)], ack="applied")
+
+    def wait_for(table_id: int) -> RunStats:
+        """The table's next run, started at the current (manual) time."""
+        since = clock.now_us()
+        deadline = time.monotonic() + 20
+        while True:
+            last = svc.last_run(table_id)
+            if last is not None and last.started_us >= since:
+                return last
+            assert time.monotonic() < deadline, "the scheduler did not run"
+            time.sleep(0.02)
+
+    write_old("fast")
+    write_old("slow")
+    svc.start()
+    try:
+        time.sleep(0.2)  # several polls: nothing is due yet
+        assert svc.last_run(fast.id) is None and svc.last_run(slow.id) is None
+        clock.advance(21)
+        first = wait_for(fast.id)
+        assert first.reason == "scheduled" and first.removed == 1 and first.ended_us
+        assert svc.next_run_us(fast.id) == first.ended_us + 20_000_000
+        assert svc.last_run(slow.id) is None  # its 300 s are not over
+        write_old("fast")
+        clock.advance(21)
+        second = wait_for(fast.id)
+        assert second.removed == 1 and second.started_us == first.started_us + 21_000_000
+        assert svc.last_run(slow.id) is None
+        # a table's own interval changed: the next run follows it at once
+        store.put_table("ns", "slow", {"expire_interval_s": 30})
+        assert svc.next_run_us(slow.id) == slow.created_us + 30_000_000
+        assert wait_for(slow.id).removed == 1  # 42 s after its creation: overdue
+    finally:
+        svc.stop()
+    # on demand only on the server: a table with its own interval is still scheduled
+    svc = ExpirationService(store, ExpireConfig(interval_s=None))
+    manual = store.table_info("ns", "manual")
+    assert svc.next_run_us(manual.id) is None
+    last_fast = svc.last_run(fast.id)
+    assert last_fast is not None and last_fast.ended_us is not None
+    assert svc.next_run_us(fast.id) == last_fast.ended_us + 20_000_000
+    svc.stop()
+
+
+def test_a_run_measures_the_bytes_returned_to_the_file_system(
+    store: Store, clock: ManualClock
+) -> None:
+    store.put_table("ns", "t", {"ttl_seconds": 100})
+    now = clock.now_us()
+    rng = random.Random(5)
+    records = [
+        Put(f"k{i:05d}", "s", rng.randbytes(400), ts=now - (200 if i % 2 else 1) * 1_000_000)
+        for i in range(6000)
+    ]  # every other pk expired: no runs, single deletes
+    records += [
+        Put(f"z{i:05d}", "s", rng.randbytes(400), ts=now - 500_000_000) for i in range(3000)
+    ]  # a dead block: range deletes
+    store.write("ns", "t", records, ack="applied")
+    svc = ExpirationService(store, ExpireConfig(interval_s=None))
+    try:
+        stats = svc.run("ns", "t")
+    finally:
+        svc.stop()
+    assert stats.removed == 6000 and stats.range_deletes >= 1
+    assert stats.disk_bytes_before is not None and stats.disk_bytes_after is not None
+    assert stats.disk_reclaimed == stats.disk_bytes_before - stats.disk_bytes_after
+    # incompressible values: what left the disk is close to what was removed
+    assert stats.disk_reclaimed >= 0.8 * stats.removed_bytes
+    assert stats.disk_bytes_after < 0.6 * stats.disk_bytes_before

@@ -8,6 +8,7 @@ from mussel.storage.versions import (
     ReadFilter,
     Visibility,
     removable_versions,
+    single_version_rule,
     visible_versions,
 )
 from tests.unit.storage.model_history import ModelTable, W
@@ -231,3 +232,31 @@ def test_removable_examples() -> None:
         True,
         False,
     ]
+
+
+@settings(max_examples=1000)
+@given(
+    st.tuples(st.integers(0, 12), st.booleans(), st.integers(0, 4)),
+    st.integers(1, 3),
+    st.one_of(st.none(), st.integers(1, 8)),
+    st.integers(0, 20),
+    st.lists(st.tuples(st.integers(0, 12), st.integers(1, 4)), max_size=2),
+    st.frozensets(st.integers(0, 4), max_size=2),
+    st.frozensets(st.integers(0, 4), max_size=2),
+    st.one_of(st.none(), st.integers(0, 20)),
+)
+def test_the_single_version_rule_is_removable_versions_of_one_version(
+    version: tuple[int, bool, int],
+    max_versions: int,
+    ttl: int | None,
+    now: int,
+    floors: list,
+    hidden: frozenset[int],
+    pending: frozenset[int],
+    grace: int | None,
+) -> None:
+    base = _vis(max_versions, ttl, now, floors)
+    vis = Visibility(base.max_versions, base.expired_before_us, base.floors, hidden | pending)
+    rule = single_version_rule(vis, pending=pending, tombstones_before_us=grace)
+    expected = removable_versions([version], vis, pending=pending, tombstones_before_us=grace)
+    assert rule(*version) == expected[0]

@@ -56,7 +56,15 @@ from mussel.codec.keys import (
 )
 from mussel.errors import ConflictError, FencedError, InvalidRequestError
 from mussel.model import OP_DELETE, OP_PUT, Cell, Mutation, ScanCell
-from mussel.storage.base import RowQuery, ScanQuery, SkRange, SweepPage, TableStats
+from mussel.storage.base import (
+    RANGE_DELETE_MIN,
+    RowQuery,
+    ScanQuery,
+    SkRange,
+    SweepDeleted,
+    SweepPage,
+    TableStats,
+)
 from mussel.storage.rocksdb.errors import map_backend_errors
 from mussel.storage.rocksdb.ingest import RocksIngest
 from mussel.storage.rocksdb.layout import (
@@ -73,6 +81,7 @@ from mussel.storage.versions import (
     Visibility,
     page_versions,
     removable_versions,
+    single_version_rule,
     visible_versions,
 )
 
@@ -179,6 +188,10 @@ class RocksBackend:
         self._meta_lock = threading.Lock()
         self._headers: dict[tuple[int, int], bytes] = {}
         self._prefixes: dict[int, bytes] = {}
+        # Range deletes of sweeps not yet flushed (see ``get_latest``): the generation
+        # of the last one written, and the last one known to be in SST files.
+        self._range_gen = 0
+        self._flushed_gen = 0
         self._stats: dict[int, tuple[int, int]] = {}
         self._positions: dict[int, int] = {}
         self._builders: SstBuilders | None = None
@@ -298,7 +311,12 @@ class RocksBackend:
     def sync(self) -> None:
         """Flush the memtable: everything applied so far is on disk, in SST files."""
         with map_backend_errors("flush"):
-            self._db.flush(True)
+            self._flush()
+
+    def _flush(self) -> None:
+        gen = self._range_gen  # range deletes written before the flush are in SSTs after
+        self._db.flush(True)
+        self._flushed_gen = max(self._flushed_gen, gen)
 
     def drop_table_data(self, table_id: int) -> None:
         tp = table_prefix(table_id)
@@ -352,6 +370,18 @@ class RocksBackend:
             if k is None or not k.startswith(cp):
                 return None
             v: bytes = it.value()
+            if self._range_gen != self._flushed_gen and self._db.get(k) is None:
+                # a version a sweep's range delete removed, still in the memtable,
+                # where the tailing iterator does not see range deletes: read again
+                # with an ordinary iterator, which does
+                it = self._db.iter(self._ro)
+                it.seek(cp)
+                if not it.valid():
+                    return None
+                k = it.key()
+                if not k.startswith(cp):
+                    return None
+                v = it.value()
         except Exception as exc:
             with map_backend_errors("read"):
                 raise exc
@@ -368,10 +398,11 @@ class RocksBackend:
         A tailing iterator sees every write made before each ``seek`` (it rebuilds
         itself when memtables or files change), and reusing it saves creating and
         destroying an iterator per read: ~1.5x the point-read rate (measured). Two
-        limits, both fine here: it ignores range deletions still in a memtable, and
-        Mussel deletes ranges only for dropped tables, whose ids are never read again;
-        and it cannot go backwards, which a point read never does. Row and scan reads
-        use ordinary iterators, for their snapshot.
+        limits, both handled: it ignores range deletions still in a memtable (Mussel
+        deletes ranges for dropped tables, whose ids are never read again, and for runs
+        of dead versions in expiration sweeps, which ``get_latest`` checks until the
+        next flush); and it cannot go backwards, which a point read never does.
+        Row and scan reads use ordinary iterators, for their snapshot.
         """
         it = self._db.iter(self._ro_point)
         with self._iters_lock:
@@ -538,18 +569,29 @@ class RocksBackend:
         *,
         pending: frozenset[int] = frozenset(),
         tombstones_before_us: int | None = None,
+        min_run: int = RANGE_DELETE_MIN,
     ) -> SweepPage:
+        """The hot loop of a sweep, written for speed (one ``items`` iterator bounded
+        by ``pk_end``; cells with one version, the usual case, decided by
+        ``single_version_rule``; runs kept inline, as ``SweepCollector`` would)."""
         tp = table_prefix(table_id)
         first = tp if start is None else tp + escape(start[0]) + TERM + sk_part(start[1])
         end = self._pk_bound(table_id, pk_end)
-        examined = nbytes = 0
+        one = single_version_rule(vis, pending=pending, tombstones_before_us=tombstones_before_us)
+        min_run = max(1, min_run)
         candidates: list[tuple[bytes, bytes]] = []
+        add = candidates.append
+        runs: list[tuple[int, int]] = []
+        run_start = nbytes = examined = 0
         next_cell: tuple[bytes, bytes] | None = None
+        tomb = KIND_TOMBSTONE
+        bias = _TS_BIAS
 
-        def decide(versions: list[tuple[bytes, bytes, int]]) -> None:
-            nonlocal nbytes
+        def many(versions: list[tuple[bytes, bytes, int]]) -> None:
+            """A cell of several versions: the general rule."""
+            nonlocal nbytes, run_start
             stored = [
-                (decode_ts(k[-8:]), h[0] == KIND_TOMBSTONE, int.from_bytes(h[1:5], "big"))
+                (bias - int.from_bytes(k[-8:], "big"), h[0] == tomb, int.from_bytes(h[1:5], "big"))
                 for k, h, _ in versions
             ]
             gone = removable_versions(
@@ -557,49 +599,109 @@ class RocksBackend:
             )
             for (k, h, size), g in zip(versions, gone, strict=True):
                 if g:
-                    candidates.append((k, h))
+                    add((k, h))
                     nbytes += size
+                else:
+                    if len(candidates) - run_start >= min_run:
+                        runs.append((run_start, len(candidates)))
+                    run_start = len(candidates)
 
+        ro = ReadOptions()
+        if end is not None:
+            ro.set_iterate_upper_bound(end)
         with map_backend_errors("sweep"):
-            it: Any = self._iter_from(first)
             cell: bytes | None = None
             versions: list[tuple[bytes, bytes, int]] = []  # (key, header, bytes)
-            while it.valid():
-                k: bytes = it.key()
-                if end is not None and k >= end:
-                    break
+            items: Iterator[tuple[bytes, bytes]] = self._db.items(from_key=first, read_opt=ro)  # type: ignore[assignment]  # raw mode: bytes
+            for k, v in items:
                 body = k[:-8]
                 if body != cell:
-                    if versions:
-                        decide(versions)
-                        if examined >= max_versions:
-                            _, pk, sk, _ = decode_data_key(k)
-                            next_cell = (pk, sk)
-                            versions = []
-                            break
+                    if len(versions) == 1:
+                        k1, h1, size1 = versions[0]
+                        ts = bias - int.from_bytes(k1[-8:], "big")
+                        if one(ts, h1[0] == tomb, int.from_bytes(h1[1:5], "big")):
+                            add((k1, h1))
+                            nbytes += size1
+                        else:
+                            if len(candidates) - run_start >= min_run:
+                                runs.append((run_start, len(candidates)))
+                            run_start = len(candidates)
+                    elif versions:
+                        many(versions)
+                    if versions and examined >= max_versions:
+                        _, pk, sk, _ = decode_data_key(k)
+                        next_cell = (pk, sk)
+                        versions = []
+                        break
                     cell, versions = body, []
-                v: bytes = it.value()
                 versions.append((k, v[:5], len(k) + len(v)))
                 examined += 1
-                it.next()
             if versions:
-                decide(versions)
-        return SweepPage(examined, candidates, nbytes, next_cell)
+                many(versions)
+        if len(candidates) - run_start >= min_run:
+            runs.append((run_start, len(candidates)))
+        return SweepPage(examined, candidates, nbytes, next_cell, runs)
+
+    def _unchanged_run(self, run: Sequence[tuple[bytes, bytes]]) -> int | None:
+        """The stored bytes of the run if its keys are still exactly the scanned ones
+        (same tokens, no other key between them), else None."""
+        ro = ReadOptions()
+        ro.set_iterate_upper_bound(run[-1][0] + b"\x00")
+        nbytes = 0
+        n = 0
+        items: Iterator[tuple[bytes, bytes]] = self._db.items(from_key=run[0][0], read_opt=ro)  # type: ignore[assignment]  # raw mode: bytes
+        for (k, v), (key, token) in zip(items, run, strict=False):
+            if k != key or v[:5] != token:
+                return None
+            nbytes += len(k) + len(v)
+            n += 1
+        return nbytes if n == len(run) else None
 
     def sweep_delete(
-        self, table_id: int, candidates: Sequence[tuple[bytes, bytes]]
-    ) -> tuple[int, int]:
+        self,
+        table_id: int,
+        candidates: Sequence[tuple[bytes, bytes]],
+        runs: Sequence[tuple[int, int]] = (),
+    ) -> SweepDeleted:
+        """Runs are checked by one iterator over their span (under the caller's apply
+        lock nothing is written meanwhile) and go as one RocksDB range tombstone
+        ``[first key, last key + 0x00)``: exactly the run's keys. The other candidates
+        are checked with one multi-get and deleted one by one.
+
+        Point reads use a tailing iterator, which does not see range tombstones still
+        in the memtable (see ``_point_iter``): until the next flush (``sync``, the
+        replayer's every few seconds, or the run's compaction) ``get_latest`` checks
+        the version it finds with a point get, which does, and reads again with an
+        ordinary iterator if it was range-deleted."""
         if not candidates:
-            return 0, 0
+            return SweepDeleted()
         with map_backend_errors("sweep delete"):
-            current: list[bytes | None] = self._db.get([k for k, _ in candidates])  # type: ignore[assignment]
             wb = WriteBatch(raw_mode=True)
-            removed = nbytes = 0
-            for (key, token), value in zip(candidates, current, strict=True):
-                if value is not None and value[:5] == token:
-                    wb.delete(key)
-                    removed += 1
-                    nbytes += len(key) + len(value)
+            removed = nbytes = ranges = 0
+            single: list[tuple[bytes, bytes]] = []
+            at = 0
+            for i, j in runs:
+                single.extend(candidates[at:i])
+                at = j
+                run = candidates[i:j]
+                size = self._unchanged_run(run) if run else None
+                if size is None:
+                    single.extend(run)
+                    continue
+                wb.delete_range(run[0][0], run[-1][0] + b"\x00")
+                removed += len(run)
+                nbytes += size
+                ranges += 1
+            single.extend(candidates[at:])
+            if single:
+                current: list[bytes | None] = self._db.get([k for k, _ in single])  # type: ignore[assignment]
+                for (key, token), value in zip(single, current, strict=True):
+                    if value is not None and value[:5] == token:
+                        wb.delete(key)
+                        removed += 1
+                        nbytes += len(key) + len(value)
+            if ranges:
+                self._range_gen += 1  # before the write: reads check from now on
             if removed:
                 n, b = self._stats.get(table_id, (0, 0))
                 stats = (max(0, n - removed), max(0, b - nbytes))
@@ -608,7 +710,7 @@ class RocksBackend:
                 # a synced write, which must not outlive the deletes it counts.
                 self._db.write(wb, self._wo_wal)
                 self._stats[table_id] = stats
-        return removed, nbytes
+        return SweepDeleted(removed, nbytes, ranges)
 
     def split_points(self, table_id: int, target_bytes: int) -> list[bytes]:
         tp = table_prefix(table_id)
@@ -639,7 +741,25 @@ class RocksBackend:
         tp = table_prefix(table_id)
         lo = tp if pk_start is None else tp + escape(pk_start)
         with map_backend_errors("compact"):
+            self._flush()
             self._db.compact_range(lo, self._pk_bound(table_id, pk_end))
+
+    def disk_bytes(self, table_id: int) -> int | None:
+        """The sizes of the live SST files holding any of the table's keys, after a
+        flush of the memtable (so every applied version is in a file). A file that
+        also holds other tables' keys counts whole: an upper bound, exact for a table
+        alone in its files (compaction cuts files at table boundaries only by chance)."""
+        if self.secondary:
+            return None
+        tp = table_prefix(table_id)
+        end = prefix_end(tp)
+        assert end is not None
+        with map_backend_errors("live files"):
+            self._flush()
+            files = self._db.live_files()
+        return sum(
+            int(f["size"]) for f in files if not (f["end_key"] < tp or f["start_key"] >= end)
+        )
 
     def table_stats(self, table_id: int) -> TableStats:
         n, nbytes = self._stats.get(table_id, (0, 0))

@@ -47,7 +47,15 @@ import psycopg_pool
 from mussel.codec.keys import data_key, decode_data_key, prefix_end
 from mussel.errors import ConflictError, CorruptionError, FencedError
 from mussel.model import OP_DELETE, Cell, Mutation, ScanCell
-from mussel.storage.base import RowQuery, ScanQuery, SkRange, SweepPage, TableStats
+from mussel.storage.base import (
+    RANGE_DELETE_MIN,
+    RowQuery,
+    ScanQuery,
+    SkRange,
+    SweepDeleted,
+    SweepPage,
+    TableStats,
+)
 from mussel.storage.sql.dialect import (
     CELLS,
     Dialect,
@@ -59,6 +67,7 @@ from mussel.storage.sql.errors import is_retryable, map_sql_errors
 from mussel.storage.sql.ingest import SqlIngest
 from mussel.storage.sql.jobs import JOB_TABLES_DDL
 from mussel.storage.sql.partitions import PARTITIONS_DDL, Partitions
+from mussel.storage.sweep import SweepCollector
 from mussel.storage.versions import (
     ReadFilter,
     Visibility,
@@ -98,6 +107,15 @@ def _chunked(batch: Sequence[Mutation]) -> Iterator[Sequence[Mutation]]:
             start, size = i + 1, 0
     if start < len(batch):
         yield batch[start:]
+
+
+def _sweep_token(tomb: bool, epoch: int, md5_hex: str) -> bytes:
+    """A candidate's token: (tombstone, epoch, md5 of the value)."""
+    return bytes((int(tomb),)) + epoch.to_bytes(4, "big") + bytes.fromhex(md5_hex)
+
+
+class _RunChanged(Exception):
+    """A run's range delete did not find exactly the run: undo it."""
 
 
 class _NeedMore(Exception):
@@ -738,6 +756,7 @@ class SqlBackend:
         *,
         pending: frozenset[int] = frozenset(),
         tombstones_before_us: int | None = None,
+        min_run: int = RANGE_DELETE_MIN,
     ) -> SweepPage:
         """Candidates' tokens are (tombstone, epoch, md5 of the value): ``sweep_delete``
         deletes a version only if all three still match (a version replaced since by a
@@ -762,13 +781,11 @@ class SqlBackend:
                 ("pk", "sk", "its"),
                 chunk,
             )
-            examined = nbytes = 0
-            candidates: list[tuple[bytes, bytes]] = []
+            out = SweepCollector(min_run)
             for (pk, sk), grp in itertools.groupby(rows, key=lambda r: (bytes(r[4]), bytes(r[5]))):
-                if examined >= max_versions:
-                    return SweepPage(examined, candidates, nbytes, (pk, sk))
+                if out.examined >= max_versions:
+                    return out.page((pk, sk))
                 versions = list(grp)
-                examined += len(versions)
                 gone = removable_versions(
                     [(-1 - r[6], bool(r[0]), int(r[1])) for r in versions],
                     vis,
@@ -776,22 +793,98 @@ class SqlBackend:
                     tombstones_before_us=tombstones_before_us,
                 )
                 for r, g in zip(versions, gone, strict=True):
-                    if g:
-                        token = (
-                            bytes((int(r[0]),)) + int(r[1]).to_bytes(4, "big") + bytes.fromhex(r[2])
-                        )
-                        candidates.append((data_key(table_id, pk, sk, -1 - r[6]), token))
-                        nbytes += len(pk) + len(sk) + 8 + int(r[3])
-            return SweepPage(examined, candidates, nbytes, None)
+                    out.add(
+                        data_key(table_id, pk, sk, -1 - r[6]),
+                        _sweep_token(bool(r[0]), int(r[1]), r[2]),
+                        len(pk) + len(sk) + 8 + int(r[3]),
+                        g,
+                    )
+            return out.page(None)
 
         page: SweepPage = self._paged(run)
         return page
 
     def sweep_delete(
-        self, table_id: int, candidates: Sequence[tuple[bytes, bytes]]
-    ) -> tuple[int, int]:
+        self,
+        table_id: int,
+        candidates: Sequence[tuple[bytes, bytes]],
+        runs: Sequence[tuple[int, int]] = (),
+    ) -> SweepDeleted:
+        """One transaction. Each run: one ``DELETE`` over its key range
+        ``(pk, sk, its)`` from its first key to its last, in a savepoint, undone (and
+        its candidates deleted one by one instead) if the rows it deleted are not
+        exactly the run's keys with their tokens (a version written or replaced since,
+        by any process: a rewrite being applied holds the row, and the delete sees
+        its new version). The other candidates: one ``DELETE`` joined with their keys
+        and tokens."""
         if not candidates:
-            return 0, 0
+            return SweepDeleted()
+        slot = next(self._stats_slot) % _STATS_SLOTS
+
+        def body(cur: psycopg.Cursor[Any]) -> SweepDeleted:
+            removed = nbytes = ranges = 0
+            single: list[tuple[bytes, bytes]] = []
+            at = 0
+            for i, j in runs:
+                single.extend(candidates[at:i])
+                at = j
+                run = candidates[i:j]
+                size = self._delete_run(cur, table_id, run) if run else None
+                if size is None:
+                    single.extend(run)
+                    continue
+                removed += len(run)
+                nbytes += size
+                ranges += 1
+            single.extend(candidates[at:])
+            if single:
+                sizes = self._delete_each(cur, table_id, single)
+                removed += len(sizes)
+                nbytes += sum(sizes)
+            if removed:
+                self._count(cur, slot, {table_id: (-removed, -nbytes)})
+            return SweepDeleted(removed, nbytes, ranges)
+
+        result: SweepDeleted = self._write_tx("sweep delete", body)
+        self.forget_stats((table_id,))
+        return result
+
+    @staticmethod
+    def _delete_run(
+        cur: psycopg.Cursor[Any], table_id: int, run: Sequence[tuple[bytes, bytes]]
+    ) -> int | None:
+        """Delete the run's key range if it holds exactly the run (its stored bytes),
+        else undo and return None."""
+        _, lo_pk, lo_sk, lo_ts = decode_data_key(run[0][0])
+        _, hi_pk, hi_sk, hi_ts = decode_data_key(run[-1][0])
+        try:
+            with cur.connection.transaction():
+                cur.execute(
+                    f"DELETE FROM {CELLS} WHERE table_id = %s"
+                    " AND (pk, sk, its) >= (%s, %s, %s) AND (pk, sk, its) <= (%s, %s, %s)"
+                    " RETURNING pk, sk, its, tomb, epoch, md5(value),"
+                    " octet_length(pk) + octet_length(sk) + 8 + octet_length(value)",
+                    (table_id, lo_pk, lo_sk, -1 - lo_ts, hi_pk, hi_sk, -1 - hi_ts),
+                )
+                rows = sorted(cur.fetchall(), key=lambda r: (bytes(r[0]), bytes(r[1]), r[2]))
+                got = [
+                    (
+                        data_key(table_id, bytes(r[0]), bytes(r[1]), -1 - r[2]),
+                        _sweep_token(bool(r[3]), int(r[4]), r[5]),
+                    )
+                    for r in rows
+                ]
+                if got != list(run):
+                    raise _RunChanged
+                return sum(int(r[6]) for r in rows)
+        except _RunChanged:
+            return None
+
+    @staticmethod
+    def _delete_each(
+        cur: psycopg.Cursor[Any], table_id: int, candidates: Sequence[tuple[bytes, bytes]]
+    ) -> list[int]:
+        """Delete each candidate still stored with its token; the sizes deleted."""
         decoded = []
         for key, token in candidates:
             _, pk, sk, ts = decode_data_key(key)
@@ -805,25 +898,15 @@ class SqlBackend:
                     token[5:].hex(),
                 )
             )
-        slot = next(self._stats_slot) % _STATS_SLOTS
-
-        def body(cur: psycopg.Cursor[Any]) -> tuple[int, int]:
-            cur.execute(
-                f"DELETE FROM {CELLS} AS c USING unnest(%b::bytea[], %b::bytea[], %b::int8[],"
-                " %b::bool[], %b::int4[], %b::text[]) AS d(pk, sk, its, tomb, epoch, h)"
-                " WHERE c.table_id = %s AND c.pk = d.pk AND c.sk = d.sk AND c.its = d.its"
-                " AND c.tomb = d.tomb AND c.epoch = d.epoch AND md5(c.value) = d.h"
-                " RETURNING octet_length(c.pk) + octet_length(c.sk) + 8 + octet_length(c.value)",
-                ([list(col) for col in zip(*decoded, strict=True)] + [table_id]),
-            )
-            sizes = [int(r[0]) for r in cur.fetchall()]
-            if sizes:
-                self._count(cur, slot, {table_id: (-len(sizes), -sum(sizes))})
-            return len(sizes), sum(sizes)
-
-        result: tuple[int, int] = self._write_tx("sweep delete", body)
-        self.forget_stats((table_id,))
-        return result
+        cur.execute(
+            f"DELETE FROM {CELLS} AS c USING unnest(%b::bytea[], %b::bytea[], %b::int8[],"
+            " %b::bool[], %b::int4[], %b::text[]) AS d(pk, sk, its, tomb, epoch, h)"
+            " WHERE c.table_id = %s AND c.pk = d.pk AND c.sk = d.sk AND c.its = d.its"
+            " AND c.tomb = d.tomb AND c.epoch = d.epoch AND md5(c.value) = d.h"
+            " RETURNING octet_length(c.pk) + octet_length(c.sk) + 8 + octet_length(c.value)",
+            ([list(col) for col in zip(*decoded, strict=True)] + [table_id]),
+        )
+        return [int(r[0]) for r in cur.fetchall()]
 
     def split_points(self, table_id: int, target_bytes: int) -> list[bytes]:
         """pks cutting the table into about ``table_stats`` bytes / ``target_bytes``
@@ -859,6 +942,29 @@ class SqlBackend:
         """A no-op: the database reclaims deleted rows itself (PostgreSQL's autovacuum,
         CockroachDB's MVCC GC, YugabyteDB's compactions)."""
         return None
+
+    def disk_bytes(self, table_id: int) -> int | None:
+        """PostgreSQL: ``pg_total_relation_size`` (indexes and TOAST included) of the
+        table's own partitions (``partitions.py``), or of the whole cells table in a
+        database created unpartitioned (shared by every table). Deleted rows' space
+        stays in the relation for reuse by later writes (autovacuum marks it free);
+        PostgreSQL returns it to the file system only on ``VACUUM FULL`` (or when a
+        plain ``VACUUM`` can truncate empty pages at the end), so a sweep's delta is
+        usually zero. None on CockroachDB and YugabyteDB (no per-relation size)."""
+        if self.dialect.name != "postgresql":
+            return None
+        if self.partitions.active:
+            like = CELLS.replace("_", "\\_")
+            rows = self._point_query(
+                "SELECT coalesce(sum(pg_total_relation_size(i.inhrelid)), 0)"
+                " FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+                " WHERE i.inhparent = to_regclass(%s)"
+                " AND (c.relname = %s OR c.relname LIKE %s)",
+                (CELLS, f"{CELLS}_t{int(table_id)}", f"{like}\\_t{int(table_id)}\\_%"),
+            )
+        else:
+            rows = self._point_query(f"SELECT pg_total_relation_size('{CELLS}')", ())
+        return int(rows[0][0]) if rows and rows[0][0] is not None else None
 
     def presplit(self, table_id: int, pks: Sequence[bytes]) -> None:
         """Split the table's storage at each pk: its own range partitions on

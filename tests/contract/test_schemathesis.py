@@ -16,6 +16,7 @@ only.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -122,8 +123,20 @@ def _seed(url: str) -> None:
         records = [
             {"pk": pk, "sk": sk, "value": f"{pk}/{sk}"} for pk in (PK, "q", "r") for sk in "ab"
         ]
-        resp = http.post(f"{table}/write", json={"records": records, "ack": "applied"})
-        assert resp.status_code == 200, resp.text
+        _write_seed(http, f"{table}/write", records)
+
+
+def _write_seed(http: httpx.Client, path: str, records: list[dict[str, str]]) -> None:
+    """Write the seed rows. A table the fuzzing dropped and ``_seed`` just created again
+    was once answered 404 by a follower process for a moment (CI, with tokens; the
+    cause is not found yet, see CHANGELOG "Known issues"): retried for up to 2 s."""
+    deadline = time.monotonic() + 2.0
+    while True:
+        resp = http.post(path, json={"records": records, "ack": "applied"})
+        if resp.status_code != 404 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert resp.status_code == 200, resp.text
 
 
 def _real_names(_ctx: schemathesis.HookContext, params: dict[str, Any] | None) -> Any:

@@ -24,7 +24,15 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 
 from tests.conftest import ServerProcess, start_server
-from tests.contract.test_schemathesis import CHECKS, NS, PK, TABLE, _accept, _real_names
+from tests.contract.test_schemathesis import (
+    CHECKS,
+    NS,
+    PK,
+    TABLE,
+    _accept,
+    _real_names,
+    _write_seed,
+)
 
 ADMIN = "schemathesis-admin-token-0123456789"
 MIN_REQUESTS = 800
@@ -70,8 +78,7 @@ def _seed(url: str) -> None:
         resp = http.put(table, json={"ttl_seconds": None, "max_versions": 3, "consistency": None})
         assert resp.status_code == 200, resp.text
         records = [{"pk": pk, "sk": "a", "value": pk} for pk in (PK, "q")]
-        resp = http.post(f"{table}/write", json={"records": records, "ack": "applied"})
-        assert resp.status_code == 200, resp.text
+        _write_seed(http, f"{table}/write", records)
 
 
 @pytest.fixture(scope="module")

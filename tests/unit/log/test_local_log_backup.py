@@ -17,8 +17,11 @@ P = 4
 
 
 def _header_only(path: Path) -> bool:
-    """Whether the segment file holds its header frame and nothing else."""
+    """Whether the segment file holds its header frame and nothing else (or nothing
+    yet: the flusher creates the file, then writes its header)."""
     data = path.read_bytes()
+    if not data:
+        return True
     kind, _, end = fmt.decode_frame(data, 0)
     return kind == fmt.FRAME_SEGMENT_HEADER and end == len(data)
 

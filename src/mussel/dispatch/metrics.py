@@ -10,12 +10,15 @@ from typing import Any
 from mussel.bulkload.jobs import JobService
 from mussel.engine import Store
 from mussel.expire import ExpirationService
-from mussel.model import TableInfo
+from mussel.model import NamespaceInfo, TableInfo
 from mussel.observability.hotkeys import HotKeys
 from mussel.observability.metrics import Registry
 from mussel.storage.base import TableStats
 
 __all__ = ["JOB_STATES", "RATE_WINDOW_S", "ServerMetrics"]
+
+_Snapshot = tuple[list[NamespaceInfo], list[tuple[TableInfo, TableStats]]]
+"""What one ``render`` reads once: the namespaces, and every table with its stats."""
 
 JOB_STATES = ("pending", "running", "committed", "failed", "cancelled")
 """Every state of a bulk-load job (SPEC §2), each exported even at 0."""
@@ -74,7 +77,7 @@ class ServerMetrics:
         self._p99: float | None = None
         self._p99_at = 0.0
         self._writes = _Rates()
-        self._stats: list[tuple[TableInfo, TableStats]] | None = None
+        self._stats: _Snapshot | None = None
         self.registry = r = Registry()
         self.requests = r.counter(
             "mussel_requests_total",
@@ -148,7 +151,7 @@ class ServerMetrics:
         def quota(field: str):  # type: ignore[no-untyped-def]
             def source() -> Iterable[tuple[tuple[str, ...], float]]:
                 out = []
-                for ns in self.store.namespaces():
+                for ns in self._snapshot()[0]:
                     value = getattr(ns.quotas, field)
                     if value is not None:
                         out.append(((ns.name,), float(value)))
@@ -247,29 +250,30 @@ class ServerMetrics:
         applied = self.store.replayer.watermark.applied()
         return [((str(p),), float(max(0, end - applied.get(p, 0)))) for p, end in ends.items()]
 
-    def _stats_snapshot(self) -> list[tuple[TableInfo, TableStats]]:
-        """Every table with its stats, read once per ``render``: the per-table and
-        per-namespace gauges share it (with a database backend each table's stats are
-        a query, and the listing a catalog read)."""
+    def _snapshot(self) -> _Snapshot:
+        """Every namespace, and every table with its stats, read once per ``render``:
+        the per-table and per-namespace gauges share them (with a database backend the
+        listing is a catalog read and each table's stats a query)."""
         if self._stats is None:
-            self.store.namespaces()  # (a shared catalog is read again once, here)
+            namespaces = self.store.namespaces()  # (a shared catalog is read again here)
             tables = self.store.catalog.all_tables()
-            self._stats = [(t, self.store.backend.table_stats(t.id)) for t in tables]
+            stats = [(t, self.store.backend.table_stats(t.id)) for t in tables]
+            self._stats = (namespaces, stats)
         return self._stats
 
     def _table_stats(self, which: int):  # type: ignore[no-untyped-def]
         def source() -> Iterable[tuple[tuple[str, ...], float]]:
             return [
                 ((t.namespace, t.name), float((st.approx_cells, st.approx_bytes)[which]))
-                for t, st in self._stats_snapshot()
+                for t, st in self._snapshot()[1]
             ]
 
         return source
 
     def _namespace_bytes(self) -> Iterable[tuple[tuple[str, ...], float]]:
-        snapshot = self._stats_snapshot()
-        stored = {ns.name: 0.0 for ns in self.store.namespaces()}
-        for t, st in snapshot:
+        namespaces, stats = self._snapshot()
+        stored = {ns.name: 0.0 for ns in namespaces}
+        for t, st in stats:
             if t.namespace in stored:
                 stored[t.namespace] += st.approx_bytes
         return [((name,), n) for name, n in stored.items()]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -206,7 +207,11 @@ def test_replace_is_atomic_under_concurrent_reads_and_streaming_writes(
     try:
         with JobManager(store, tmp_path / "bulk", batch_rows=100, sst_cells=300) as m:
             job = m.wait(m.submit("ns", "t", str(src), mode="replace").id, 60)
-        stop.wait(0.2)  # let the reader observe the result
+        # let the reader observe the result: on a loaded machine one scan of
+        # 2,000 cells can take longer than any fixed pause, so wait for it
+        deadline = time.monotonic() + 30
+        while "new" not in seen and not errors and time.monotonic() < deadline:
+            stop.wait(0.01)
     finally:
         stop.set()
         for th in threads:

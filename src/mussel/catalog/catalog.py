@@ -139,6 +139,12 @@ class Catalog:
         call that made it returns. Must not raise."""
         self.reload()
 
+    @property
+    def version(self) -> int:
+        """The stored catalog's version as this process last wrote or read it: one more
+        with each change."""
+        return self._version
+
     def reload(self) -> None:
         """Re-read the catalog from the backend (e.g. on a read-only secondary)."""
         raw_version = self._backend.meta_get(VERSION_KEY)

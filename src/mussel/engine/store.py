@@ -259,7 +259,9 @@ class Store:
         self.log.on_durable = state.publish_ends
         state.publish_ends([self.log.end_offset(p) for p in range(self._partitions)])
         self.replayer.on_applied = state.publish_applied
-        self.catalog.listeners.append(state.bump_catalog)
+        catalog = self.catalog
+        state.publish_catalog(catalog.version)
+        self.catalog.listeners.append(lambda: state.publish_catalog(catalog.version))
         self._shared = state
 
     def followers_reached(self, target: Mapping[int, int]) -> bool:

@@ -17,8 +17,10 @@ a reader never sees a half-written set of values: it retries instead.
 Contract: ``publish_ends`` is called after the log's fsync and before the writes
 are acknowledged, so any read that starts after an acknowledgement sees an end
 that covers it (this is what makes a follower's strong reads strong).
-``bump_catalog`` is called after each catalog change is durable and before it is
-acknowledged. ``heartbeat_ms`` is ``CLOCK_MONOTONIC`` (shared by every process).
+``publish_catalog`` is called with the stored catalog's version after each catalog
+change is durable and before it is acknowledged (a follower that reads an older
+version from its view knows the view is behind). ``heartbeat_ms`` is
+``CLOCK_MONOTONIC`` (shared by every process).
 """
 
 from __future__ import annotations
@@ -132,10 +134,10 @@ class SharedState:
                 current[p] = off
             self._write(self._applied_at, self._vec.pack(*current))
 
-    def bump_catalog(self) -> None:
+    def publish_catalog(self, version: int) -> None:
+        """Publish the version of the owner's stored catalog (never decreasing)."""
         with self._lock:
-            version = _U64.unpack_from(self._mm, _CATALOG_W * _W)[0]
-            self._write(_CATALOG_W * _W, _U64.pack(version + 1))
+            self._write(_CATALOG_W * _W, _U64.pack(version))
 
     # -- readers --------------------------------------------------------------
 

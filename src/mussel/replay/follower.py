@@ -93,8 +93,18 @@ class Follower:
             self._backend.catch_up()
             if version != self._catalog_version:
                 self._catalog.reload()
-                self._catalog_version = version
             positions = self._backend.applied_positions()
+            if self._view_is_stale(positions, applied, version):
+                self._backend.reopen_secondary()
+                self._catalog.reload()
+                positions = self._backend.applied_positions()
+                log.info(
+                    "follower %d: the RocksDB secondary kept values older than the owner's "
+                    "(facebook/rocksdb#15051); reopened it (%d times so far)",
+                    self._slot,
+                    self._backend.reopens,
+                )
+            self._catalog_version = version
             before = self.watermark.applied()
             self.applied_records += sum(
                 max(0, off - before.get(p, 0)) for p, off in positions.items()
@@ -107,6 +117,23 @@ class Follower:
             self._seen_applied = applied
             self._last_catch_up = started
             self.catch_ups += 1
+
+    def _view_is_stale(
+        self, positions: dict[int, int], applied: tuple[int, ...], version: int
+    ) -> bool:
+        """Whether the secondary, just caught up, shows less than the owner had applied
+        and published before the catch-up began.
+
+        After a catch-up it must show at least that: the owner publishes applied
+        positions after RocksDB wrote them to its WAL, and catalog versions after the
+        change is durable. Less means RocksDB's stale secondary memtable (see
+        ``RocksBackend.reopen_secondary``): the applied positions, written in every
+        replay batch, and the catalog's version key, written with every catalog
+        change, are stale whenever anything written with them is.
+        """
+        if any(positions.get(p, 0) < off for p, off in enumerate(applied)):
+            return True
+        return self._catalog.version < version
 
     def ensure_catalog(self) -> None:
         """Catch up now if the owner's catalog changed since the view was last read

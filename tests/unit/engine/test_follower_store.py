@@ -75,6 +75,44 @@ def test_ack_applied_means_readable_on_the_follower(pair: Pair) -> None:
         assert [c.value for c in cells] == [str(i).encode()]
 
 
+def test_what_the_owner_flushed_before_the_view_read_it_is_never_shadowed(pair: Pair) -> None:
+    """(The writes after the first catch-up are ``ack=durable``: the stopped view
+    publishes its slot at each catch-up, and ``ack=applied`` would wait for it.)
+
+    RocksDB's secondary kept values replayed from a WAL in its memtable after the
+    primary flushed newer ones (facebook/rocksdb#15051): reads, the applied positions
+    and the catalog stayed stale until the next write reached the view. Seen over HTTP
+    as a table dropped and created again answering 404, and ``ack=applied`` writes
+    hanging; the view now notices and opens a fresh secondary."""
+    follower = pair.follower.follower
+    assert follower is not None
+    follower.stop()  # no background catch-up from here on
+    t = pair.owner.table("ns", "t")
+    pair.owner.put_table("ns", "t2", {})
+    t.write([Put("a", "s", "old")], ack="applied")
+    follower.catch_up()
+    assert pair.follower.get("ns", "t", "a", "s", consistency="eventual")[0].value == b"old"
+    first_id = pair.follower.table_info("ns", "t2").id
+    # all of this in the WAL the view has begun to read, then flushed and compacted
+    pair.owner.drop_table("ns", "t2")
+    pair.owner.put_table("ns", "t2", {})
+    t.write([Put("a", "s", "new")])
+    assert pair.owner.get("ns", "t", "a", "s", consistency="strong")[0].value == b"new"
+    pair.owner.backend.sync()
+    pair.owner.backend.db.compact_range(None, None)  # type: ignore[attr-defined]
+    follower.catch_up()
+    assert pair.follower.get("ns", "t", "a", "s", consistency="eventual")[0].value == b"new"
+    assert pair.follower.table_info("ns", "t2").id == pair.owner.table_info("ns", "t2").id
+    assert pair.follower.table_info("ns", "t2").id != first_id
+    applied = pair.owner.replayer.watermark.applied()
+    assert pair.follower.backend.applied_positions() == {p: applied[p] for p in applied}
+    # and it keeps following from the fresh secondary
+    t.write([Put("a", "s", "newer")])
+    assert pair.owner.get("ns", "t", "a", "s", consistency="strong")[0].value == b"newer"
+    follower.catch_up()
+    assert pair.follower.get("ns", "t", "a", "s", consistency="strong")[0].value == b"newer"
+
+
 def test_catalog_changes_reach_the_follower(pair: Pair) -> None:
     follower = pair.follower.follower
     assert follower is not None

@@ -20,8 +20,8 @@ def test_a_second_mapping_reads_what_the_owner_published(tmp_path: Path) -> None
     owner.publish_ends([5, 0, 7, 1])
     owner.publish_applied({2: 7})
     owner.publish_applied({0: 3})
-    owner.bump_catalog()
-    owner.bump_catalog()
+    owner.publish_catalog(1)
+    owner.publish_catalog(2)
     assert follower.ends() == (5, 0, 7, 1)
     assert follower.end(2) == 7
     assert follower.applied() == (3, 0, 7, 0)

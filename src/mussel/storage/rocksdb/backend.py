@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import threading
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
@@ -75,6 +76,7 @@ from mussel.storage.rocksdb.layout import (
     pos_key,
     stats_key,
 )
+from mussel.storage.rocksdb.ranged import MARKER_PREFIX, RangeDeletes, marker_key
 from mussel.storage.rocksdb.sstbuild import SstBuilders
 from mussel.storage.versions import (
     ReadFilter,
@@ -153,6 +155,21 @@ def _options(cfg: RocksConfig) -> Options:
     return opts
 
 
+def _status_ok(it: Any) -> bool:
+    """Whether an iterator that is not valid just reached the end (not an error)."""
+    try:
+        it.status()
+    except Exception:  # rocksdict raises the iterator's error status
+        return False
+    return True
+
+
+def _marker_delete(table_id: int) -> WriteBatch:
+    wb = WriteBatch(raw_mode=True)
+    wb.delete(marker_key(table_id))
+    return wb
+
+
 class RocksBackend:
     """The embedded backend. ``path`` is a directory owned by this backend."""
 
@@ -166,9 +183,13 @@ class RocksBackend:
                 self._path.mkdir(parents=True, exist_ok=True)
                 self._db = Rdict(str(self._path), _options(self._cfg))
             else:
-                Path(self._cfg.secondary_path).mkdir(parents=True, exist_ok=True)
-                access = AccessType.secondary(self._cfg.secondary_path)
-                self._db = Rdict(str(self._path), _options(self._cfg), access_type=access)
+                for stale in Path(self._cfg.secondary_path).parent.glob(
+                    f"{Path(self._cfg.secondary_path).name}.r*"
+                ):  # the directories of an earlier process's reopens
+                    shutil.rmtree(stale, ignore_errors=True)
+                self._db = self._open_secondary(self._cfg.secondary_path)
+        self.reopens = 0
+        """How many times ``reopen_secondary`` replaced this secondary's instance."""
         self._ro = ReadOptions()
         # Point reads reuse one iterator per thread (see ``_point_iter``): a tailing
         # one on a primary; on a secondary (where tailing iterators see nothing) an
@@ -188,13 +209,51 @@ class RocksBackend:
         self._meta_lock = threading.Lock()
         self._headers: dict[tuple[int, int], bytes] = {}
         self._prefixes: dict[int, bytes] = {}
-        # Range deletes of sweeps not yet flushed (see ``get_latest``): the generation
-        # of the last one written, and the last one known to be in SST files.
-        self._range_gen = 0
-        self._flushed_gen = 0
         self._stats: dict[int, tuple[int, int]] = {}
         self._positions: dict[int, int] = {}
         self._builders: SstBuilders | None = None
+        self._load_counters()
+        # Sweeps' range deletes not compacted yet: point reads of those tables check
+        # what the tailing iterator finds (see ``ranged.py``)
+        self._ranged = RangeDeletes(
+            () if self.secondary else (int(k[-10:]) for k, _ in self.meta_scan(MARKER_PREFIX))
+        )
+        self._ranged_tables = self._ranged.tables
+
+    def _open_secondary(self, secondary_path: str) -> Rdict:
+        Path(secondary_path).mkdir(parents=True, exist_ok=True)
+        access = AccessType.secondary(secondary_path)
+        return Rdict(str(self._path), _options(self._cfg), access_type=access)
+
+    def reopen_secondary(self) -> None:
+        """On a secondary: read from a fresh secondary instance of the primary from now on.
+
+        The cure for RocksDB's stale secondary memtable (facebook/rocksdb#15051, fixed
+        upstream by PR #15066, after the RocksDB that rocksdict bundles): entries a
+        secondary replayed from a WAL that the primary then flushed stay in the
+        secondary's memtable, and point gets (iterators too, once a bottommost
+        compaction ran) return them instead of the newer flushed values, until new WAL
+        data reaches the secondary. A fresh instance starts from the primary's files
+        and has no such memtable (about 6 ms to open; its block cache starts cold).
+
+        The old instance is not closed: reads in flight on other threads may still use
+        it or its iterators, and it goes with the last reference. So each reopen
+        opens in a directory of its own (``<secondary_path>.r<n>``): RocksDB waits
+        about a second to open a secondary where a live one keeps its files.
+        """
+        if not self.secondary or self._cfg.secondary_path is None:
+            raise InvalidRequestError("reopen_secondary() is for secondary instances")
+        base = self._cfg.secondary_path
+        with map_backend_errors("reopen the secondary"):
+            fresh = self._open_secondary(f"{base}.r{self.reopens + 1}")
+        with self._iters_lock:  # point-read iterators read the old instance
+            self._db = fresh
+            self._point_iters.clear()
+            self._local = threading.local()
+        self.reopens += 1
+        if self.reopens >= 2:  # the instance before the last one: long unreferenced
+            older = f"{base}.r{self.reopens - 2}" if self.reopens > 2 else base
+            shutil.rmtree(older, ignore_errors=True)
         self._load_counters()
 
     def _load_counters(self) -> None:
@@ -314,9 +373,7 @@ class RocksBackend:
             self._flush()
 
     def _flush(self) -> None:
-        gen = self._range_gen  # range deletes written before the flush are in SSTs after
         self._db.flush(True)
-        self._flushed_gen = max(self._flushed_gen, gen)
 
     def drop_table_data(self, table_id: int) -> None:
         tp = table_prefix(table_id)
@@ -367,13 +424,20 @@ class RocksBackend:
             it = getattr(self._local, "it", None) or self._point_iter()
             it.seek(cp)
             k: bytes | None = it.key()  # None when the iterator is not valid
+            if k is None and not _status_ok(it):
+                # a tailing iterator that met range deletes in files a compaction
+                # made: invalid, with an error status, until its next seek (see
+                # ``_point_iter``): read again with an ordinary iterator
+                it = self._db.iter(self._ro)
+                it.seek(cp)
+                k = it.key()
             if k is None or not k.startswith(cp):
                 return None
             v: bytes = it.value()
-            if self._range_gen != self._flushed_gen and self._db.get(k) is None:
-                # a version a sweep's range delete removed, still in the memtable,
-                # where the tailing iterator does not see range deletes: read again
-                # with an ordinary iterator, which does
+            if table_id in self._ranged_tables and self._db.get(k) is None:
+                # a version a sweep's range delete removed, not yet compacted away:
+                # the tailing iterator does not apply range deletes (``ranged.py``);
+                # read again with an ordinary iterator, which does
                 it = self._db.iter(self._ro)
                 it.seek(cp)
                 if not it.valid():
@@ -397,11 +461,16 @@ class RocksBackend:
 
         A tailing iterator sees every write made before each ``seek`` (it rebuilds
         itself when memtables or files change), and reusing it saves creating and
-        destroying an iterator per read: ~1.5x the point-read rate (measured). Two
-        limits, both handled: it ignores range deletions still in a memtable (Mussel
-        deletes ranges for dropped tables, whose ids are never read again, and for runs
-        of dead versions in expiration sweeps, which ``get_latest`` checks until the
-        next flush); and it cannot go backwards, which a point read never does.
+        destroying an iterator per read: ~1.5x the point-read rate (measured). Three
+        limits, all handled: it does not apply range deletions, in memtables or files
+        (Mussel deletes ranges for dropped tables, whose ids are never read again, and
+        for runs of dead versions in expiration sweeps, which ``get_latest`` checks
+        until they are compacted away: ``ranged.py``); RocksDB does not support range
+        deletions in a tailing iterator ("Range tombstones unsupported with
+        ForwardIterator"), so the first seek after a compaction wrote some into files
+        comes back invalid with that error status
+        (``get_latest`` then reads with an ordinary iterator; the next seek works
+        again); and it cannot go backwards, which a point read never does.
         Row and scan reads use ordinary iterators, for their snapshot.
         """
         it = self._db.iter(self._ro_point)
@@ -668,11 +737,11 @@ class RocksBackend:
         ``[first key, last key + 0x00)``: exactly the run's keys. The other candidates
         are checked with one multi-get and deleted one by one.
 
-        Point reads use a tailing iterator, which does not see range tombstones still
-        in the memtable (see ``_point_iter``): until the next flush (``sync``, the
-        replayer's every few seconds, or the run's compaction) ``get_latest`` checks
-        the version it finds with a point get, which does, and reads again with an
-        ordinary iterator if it was range-deleted."""
+        Point reads use a tailing iterator, which does not apply range deletions (see
+        ``_point_iter``): until a compaction covered the run (``compact``; the
+        sweep's own, at its end) ``get_latest`` checks the version it finds with a
+        point get, which does, and reads again with an ordinary iterator if it was
+        range-deleted."""
         if not candidates:
             return SweepDeleted()
         with map_backend_errors("sweep delete"):
@@ -688,6 +757,7 @@ class RocksBackend:
                 if size is None:
                     single.extend(run)
                     continue
+                self._ranged.add(table_id, run[0][0], run[-1][0] + b"\x00")  # reads check
                 wb.delete_range(run[0][0], run[-1][0] + b"\x00")
                 removed += len(run)
                 nbytes += size
@@ -701,7 +771,7 @@ class RocksBackend:
                         removed += 1
                         nbytes += len(key) + len(value)
             if ranges:
-                self._range_gen += 1  # before the write: reads check from now on
+                wb.put(marker_key(table_id), b"")  # a restart knows the table is pending
             if removed:
                 n, b = self._stats.get(table_id, (0, 0))
                 stats = (max(0, n - removed), max(0, b - nbytes))
@@ -740,9 +810,14 @@ class RocksBackend:
     def compact(self, table_id: int, pk_start: bytes | None, pk_end: bytes | None) -> None:
         tp = table_prefix(table_id)
         lo = tp if pk_start is None else tp + escape(pk_start)
+        hi = self._pk_bound(table_id, pk_end)
+        assert hi is not None
+        seq = self._ranged.seq()
         with map_backend_errors("compact"):
             self._flush()
-            self._db.compact_range(lo, self._pk_bound(table_id, pk_end))
+            self._db.compact_range(lo, hi)
+            if self._ranged.compacted(table_id, lo, hi, seq):
+                self._db.write(_marker_delete(table_id), self._wo_wal)
 
     def disk_bytes(self, table_id: int) -> int | None:
         """The sizes of the live SST files holding any of the table's keys, after a

@@ -183,3 +183,32 @@ def test_a_stopping_worker_gives_its_subtask_back(store: Store, tmp_path: Path) 
     other = BulkWorker(store, settle_s=0.0, lease_s=60)  # no lease to wait for
     claim = other.queue.claim_task()
     assert claim is not None and claim.attempt == 2
+
+
+def test_a_worker_pauses_between_batches_while_online_reads_are_slow(
+    store: Store, tmp_path: Path
+) -> None:
+    """Batch priority in distributed mode: the worker paces by the dispatchers' read
+    p99 (``SharedReadLatency.cluster_p99``; figures made up here). A p99 that was
+    already slow when the subtask began is not held against it (``for_run``)."""
+    rows = [(f"k{i}", f"v{i}") for i in range(8)]
+    src = parquet(tmp_path / "a.parquet", rows)
+    jobs = ClusterJobs(store, slice_rows=8)  # one subtask of four 2-row batches
+    calls = []
+
+    def rising() -> float:  # fast when the subtask begins, slow from then on
+        calls.append(1)
+        return 0.001 if len(calls) == 1 else 0.2
+
+    for p99, paused in ((lambda: None, False), (rising, True)):
+        worker = BulkWorker(store, settle_s=0.0, batch_rows=2, read_p99_s=p99)
+        job = jobs.submit("ns", "t", src, mode="replace")
+        started = time.monotonic()
+        run(worker)
+        elapsed = time.monotonic() - started
+        assert jobs.get(job.id).state == "committed"
+        assert sorted(scan(store)) == sorted((k.encode(), v.encode()) for k, v in rows)
+        if paused:  # 5, 10, 20, 40 ms before the four batches
+            assert worker.throttled_steps == 4 and elapsed >= 0.075
+        else:
+            assert worker.throttled_steps == 0

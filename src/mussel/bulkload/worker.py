@@ -62,6 +62,7 @@ from mussel.bulkload.slices import Slice
 from mussel.bulkload.source import ParquetSource, open_source
 from mussel.engine import Store
 from mussel.errors import ConflictError, MusselError, UnavailableError
+from mussel.observability.pacing import LatencyGuard
 from mussel.storage.sql import JobRow, SqlBackend, SqlJobQueue, TaskClaim
 
 __all__ = ["BulkWorker"]
@@ -91,6 +92,13 @@ class BulkWorker:
     ``settle_s``: the least time between a job's start (its epoch reserved, pending)
     and its commit, so that every dispatcher's catalog (polled every 0.25 s) knows the
     epoch as pending before its cells appear (see the module docstring).
+
+    ``read_p99_s`` (the dispatchers' recent online read p99 in seconds, None when
+    unknown: ``SharedReadLatency.cluster_p99``) makes loads batch work (SPEC §7): a
+    subtask pauses before each source batch while it is above ``latency_target_s`` or
+    ``latency_rise`` x its value when the subtask began, whichever is higher, as
+    embedded loads and expiration sweeps do (``LatencyGuard.for_run``).
+    ``throttled_steps`` counts the batches that paused.
     """
 
     def __init__(
@@ -102,8 +110,13 @@ class BulkWorker:
         poll_s: float = 0.2,
         settle_s: float = 1.0,
         batch_rows: int = 65_536,
+        read_p99_s: Callable[[], float | None] | None = None,
+        latency_target_s: float = 0.005,
+        latency_rise: float = 1.15,
     ) -> None:
         self.store = store
+        self._guard = (read_p99_s, latency_target_s, latency_rise)
+        self.throttled_steps = 0
         self.queue: SqlJobQueue = job_queue(store, lease_s)
         backend = store.backend
         assert isinstance(backend, SqlBackend)
@@ -461,10 +474,16 @@ class BulkWorker:
             for pk, sk, ts, value, seq in zip(*cols, strict=True):
                 yield pk, sk, -1 - ts, value, seq
 
+        guard = LatencyGuard.for_run(*self._guard) if self._guard[0] is not None else None
+
         def write(cur: Any) -> tuple[int, int, int]:
             cells_n = 0
             try:
                 for batch in src.slice_batches(f, sl.row_groups, sl.first_row, self._batch_rows):
+                    pause = guard.pause() if guard is not None else 0.0
+                    if pause > 0:  # batch priority: online reads are slow
+                        self.throttled_steps += 1
+                        self._stop.wait(pause)
                     if lost.is_set() or self._stop.is_set():
                         raise _Abandoned
                     seq0 = sl.seq0 + batch.first_row - sl.first_row

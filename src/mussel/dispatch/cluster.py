@@ -60,6 +60,7 @@ from mussel.dispatch.server import (
 )
 from mussel.dispatch.serving import Connections, protocol_factory, stop_event
 from mussel.dispatch.shared_hotkeys import SharedHotKeys
+from mussel.dispatch.shared_latency import SharedReadLatency
 from mussel.engine import Store
 from mussel.errors import MusselError
 from mussel.expire import ExpirationService
@@ -93,6 +94,7 @@ class _Node:
         self.stores: list[Store] = []
         self.expiration: ExpirationService | None = None
         self.bulk: BulkWorker | None = None
+        self.latency: SharedReadLatency | None = None
         try:
             if cfg.role in ("dispatcher", "worker", "all"):
                 self.front = self._open("dispatcher")
@@ -100,9 +102,11 @@ class _Node:
                 replayer = self._open("replayer")
                 if cfg.role == "replayer":
                     self.front = replayer
-            if cfg.role in ("worker", "all"):
-                self.expiration = ExpirationService(self.front, cfg.expire)
-                self.bulk = BulkWorker(self.front)
+            if cfg.role in ("worker", "all"):  # batch work, paced by the dispatchers' reads
+                self.latency = SharedReadLatency(self.front.backend)
+                p99 = self.latency.cluster_p99
+                self.expiration = ExpirationService(self.front, cfg.expire, read_p99_s=p99)
+                self.bulk = BulkWorker(self.front, read_p99_s=p99)
         except BaseException:
             self.close()
             raise
@@ -197,11 +201,13 @@ async def serve_distributed(
     if take_tokens is not None:  # one budget for every dispatcher (the database's)
         app.rates = LeasedRateBuckets(take_tokens)
     apply_shedding(app, cfg)
-    shared_hot = None
-    if app.data_api:  # hot keys counted by every dispatcher
+    shared_hot = latency = None
+    if app.data_api:  # hot keys counted by every dispatcher, read latency for the workers
         shared_hot = SharedHotKeys(app.metrics.hot, node.front.backend)
         app.metrics.remote_hotkeys = shared_hot.peers
         shared_hot.start()
+        latency = SharedReadLatency(node.front.backend, app.metrics.recent_read_p99)
+        latency.start()
     apply_logging(app, cfg)
     if node.expiration is not None:
         app.expiration = node.expiration
@@ -267,6 +273,8 @@ async def serve_distributed(
     await conns.drain(cfg.drain_timeout_s)
     if shared_hot is not None:
         await loop.run_in_executor(None, shared_hot.stop)
+    if latency is not None:
+        await loop.run_in_executor(None, latency.stop)
     await loop.run_in_executor(None, app.close)
     await loop.run_in_executor(None, node.close)
     pool.shutdown(wait=False)

@@ -63,13 +63,12 @@ from mussel.bulkload.source import ParquetSource, open_source
 from mussel.engine import Store
 from mussel.errors import ConflictError, MusselError, UnavailableError
 from mussel.observability.pacing import LatencyGuard
-from mussel.storage.sql import JobRow, SqlBackend, SqlJobQueue, TaskClaim
+from mussel.storage.sql import CELLS, JobRow, SqlBackend, SqlJobQueue, TaskClaim
 
 __all__ = ["BulkWorker"]
 
 log = logging.getLogger("mussel.bulkload.worker")
 
-_CELLS = "mussel_cells"
 GIVE_UP_AFTER = 5
 """Failed attempts to finish one job (not ``UnavailableError``) before it is failed."""
 _KEEP_CHUNK = 10_000
@@ -328,7 +327,7 @@ class BulkWorker:
             skipped = self._drop_present(cur, spec.namespace, spec.table)
             source = "mussel_bulk_merge"
         cur.execute(
-            f"WITH ins AS (INSERT INTO {_CELLS} (table_id, pk, sk, its, tomb, epoch, value)"
+            f"WITH ins AS (INSERT INTO {CELLS} (table_id, pk, sk, its, tomb, epoch, value)"
             f" SELECT %s, pk, sk, its, false, %s, value FROM {source}"
             " ON CONFLICT (table_id, pk, sk, its) DO UPDATE SET"
             " tomb = excluded.tomb, epoch = excluded.epoch, value = excluded.value"

@@ -5,6 +5,7 @@ Only this package imports psycopg and psycopg_pool.
 
 from mussel.storage.sql.backend import SCHEMA_VERSION, SqlBackend
 from mussel.storage.sql.dialect import (
+    CELLS,
     CockroachDialect,
     Dialect,
     PostgresDialect,
@@ -13,6 +14,7 @@ from mussel.storage.sql.dialect import (
 from mussel.storage.sql.jobs import JobRow, SqlJobQueue, TaskClaim, TaskCounts
 
 __all__ = [
+    "CELLS",
     "SCHEMA_VERSION",
     "CockroachDialect",
     "Dialect",

@@ -69,20 +69,35 @@ def error_response(status: int, code: str, message: str) -> Response:
     return Response(status, body)
 
 
+_METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
+
 _STATUS_LINES = {code: f"HTTP/1.1 {code} {phrase}\r\n" for code, phrase in _REASONS.items()}
+
+
+_HEADS: dict[tuple[int, str], str] = {}
+"""Status line and content-type header per (status, content type), built once."""
+
+
+def _head(status: int, content_type: str) -> str:
+    line = _STATUS_LINES.get(status) or f"HTTP/1.1 {status} Unknown\r\n"
+    head = f"{line}content-type: {content_type}\r\ncontent-length: "
+    if len(_HEADS) < 1024:  # content types come from the app: a handful
+        _HEADS[(status, content_type)] = head
+    return head
 
 
 def _render(resp: Response, keep_alive: bool, head_only: bool = False) -> bytes:
     """The bytes of an answer; for HEAD, the headers of the GET answer and no body."""
-    status = _STATUS_LINES.get(resp.status) or f"HTTP/1.1 {resp.status} Unknown\r\n"
-    extra = "".join([f"{name}: {value}\r\n" for name, value in resp.headers])
-    if not keep_alive:
-        extra += "connection: close\r\n"
+    head = _HEADS.get((resp.status, resp.content_type)) or _head(resp.status, resp.content_type)
     body = resp.body
-    head = (
-        f"{status}content-type: {resp.content_type}\r\ncontent-length: {len(body)}\r\n{extra}\r\n"
-    ).encode("latin-1")
-    return head if head_only else head + body
+    parts = [head, str(len(body)), "\r\n"]
+    for name, value in resp.headers:
+        parts += (name, ": ", value, "\r\n")
+    if not keep_alive:
+        parts.append("connection: close\r\n")
+    parts.append("\r\n")
+    data = "".join(parts).encode("latin-1")
+    return data if head_only else data + body
 
 
 class HttpServerProtocol(asyncio.Protocol):
@@ -189,7 +204,8 @@ class HttpServerProtocol(asyncio.Protocol):
         except httptools.HttpParserInvalidURLError:
             self._fail(400, "invalid_request", "malformed request target")
             return
-        method = self._parser.get_method().decode("latin-1")
+        raw_method = self._parser.get_method()
+        method = _METHODS.get(raw_method) or raw_method.decode("latin-1")
         head_only = method == "HEAD"  # answered as a GET, without the body
         request = Request(
             method="GET" if head_only else method,

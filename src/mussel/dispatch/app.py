@@ -144,6 +144,41 @@ def _path_bytes(raw: str) -> bytes:
     return unquote_to_bytes(raw.encode("latin-1"))
 
 
+_WIRES: dict[tuple[str, str, bool], Wire] = {}
+
+
+def _wire(content_type: str, accept: str, base64_mode: bool) -> Wire:
+    """``Wire(content_type, accept, base64_mode)``, shared between requests that send
+    the same headers (a ``Wire`` is never changed once made)."""
+    key = (content_type, accept, base64_mode)
+    wire = _WIRES.get(key)
+    if wire is None:
+        wire = Wire(content_type, accept, base64_mode)
+        if len(_WIRES) < 256:  # header values are the client's: keep a bounded few
+            _WIRES[key] = wire
+    return wire
+
+
+def _get_keys(given: list[Any], wire: Wire) -> list[tuple[bytes, bytes | None]]:
+    """A multi-get's keys as bytes; a key that does not decode is ``InvalidRequestError``
+    naming it (``keys[i].pk``). UTF-8 text (JSON without base64) takes a fast path."""
+    if not wire.base64 and not wire.msgpack_in:  # JSON decodes keys as str: no failure
+        return [
+            (
+                k.pk.encode("utf-8", "surrogatepass"),
+                None if k.sk is None else k.sk.encode("utf-8", "surrogatepass"),
+            )
+            for k in given
+        ]
+    return [
+        (
+            wire.key(k.pk, f"keys[{i}].pk"),
+            None if k.sk is None else wire.key(k.sk, f"keys[{i}].sk"),
+        )
+        for i, k in enumerate(given)
+    ]
+
+
 @functools.lru_cache(maxsize=4096)
 def _name(raw: str, what: str) -> str:
     """A namespace or table name from its path segment; 400 unless it is a valid name."""
@@ -1070,7 +1105,7 @@ class App:
         """The hot path: one cell (``sk`` given), newest version. None when a strong
         read must wait (the caller then takes the general path, which waits off the
         event loop and counts the hot key)."""
-        wire = Wire("", request.header("accept"), _base64(params))
+        wire = _wire("", request.headers.get("accept", ""), _base64(params))
         pk = _path_bytes(raw_pk)
         if wire.base64:  # base64url (or standard, percent-encoded) text
             pk = wire.key(pk.decode("ascii", "replace"), "pk")
@@ -1078,7 +1113,7 @@ class App:
         got = self.store.get_nowait(ns, table, pk, sk, _consistency(params))
         if got is None:
             return None
-        self.metrics.hot.hit(ns, table, (pk,))
+        self.metrics.hot.hit_one(ns, table, pk)
         cell, staleness = got
         if cell is None:
             raise KeyNotFoundError("no visible cell at that pk and sk")
@@ -1091,15 +1126,10 @@ class App:
 
     def _multi_get(self, request: Request, ns: str, table: str) -> Any:
         params = _query(request, {"encoding"})
-        wire = Wire(request.header("content-type"), request.header("accept"), _base64(params))
+        headers = request.headers
+        wire = _wire(headers.get("content-type", ""), headers.get("accept", ""), _base64(params))
         body = wire.decode(request.body, GetBody)
-        keys: list[tuple[bytes, bytes | None]] = [
-            (
-                wire.key(k.pk, f"keys[{i}].pk"),
-                None if k.sk is None else wire.key(k.sk, f"keys[{i}].sk"),
-            )
-            for i, k in enumerate(body.keys)
-        ]
+        keys = _get_keys(body.keys, wire)
         if body.versions == 1 and all(sk is not None for _, sk in keys):
             fast = self._multi_get_now(ns, table, keys, body.consistency, wire)  # type: ignore[arg-type]
             if fast is not None:
@@ -1140,11 +1170,12 @@ class App:
         if got is None:
             return None
         cells, staleness = got
-        self.metrics.hot.hit(ns, table, [pk for pk, _ in keys])
+        pks = [pk for pk, _ in keys]
+        self.metrics.hot.hit(ns, table, pks)
         out = wire.out
         results = [
             _RowOut(out(pk), [] if c is None else [_CellOut(out(c.sk), c.ts, out(c.value))])
-            for (pk, _), c in zip(keys, cells, strict=True)
+            for pk, c in zip(pks, cells, strict=True)
         ]
         resp = Response(200, wire.encode(_ResultsOut(results)), wire.content_type)
         if staleness is not None:  # an eventual read (SPEC §3)

@@ -7,6 +7,13 @@ before buffering, keeps connections alive, answers pipelined requests in order,
 and hands each ``Request`` to an ``app`` coroutine-or-function that returns a
 ``Response``. Everything about the API lives in ``dispatch/app.py``.
 
+Answers are written at the end of the event loop's round (``_Outbox``: one callback
+writes every connection's answers made while the loop handled the connections that
+became readable), not each as soon as it is made: a write wakes the client, which on
+a busy machine takes the core between two requests the server could have answered
+without a context switch. A connection's answers keep their order, pipelined ones
+go out in one write, and a close waits for them.
+
 Contract of ``app(request)``: returns a ``Response`` or an awaitable of one; it
 must not raise (the app maps its own errors to responses).
 """
@@ -15,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -69,20 +77,35 @@ def error_response(status: int, code: str, message: str) -> Response:
     return Response(status, body)
 
 
+_METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
+
 _STATUS_LINES = {code: f"HTTP/1.1 {code} {phrase}\r\n" for code, phrase in _REASONS.items()}
+
+
+_HEADS: dict[tuple[int, str], str] = {}
+"""Status line and content-type header per (status, content type), built once."""
+
+
+def _head(status: int, content_type: str) -> str:
+    line = _STATUS_LINES.get(status) or f"HTTP/1.1 {status} Unknown\r\n"
+    head = f"{line}content-type: {content_type}\r\ncontent-length: "
+    if len(_HEADS) < 1024:  # content types come from the app: a handful
+        _HEADS[(status, content_type)] = head
+    return head
 
 
 def _render(resp: Response, keep_alive: bool, head_only: bool = False) -> bytes:
     """The bytes of an answer; for HEAD, the headers of the GET answer and no body."""
-    status = _STATUS_LINES.get(resp.status) or f"HTTP/1.1 {resp.status} Unknown\r\n"
-    extra = "".join([f"{name}: {value}\r\n" for name, value in resp.headers])
-    if not keep_alive:
-        extra += "connection: close\r\n"
+    head = _HEADS.get((resp.status, resp.content_type)) or _head(resp.status, resp.content_type)
     body = resp.body
-    head = (
-        f"{status}content-type: {resp.content_type}\r\ncontent-length: {len(body)}\r\n{extra}\r\n"
-    ).encode("latin-1")
-    return head if head_only else head + body
+    parts = [head, str(len(body)), "\r\n"]
+    for name, value in resp.headers:
+        parts += (name, ": ", value, "\r\n")
+    if not keep_alive:
+        parts.append("connection: close\r\n")
+    parts.append("\r\n")
+    data = "".join(parts).encode("latin-1")
+    return data if head_only else data + body
 
 
 class HttpServerProtocol(asyncio.Protocol):
@@ -116,11 +139,15 @@ class HttpServerProtocol(asyncio.Protocol):
         self._draining = False
         self._peer: Any = None
         self._cert_name: str | None = None
+        self._out: list[bytes] = []  # answers made, written at the end of the loop's round
+        self._close_after_out = False
+        self._outbox: _Outbox | None = None
 
     # -- asyncio.Protocol -----------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
+        self._outbox = _outbox()
         self._peer = transport.get_extra_info("peername")
         self._cert_name = _common_name(transport.get_extra_info("peercert"))
         if self._on_open is not None:
@@ -132,6 +159,7 @@ class HttpServerProtocol(asyncio.Protocol):
             if isinstance(item, asyncio.Future):
                 item.cancel()
         self._pending.clear()
+        self._out.clear()
         if self._on_close is not None:
             self._on_close()
 
@@ -189,7 +217,8 @@ class HttpServerProtocol(asyncio.Protocol):
         except httptools.HttpParserInvalidURLError:
             self._fail(400, "invalid_request", "malformed request target")
             return
-        method = self._parser.get_method().decode("latin-1")
+        raw_method = self._parser.get_method()
+        method = _METHODS.get(raw_method) or raw_method.decode("latin-1")
         head_only = method == "HEAD"  # answered as a GET, without the body
         request = Request(
             method="GET" if head_only else method,
@@ -230,7 +259,7 @@ class HttpServerProtocol(asyncio.Protocol):
         if not keep_alive:
             self._closing = True
         if not self._pending and self._transport is not None:
-            self._transport.write(data)
+            self._send(data)
             if self._closing or (self._draining and not self._in_message):
                 self._close()
             return
@@ -249,7 +278,7 @@ class HttpServerProtocol(asyncio.Protocol):
                 data = head
             self._pending.popleft()
             if self._transport is not None and data is not None:
-                self._transport.write(data)
+                self._send(data)
         if self._transport is not None and (
             self._closing or (self._draining and not self._in_message)
         ):
@@ -260,23 +289,58 @@ class HttpServerProtocol(asyncio.Protocol):
         requests under way are answered (their answers are still written)."""
         self._draining = True
         if not self._in_message and not self._pending and self._transport is not None:
-            self._transport.close()
+            if self._out:  # its last answers are held back: close once they are written
+                self._close_after_out = True
+            else:
+                self._transport.close()
 
     def _fail(self, status: int, code: str, message: str) -> None:
         """Answer an unparseable (or too large) request and close the connection.
 
         The client may still be sending its body: closing at once would reset the
         connection and lose the answer, so the connection lingers (input discarded)
-        for up to ``LINGER_S`` after the answer and a half-close.
+        for up to ``LINGER_S`` after the answer and a half-close. A connection already
+        closing (its last answer is queued) gets no further answer.
         """
+        if self._closing:
+            return
         self._pending.append(_render(error_response(status, code, message), False))
         self._closing = True
         self._linger = True
         self._flush()
 
+    def _send(self, data: bytes) -> None:
+        """Write ``data`` once the event loop has handled this round's readable
+        connections (``_Outbox``); at once outside a running loop."""
+        if self._outbox is None:
+            assert self._transport is not None
+            self._transport.write(data)
+            return
+        self._out.append(data)
+        if len(self._out) == 1:
+            self._outbox.add(self)
+
+    def _write_out(self) -> None:
+        """Write what ``_send`` held back (one write, pipelined answers included), then
+        close if a close waited for it."""
+        out = self._out
+        if not out:
+            return
+        data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
+        if self._transport is None:
+            return
+        self._transport.write(data)
+        if self._close_after_out:
+            self._close_after_out = False
+            self._close()
+
     def _close(self) -> None:
         transport = self._transport
         if transport is None:
+            return
+        if self._out:  # answers are still held back: close after writing them
+            self._close_after_out = True
             return
         if not self._linger or not transport.can_write_eof():
             transport.close()
@@ -286,6 +350,49 @@ class HttpServerProtocol(asyncio.Protocol):
         self._lingering = True
         transport.write_eof()
         asyncio.get_running_loop().call_later(LINGER_S, transport.close)
+
+
+class _Outbox:
+    """The connections of one event loop with answers held back (``_send``), written
+    by one callback at the end of the loop's round.
+
+    A round handles every connection that became readable; writing each answer as it
+    is made wakes the load generator or client (and, on a busy machine, lets it take
+    the core) once per answer, between two requests the server could have handled
+    without a context switch. Held back to the end of the round, the answers go out
+    together; each connection's answers keep their order (one list per connection).
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._waiting: list[HttpServerProtocol] = []
+
+    def add(self, proto: HttpServerProtocol) -> None:
+        self._waiting.append(proto)
+        if len(self._waiting) == 1:
+            self._loop.call_soon(self._write)
+
+    def _write(self) -> None:
+        waiting, self._waiting = self._waiting, []
+        for proto in waiting:
+            proto._write_out()
+
+
+_OUTBOXES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Outbox] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _outbox() -> _Outbox | None:
+    """The running loop's ``_Outbox`` (None outside a running loop: write at once)."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+    box = _OUTBOXES.get(loop)
+    if box is None:
+        box = _OUTBOXES[loop] = _Outbox(loop)
+    return box
 
 
 def _common_name(cert: Any) -> str | None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -161,6 +161,10 @@ class Store:
         self._applied = self.replayer.watermark.live
         self._end_offset = wlog.end_offset
         self._latest = backend.get_latest
+        self._latest_many: Callable[..., list[Cell | None]] | None = getattr(
+            backend, "get_latest_many", None
+        )
+        """The backend's ``get_latest`` over many keys in one call, if it has one."""
         self._closed = False
         self.replayer.start()
 
@@ -697,8 +701,11 @@ class Store:
         if info.plain:
             ttl = info.options.ttl_seconds
             expired_before = None if ttl is None else self.clock.now_us() - ttl * 1_000_000
-            latest = self._latest
-            cells = [latest(tid, pk, sk, expired_before) for pk, sk in keys]
+            if self._latest_many is not None:
+                cells = self._latest_many(tid, keys, expired_before)
+            else:
+                latest = self._latest
+                cells = [latest(tid, pk, sk, expired_before) for pk, sk in keys]
         else:
             vis = ctx.vis or Visibility.of(info, self.clock.now_us())
             rf = ReadFilter(None, None, 1)

@@ -31,16 +31,27 @@ class HotKeys:
         self._window = self._index(time.time())
         self._cur: _Counts = {}
         self._prev: _Counts = {}
+        self._span = (0.0, 0.0)
+        """[start, end) of the current window in ``time.time()`` seconds: a hit inside
+        it needs no division to know its window."""
+        self._set_span()
 
     def _index(self, now: float) -> int:
         return int(now // self.window_s)
 
+    def _set_span(self) -> None:
+        self._span = (self._window * self.window_s, (self._window + 1) * self.window_s)
+
     def _roll(self, now: float) -> None:
+        start, end = self._span
+        if start <= now < end:
+            return
         index = self._index(now)
         if index != self._window:
             self._prev = self._cur if index == self._window + 1 else {}
             self._cur = {}
             self._window = index
+        self._set_span()
 
     def hit(self, namespace: str, table: str, pks: Iterable[bytes]) -> None:
         with self._lock:
@@ -51,10 +62,27 @@ class HotKeys:
             for pk in pks:
                 counts[pk] = counts.get(pk, 0) + 1
             if len(counts) > self.max_keys:
-                # = heapq.nlargest(n, items, key=count) (its documented equivalent), ~5x
-                # faster here: a flood of fresh keys (writes) trims every few requests
-                keep = sorted(counts, key=counts.__getitem__, reverse=True)[: self.max_keys // 4]
-                self._cur[(namespace, table)] = {pk: counts[pk] for pk in keep}
+                self._trim(namespace, table, counts)
+
+    def hit_one(self, namespace: str, table: str, pk: bytes) -> None:
+        """``hit(namespace, table, [pk])``, the point read's: no sequence to build."""
+        now = time.time()
+        with self._lock:
+            start, end = self._span
+            if not start <= now < end:
+                self._roll(now)
+            counts = self._cur.get((namespace, table))
+            if counts is None:
+                counts = self._cur[(namespace, table)] = {}
+            counts[pk] = counts.get(pk, 0) + 1
+            if len(counts) > self.max_keys:
+                self._trim(namespace, table, counts)
+
+    def _trim(self, namespace: str, table: str, counts: dict[bytes, int]) -> None:
+        # = heapq.nlargest(n, items, key=count) (its documented equivalent), ~5x
+        # faster here: a flood of fresh keys (writes) trims every few requests
+        keep = sorted(counts, key=counts.__getitem__, reverse=True)[: self.max_keys // 4]
+        self._cur[(namespace, table)] = {pk: counts[pk] for pk in keep}
 
     def snapshot(self, limit: int = 256) -> dict[str, Any]:
         """This process's busiest pks per table, as plain data (for another process)."""

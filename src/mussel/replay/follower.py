@@ -4,7 +4,10 @@ A follower process serves reads from a secondary instance of the owner's RocksDB
 (``RocksBackend`` with ``secondary_path``). This thread is its replayer: it watches
 the owner's ``SharedState`` and, when the owner has applied something new or
 changed the catalog, calls ``catch_up()`` on the backend (at most once per
-``interval_s``: a catch-up costs ~1 ms plus ~1 µs per new record, with the GIL),
+``interval_s``: a catch-up costs ~1 ms plus ~1 µs per new record, with the GIL;
+the shared state is polled every ``poll_s`` while it changes or a strong read waits,
+every ``idle_poll_s`` (default ``interval_s``) once it has been quiet for
+``IDLE_AFTER_S``),
 reloads the catalog when it changed, and advances the ``Watermark`` to the
 positions the secondary now holds. Those positions are read from the database
 itself (the replayer writes them in the same batch as the data), so they are
@@ -35,6 +38,9 @@ __all__ = ["Follower"]
 log = logging.getLogger("mussel.follower")
 
 HEARTBEAT_S = 0.2
+IDLE_AFTER_S = 0.05
+"""Without a change of the owner's positions or catalog for this long (and no strong
+read waiting), the thread polls every ``idle_poll_s`` instead of every ``poll_s``."""
 
 
 class Follower:
@@ -51,6 +57,7 @@ class Follower:
         *,
         interval_s: float = 0.005,
         poll_s: float = 0.001,
+        idle_poll_s: float | None = None,
     ) -> None:
         self._backend = backend
         self._catalog = catalog
@@ -59,6 +66,8 @@ class Follower:
         self._clock = clock
         self._interval_s = interval_s
         self._poll_s = poll_s
+        self._idle_poll_s = max(poll_s, interval_s if idle_poll_s is None else idle_poll_s)
+        self._last_change = clock.monotonic()
         self._lock = threading.Lock()  # one catch-up at a time
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -78,6 +87,7 @@ class Follower:
 
     def stop(self) -> None:
         self._stop.set()
+        self.watermark.demand.set()  # wakes the thread now, even from an idle poll
         if self._thread is not None:
             self._thread.join()
             self._thread = None
@@ -141,15 +151,34 @@ class Follower:
         if self._state.catalog_version() != self._catalog_version:
             self.catch_up()
 
+    def poll_s(self) -> float:
+        """How long the thread sleeps before it looks at the shared state again:
+        ``poll_s`` while the owner's state changes or a strong read waits on the
+        watermark, ``idle_poll_s`` once nothing changed for ``IDLE_AFTER_S``. An idle
+        follower thus takes the GIL from the serving thread a few times less often, and
+        a strong read that has to wait wakes it at once (``Watermark.demand``)."""
+        if self.watermark.waiters:
+            return self._poll_s
+        if self._clock.monotonic() - self._last_change < IDLE_AFTER_S:
+            return self._poll_s
+        return self._idle_poll_s
+
     def _run(self) -> None:
         last_beat = 0.0
-        while not self._stop.wait(self._poll_s):
+        demand = self.watermark.demand
+        while True:
+            demand.wait(self.poll_s())
+            demand.clear()
+            if self._stop.is_set():
+                return
             try:
                 now = self._clock.monotonic()
                 changed = (
                     self._state.applied() != self._seen_applied
                     or self._state.catalog_version() != self._catalog_version
                 )
+                if changed:
+                    self._last_change = now
                 if changed and now - self._last_catch_up >= self._interval_s:
                     self.catch_up()
                     last_beat = now

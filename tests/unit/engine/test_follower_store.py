@@ -225,3 +225,25 @@ def test_nowait_reads_refuse_a_strong_read_until_the_view_catches_up(pair: Pair)
     many = pair.follower.multi_get_nowait("ns", "t", [(b"a", b"s"), (b"b", b"s")], None)
     assert many is not None
     assert [c.value if c else None for c in many[0]] == [b"2", None]
+
+
+def test_an_idle_follower_polls_lazily_and_a_waiting_strong_read_wakes_it(pair: Pair) -> None:
+    """Quiet for a while, the follower thread polls every ``idle_poll_s`` instead of
+    ``poll_s`` (it takes the GIL from the serving thread less often); a strong read that
+    must wait wakes it at once, and ``stop`` does not wait for the idle poll either."""
+    follower = pair.follower.follower
+    assert follower is not None
+    time.sleep(0.2)  # nothing changes: idle
+    assert follower.poll_s() == follower._idle_poll_s > follower._poll_s
+    follower._idle_poll_s = 5.0  # an idle poll far longer than any wait below
+    time.sleep(0.05)  # (the thread is now in such a poll)
+    for i in range(5):
+        pair.owner.table("ns", "t").write([Put("w", "s", str(i))])  # durable only
+        started = time.monotonic()
+        cells = pair.follower.get("ns", "t", "w", "s", consistency="strong")
+        assert [c.value for c in cells] == [str(i).encode()]
+        assert time.monotonic() - started < 2.0, "the waiting read did not wake the thread"
+        time.sleep(0.1)  # idle again
+    started = time.monotonic()
+    follower.stop()
+    assert time.monotonic() - started < 2.0

@@ -379,6 +379,10 @@ def test_dead_runs_go_as_range_deletes(backend: Backend) -> None:
         assert backend.get_cell(T, V1, b"q", sk, ReadFilter()) == []
         assert backend.get_latest(T, b"q", sk, None) is None
     assert backend.get_latest(T, b"p", b"s", None) == Cell(b"s", 139, b"v139")
+    many = getattr(backend, "get_latest_many", None)  # RocksBackend's multi-get path
+    if many is not None:
+        keys = [(b"q", b"a"), (b"p", b"s"), (b"q", b"c"), (b"q", b"e")]
+        assert many(T, keys, None) == [None, Cell(b"s", 139, b"v139"), None, None]
     # runs shorter than min_run are single deletes; a kept version ends a run
     backend.apply([put(b"p", b"s", ts, b"x") for ts in (1, 2)], EPOCHS, {})
     page = backend.sweep_scan(T, vis, None, None, 1000, min_run=4)

@@ -143,3 +143,66 @@ def test_a_range_deleted_version_stays_gone_until_compacted_across_flushes_and_r
         assert b.get_latest(T, b"q", b"s", None) is None
     finally:
         b.close()
+
+
+def test_get_latest_many_answers_as_get_latest_does_key_by_key(tmp_path: Path) -> None:
+    b = RocksBackend(tmp_path / "db", SMALL)
+    try:
+        b.apply(
+            [
+                put(b"a", 1, b"one"),
+                put(b"a", 3, b"three"),
+                put(b"z\x00y", 2, b"nul in the pk"),
+                put(b"old", 1, b"expired at 2"),
+                put(b"gone", 1, b"x"),
+                Mutation(T, OP_DELETE, b"gone", b"s", 2),
+                Mutation(T, OP_PUT, b"a", b"s\x00t", 5, b"nul in the sk"),
+            ],
+            EPOCHS,
+            {},
+        )
+        keys = [
+            (b"a", b"s"),
+            (b"missing", b"s"),
+            (b"z\x00y", b"s"),
+            (b"old", b"s"),
+            (b"gone", b"s"),
+            (b"a", b"s\x00t"),
+            (b"a", b"s"),  # twice, and backwards after the one before
+            (b"z", b"s"),  # a prefix of a stored pk, not that pk
+        ]
+        for expired_before in (None, 2):
+            one_by_one = [b.get_latest(T, pk, sk, expired_before) for pk, sk in keys]
+            assert b.get_latest_many(T, keys, expired_before) == one_by_one
+        assert b.get_latest_many(T, keys, None)[:3] == [
+            Cell(b"s", 3, b"three"),
+            None,
+            Cell(b"s", 2, b"nul in the pk"),
+        ]
+        assert b.get_latest_many(T, keys, 2)[3] is None  # expired
+        assert b.get_latest_many(T, keys, None)[4] is None  # deleted
+        assert b.get_latest_many(T, [], None) == []
+    finally:
+        b.close()
+
+
+def test_get_latest_many_reads_past_a_range_delete_compacted_under_the_iterator(
+    tmp_path: Path,
+) -> None:
+    """The multi-get path meets the tailing iterator's error status as ``get_latest``
+    does (see the test above) and answers the same."""
+    b = RocksBackend(tmp_path / "db", SMALL)
+    try:
+        other = Mutation(2, OP_PUT, b"x", b"s", 1, b"other")
+        b.apply([put(b"k", 1, b"one"), other], {T: 0, 2: 0}, {})
+        keys = [(b"k", b"s"), (b"zz", b"s")]
+        assert b.get_latest_many(T, keys, None) == [Cell(b"s", 1, b"one"), None]
+        b.drop_table_data(2)  # a range tombstone over table 2
+        b.apply([put(b"k", 2, b"two")], EPOCHS, {})
+        b.compact(2, None, None)
+        assert b.get_latest_many(T, keys, None) == [Cell(b"s", 2, b"two"), None]
+        b.apply([put(b"k", 3, b"three")], EPOCHS, {})
+        b.compact(T, None, None)
+        assert b.get_latest_many(T, keys, None) == [Cell(b"s", 3, b"three"), None]
+    finally:
+        b.close()

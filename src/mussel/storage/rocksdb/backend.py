@@ -19,7 +19,7 @@ import itertools
 import os
 import threading
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from itertools import repeat
@@ -97,6 +97,7 @@ _TABLE_ID, _OP, _PK, _SK, _TS, _VALUE = map(
 _JOIN = b"".join
 _REPLACE = bytes.replace
 _PACK_TS = U64.pack
+_UNPACK_TS = U64.unpack_from
 _consume = deque  # deque(iterator, maxlen=0) runs an iterator at C speed, keeping nothing
 
 
@@ -274,13 +275,18 @@ class RocksBackend:
             run = list(group)
             marks.append((table_id, wb.len(), wb.size_in_bytes()))
             n = len(run)
+            pks: Iterable[bytes] = list(map(_PK, run))
+            sks: Iterable[bytes] = list(map(_SK, run))
+            if b"\x00" in _JOIN(pks) or b"\x00" in _JOIN(sks):  # else escaping changes nothing
+                pks = map(_REPLACE, pks, repeat(b"\x00", n), repeat(b"\x00\xff", n))
+                sks = map(_REPLACE, sks, repeat(b"\x00", n), repeat(b"\x00\xff", n))
             keys = map(
                 _JOIN,
                 zip(
                     repeat(table_prefix(table_id), n),
-                    map(_REPLACE, map(_PK, run), repeat(b"\x00", n), repeat(b"\x00\xff", n)),
+                    pks,
                     repeat(TERM, n),
-                    map(_REPLACE, map(_SK, run), repeat(b"\x00", n), repeat(b"\x00\xff", n)),
+                    sks,
                     repeat(TERM, n),
                     map(_PACK_TS, map(_SUB, repeat(_TS_BIAS, n), map(_TS, run))),
                     strict=True,
@@ -362,9 +368,13 @@ class RocksBackend:
         tp = self._prefixes.get(table_id)
         if tp is None:
             tp = self._prefixes[table_id] = table_prefix(table_id)
-        cp = tp + pk.replace(b"\x00", b"\x00\xff") + TERM + sk.replace(b"\x00", b"\x00\xff") + TERM
+        esc_pk, esc_sk = pk.replace(b"\x00", b"\x00\xff"), sk.replace(b"\x00", b"\x00\xff")
+        cp = _JOIN((tp, esc_pk, TERM, esc_sk, TERM))
         try:
-            it = getattr(self._local, "it", None) or self._point_iter()
+            try:
+                it = self._local.it
+            except AttributeError:
+                it = self._point_iter()
             it.seek(cp)
             k: bytes | None = it.key()  # None when the iterator is not valid
             if k is None or not k.startswith(cp):
@@ -387,7 +397,7 @@ class RocksBackend:
                 raise exc
         if v[0] == KIND_TOMBSTONE:
             return None
-        ts = _TS_BIAS - int.from_bytes(k[-8:], "big")
+        ts = _TS_BIAS - _UNPACK_TS(k, len(k) - 8)[0]
         if expired_before_us is not None and ts < expired_before_us:
             return None
         return Cell(sk, ts, v[5:])

@@ -292,10 +292,14 @@ class RocksBackend:
                     strict=True,
                 ),
             )
-            headers = (self._header(OP_PUT, epoch), self._header(OP_DELETE, epoch))
-            values = map(
-                _ADD, map(headers.__getitem__, map(_TRUTH, map(_OP, run))), map(_VALUE, run)
-            )
+            put_header = self._header(OP_PUT, epoch)
+            if any(map(_OP, run)):  # some deletes (OP_DELETE is 1, OP_PUT 0)
+                headers = (put_header, self._header(OP_DELETE, epoch))
+                values: Iterable[bytes] = map(
+                    _ADD, map(headers.__getitem__, map(_TRUTH, map(_OP, run))), map(_VALUE, run)
+                )
+            else:
+                values = map(_ADD, repeat(put_header, n), map(_VALUE, run))
             _consume(map(put, keys, values), maxlen=0)
         marks.append((-1, wb.len(), wb.size_in_bytes()))
         new_stats: dict[int, tuple[int, int]] = {}

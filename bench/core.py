@@ -184,14 +184,23 @@ def durable_writes(
     return out
 
 
-def run(seconds: float = 5.0, reps: int = 3) -> dict[str, Any]:
+def run(seconds: float = 5.0, reps: int = 3, only: str | None = None) -> dict[str, Any]:
     """The core section. Durable writes and PostgreSQL's upserts are measured in
     ``reps`` pairs, alternating which goes first; the figures are the medians and the
     ratio the median of the pairs' own ratios. Replay lag: once, at half the median rate.
+
+    ``only="gets"`` runs only the point gets, ``only="writes"`` only the rest (for A/B
+    runs of one part; the full section runs both).
     """
+    if only not in (None, "gets", "writes"):
+        raise ValueError(f"only must be 'gets' or 'writes', not {only!r}")
     root = Path(tempfile.mkdtemp(prefix="mussel-bench-"))
     try:
-        results: dict[str, Any] = {"point_get": point_gets(root)}
+        results: dict[str, Any] = {}
+        if only != "writes":
+            results["point_get"] = point_gets(root)
+        if only == "gets":
+            return results
         try:
             from bench.peers.postgres import PostgresPeer
         except ImportError:
@@ -252,6 +261,12 @@ if __name__ == "__main__":
     import json
     import sys
 
-    args = [a for a in sys.argv[1:] if not a.startswith("--reps=")]
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
     n_reps = [int(a.split("=", 1)[1]) for a in sys.argv[1:] if a.startswith("--reps=")]
-    print(json.dumps(run(float(args[0]) if args else 5.0, *n_reps), indent=2))
+    parts = [a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--only=")]
+    print(
+        json.dumps(
+            run(float(args[0]) if args else 5.0, *n_reps, only=parts[-1] if parts else None),
+            indent=2,
+        )
+    )

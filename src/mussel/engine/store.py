@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 from zlib import crc32
 
 from mussel.catalog import UNSET, Catalog
@@ -114,6 +114,19 @@ def _b(value: Key | None, what: str) -> bytes | None:
     raise InvalidRequestError(f"{what} must be bytes or a string")
 
 
+class _AckedTotal(Protocol):
+    acked_total: int
+
+
+class _NeverCaughtUp:
+    """An ``acked_total`` no applied total equals: the per-partition check decides."""
+
+    acked_total = -1
+
+
+_NEVER_CAUGHT_UP = _NeverCaughtUp()
+
+
 class Store:
     """The engine. Thread-safe. Close it (or use ``with``) to stop the replayer cleanly."""
 
@@ -160,6 +173,17 @@ class Store:
         self._usage: dict[str, tuple[float, int]] = {}  # namespace -> (when, bytes)
         self._applied = self.replayer.watermark.live
         self._end_offset = wlog.end_offset
+        self._watermark = self.replayer.watermark
+        self._acks: _AckedTotal = _NEVER_CAUGHT_UP
+        if (
+            isinstance(wlog, LocalLog)
+            and isinstance(self.replayer, Replayer)
+            and role == "embedded"
+            and all(self._applied.get(p, 0) <= e for p, e in wlog.end_offsets().items())
+        ):
+            # This process's replayer applies every partition of this log, and nothing
+            # past its ends: equal totals mean caught up (see ``get``).
+            self._acks = wlog
         self._latest = backend.get_latest
         self._latest_many: Callable[..., list[Cell | None]] | None = getattr(
             backend, "get_latest_many", None
@@ -603,9 +627,15 @@ class Store:
             strong = ctx.strong
         elif consistency == "eventual":
             strong = False
+        elif consistency == "strong":
+            strong = True
         else:
             strong = check_consistency(consistency) == "strong"
-        if strong:
+        # Strong: first the whole log at once. The applied total is read first: it
+        # equals the log's later total only if every partition was applied up to
+        # its end as of the later read (positions never pass the ends), so every write
+        # acknowledged before this read arrived is applied.
+        if strong and self._watermark.applied_total != self._acks.acked_total:
             p = crc32(pk, tid) % self._partitions  # log.base.partition_for, inlined
             end = self._end_offset(p)
             if self._applied.get(p, 0) < end:
@@ -637,7 +667,7 @@ class Store:
         info = ctx.info
         tid = info.id
         strong = ctx.strong if consistency is None else check_consistency(consistency) == "strong"
-        if strong:
+        if strong and self._watermark.applied_total != self._acks.acked_total:  # as in get
             p = crc32(pk, tid) % self._partitions  # log.base.partition_for, inlined
             if self._applied.get(p, 0) < self._end_offset(p):
                 return None

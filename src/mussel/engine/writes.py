@@ -41,8 +41,12 @@ def to_mutations(
     total = 0
     for i, op in enumerate(ops):
         try:
-            pk = op.pk if type(op.pk) is bytes else _bytes(op.pk, "pk")
-            sk = op.sk if type(op.sk) is bytes else _bytes(op.sk, "sk")
+            pk = op.pk
+            if type(pk) is not bytes:
+                pk = _bytes(pk, "pk")
+            sk = op.sk
+            if type(sk) is not bytes:
+                sk = _bytes(sk, "sk")
             ts = op.ts
             if ts is None:
                 ts = now_us
@@ -50,21 +54,27 @@ def to_mutations(
                 raise InvalidRequestError(
                     "ts must be a 64-bit integer (microseconds since the epoch)"
                 )
-            if not pk or len(pk) > max_pk or len(sk) > max_sk:
+            size = len(pk)
+            n_sk = len(sk)
+            if not 0 < size <= max_pk or n_sk > max_sk:
                 limits.check_pk(pk)
                 limits.check_sk(sk)
+            size += n_sk
             if type(op) is Put:
-                value = op.value if type(op.value) is bytes else _bytes(op.value, "value")
-                if len(value) > max_value:
+                value = op.value
+                if type(value) is not bytes:
+                    value = _bytes(value, "value")
+                n_value = len(value)
+                if n_value > max_value:
                     limits.check_value(value)
+                size += n_value
                 append(Mutation(table_id, OP_PUT, pk, sk, ts, value))
             elif type(op) is Delete:
-                value = b""
                 append(Mutation(table_id, OP_DELETE, pk, sk, ts))
             else:
                 raise InvalidRequestError("a record must be a Put or a Delete")
         except MusselError as exc:
             raise type(exc)(f"records[{i}]: {exc.message}") from None
-        total += len(pk) + len(sk) + len(value)
+        total += size
     limits.check_batch(len(out), total)
     return out

@@ -237,6 +237,12 @@ class LocalLog:
             raise
         self._durable_pos = self._segments[-1].size
         self._next = list(self._segments[-1].end)
+        self.acked_total = sum(self._next)
+        """The sum of the end offsets (every partition's acknowledged records): set
+        with them after each fsync, before the appends complete; a lock-free read.
+        The ends only grow, so a reader that applies nothing before it is acknowledged
+        (the replayer) has applied up to every end once the sum of its positions
+        equals this total (``Store.get``'s strong check)."""
         self._flusher = threading.Thread(target=self._flush_loop, name="mussel-log", daemon=True)
         self._flusher.start()
 
@@ -616,6 +622,7 @@ class LocalLog:
         with self._cond:
             active.size = self._durable_pos = pos
             active.end = end
+            self.acked_total = sum(end)
             self._tail.extend(group)
             self._tail_records += records
             while self._tail_records > self._memory_records and self._tail:

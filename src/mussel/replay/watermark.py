@@ -17,6 +17,10 @@ __all__ = ["Watermark"]
 class Watermark:
     def __init__(self, positions: Mapping[int, int], clock: Clock) -> None:
         self._applied: dict[int, int] = dict(positions)
+        self.applied_total = sum(self._applied.values())
+        """The sum of the applied positions (lock-free read): with a log whose
+        ``acked_total`` is the sum of its end offsets, equal totals mean every
+        partition is applied up to its end (see ``Store.get``)."""
         self._cond = threading.Condition()
         self._clock = clock
         self._caught_up_at = clock.monotonic()
@@ -32,6 +36,7 @@ class Watermark:
         (monotonic) time ``at`` (default: now) is still pending."""
         with self._cond:
             self._applied.update(positions)
+            self.applied_total = sum(self._applied.values())
             if caught_up:
                 self._caught_up_at = self._clock.monotonic() if at is None else at
             self._cond.notify_all()

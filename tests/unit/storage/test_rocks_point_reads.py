@@ -206,3 +206,22 @@ def test_get_latest_many_reads_past_a_range_delete_compacted_under_the_iterator(
         assert b.get_latest_many(T, keys, None) == [Cell(b"s", 3, b"three"), None]
     finally:
         b.close()
+
+
+def test_keys_with_nul_bytes_are_escaped_in_batches_with_and_without_them(
+    tmp_path: Path,
+) -> None:
+    """The apply escapes pks and sks only when some key of the run holds a NUL: a batch
+    without one, and a mixed one, must both read back cell by cell."""
+    b = RocksBackend(tmp_path / "db", SMALL)
+    keys = [(b"a", b""), (b"a", b"\x00"), (b"a\x00", b""), (b"a\x00b", b"s\x00"), (b"a\xff", b"")]
+    try:
+        b.apply([Mutation(T, OP_PUT, b"plain", b"s", 1, b"p")], EPOCHS, {})
+        b.apply([Mutation(T, OP_PUT, pk, sk, 1, pk + b"|" + sk) for pk, sk in keys], EPOCHS, {})
+        assert b.get_latest(T, b"plain", b"s", None) == Cell(b"s", 1, b"p")
+        for pk, sk in keys:
+            assert b.get_latest(T, pk, sk, None) == Cell(sk, 1, pk + b"|" + sk)
+        assert b.get_latest(T, b"a\x00b", b"s", None) is None
+        assert b.table_stats(T).approx_cells == len(keys) + 1
+    finally:
+        b.close()

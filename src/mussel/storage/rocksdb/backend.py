@@ -20,7 +20,7 @@ import os
 import shutil
 import threading
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from itertools import repeat
@@ -99,6 +99,7 @@ _TABLE_ID, _OP, _PK, _SK, _TS, _VALUE = map(
 _JOIN = b"".join
 _REPLACE = bytes.replace
 _PACK_TS = U64.pack
+_UNPACK_TS = U64.unpack_from
 _consume = deque  # deque(iterator, maxlen=0) runs an iterator at C speed, keeping nothing
 
 
@@ -333,22 +334,31 @@ class RocksBackend:
             run = list(group)
             marks.append((table_id, wb.len(), wb.size_in_bytes()))
             n = len(run)
+            pks: Iterable[bytes] = list(map(_PK, run))
+            sks: Iterable[bytes] = list(map(_SK, run))
+            if b"\x00" in _JOIN(pks) or b"\x00" in _JOIN(sks):  # else escaping changes nothing
+                pks = map(_REPLACE, pks, repeat(b"\x00", n), repeat(b"\x00\xff", n))
+                sks = map(_REPLACE, sks, repeat(b"\x00", n), repeat(b"\x00\xff", n))
             keys = map(
                 _JOIN,
                 zip(
                     repeat(table_prefix(table_id), n),
-                    map(_REPLACE, map(_PK, run), repeat(b"\x00", n), repeat(b"\x00\xff", n)),
+                    pks,
                     repeat(TERM, n),
-                    map(_REPLACE, map(_SK, run), repeat(b"\x00", n), repeat(b"\x00\xff", n)),
+                    sks,
                     repeat(TERM, n),
                     map(_PACK_TS, map(_SUB, repeat(_TS_BIAS, n), map(_TS, run))),
                     strict=True,
                 ),
             )
-            headers = (self._header(OP_PUT, epoch), self._header(OP_DELETE, epoch))
-            values = map(
-                _ADD, map(headers.__getitem__, map(_TRUTH, map(_OP, run))), map(_VALUE, run)
-            )
+            put_header = self._header(OP_PUT, epoch)
+            if any(map(_OP, run)):  # some deletes (OP_DELETE is 1, OP_PUT 0)
+                headers = (put_header, self._header(OP_DELETE, epoch))
+                values: Iterable[bytes] = map(
+                    _ADD, map(headers.__getitem__, map(_TRUTH, map(_OP, run))), map(_VALUE, run)
+                )
+            else:
+                values = map(_ADD, repeat(put_header, n), map(_VALUE, run))
             _consume(map(put, keys, values), maxlen=0)
         marks.append((-1, wb.len(), wb.size_in_bytes()))
         new_stats: dict[int, tuple[int, int]] = {}
@@ -419,9 +429,13 @@ class RocksBackend:
         tp = self._prefixes.get(table_id)
         if tp is None:
             tp = self._prefixes[table_id] = table_prefix(table_id)
-        cp = tp + pk.replace(b"\x00", b"\x00\xff") + TERM + sk.replace(b"\x00", b"\x00\xff") + TERM
+        esc_pk, esc_sk = pk.replace(b"\x00", b"\x00\xff"), sk.replace(b"\x00", b"\x00\xff")
+        cp = _JOIN((tp, esc_pk, TERM, esc_sk, TERM))
         try:
-            it = getattr(self._local, "it", None) or self._point_iter()
+            try:
+                it = self._local.it
+            except AttributeError:
+                it = self._point_iter()
             it.seek(cp)
             k: bytes | None = it.key()  # None when the iterator is not valid
             if k is None and not _status_ok(it):
@@ -451,7 +465,7 @@ class RocksBackend:
                 raise exc
         if v[0] == KIND_TOMBSTONE:
             return None
-        ts = _TS_BIAS - int.from_bytes(k[-8:], "big")
+        ts = _TS_BIAS - _UNPACK_TS(k, len(k) - 8)[0]
         if expired_before_us is not None and ts < expired_before_us:
             return None
         return Cell(sk, ts, v[5:])

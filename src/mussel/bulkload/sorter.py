@@ -33,7 +33,6 @@ __all__ = ["KEYED_SCHEMA", "Sorter", "sort_keys"]
 
 _TS_BIAS = 0x7FFF_FFFF_FFFF_FFFF
 KEYED_SCHEMA = CELL_SCHEMA.append(pa.field("key", pa.binary()))
-_ORDER = [("key", "ascending")]
 
 
 def sort_keys(cells: pa.Table) -> pa.Array:
@@ -64,16 +63,47 @@ with contextlib.suppress(NotImplementedError):
     pa.jemalloc_set_decay_ms(0)
 
 
-def _unique_order(t: pa.Table) -> pa.Array:
-    """Row indices of ``t`` sorted by key, keeping the last row (in ``t``'s order) of
-    each key; ``t`` must be in source order (see ``_dedup``)."""
-    idx = pc.sort_indices(t, sort_keys=_ORDER)
-    n = len(idx)
+def _in_order(key: pa.Array) -> bool:
+    """Whether ``key`` is non-decreasing: one vectorised pass, so already-sorted input
+    (a warehouse export ordered by key, the runs of a sorted source) skips the sort."""
+    n = len(key)
+    return n < 2 or bool(pc.all(pc.less_equal(key.slice(0, n - 1), key.slice(1))).as_py())
+
+
+def _last_of_each(key: pa.Array) -> pa.Array | None:
+    """For a sorted ``key``: a mask keeping the last of each run of equal keys, or None
+    when no two neighbours are equal (nothing to drop: the caller copies nothing)."""
+    n = len(key)
     if n < 2:
-        return idx
-    key = pc.take(t.column("key"), idx).combine_chunks()
+        return None
     differs = pc.not_equal(key.slice(0, n - 1), key.slice(1))
-    return idx.filter(pa.concat_arrays([differs, pa.array([True])]))
+    if pc.all(differs).as_py():
+        return None
+    return pa.concat_arrays([differs, pa.array([True])])
+
+
+def _stable_order(key: pa.Array) -> pa.Array | None:
+    """Indices sorting ``key`` (stable: equal keys keep their order), or None when it is
+    in order already."""
+    if _in_order(key):
+        return None
+    return pc.sort_indices(key)  # documented stable
+
+
+def _unique_order(t: pa.Table) -> pa.Array | None:
+    """Row indices of ``t`` sorted by key, keeping the last row (in ``t``'s order) of
+    each key, or None when that is every row in order (sorted input without
+    duplicates); ``t`` must be in source order (see ``_dedup``)."""
+    key = t.column("key").combine_chunks()
+    idx = _stable_order(key)
+    if idx is not None:
+        key = key.take(idx)
+    keep = _last_of_each(key)
+    if keep is None:
+        return idx
+    if idx is None:
+        idx = pa.array(np.arange(len(key), dtype=np.int64))
+    return idx.filter(keep)
 
 
 def _dedup(t: pa.Table) -> tuple[pa.Table, int]:
@@ -81,20 +111,23 @@ def _dedup(t: pa.Table) -> tuple[pa.Table, int]:
 
     REQUIRES: ``t``'s rows in source order (seq ascending). Arrow's ``sort_indices``
     is stable (documented), so equal keys stay in source order and the last of each
-    run of equal keys is the one to keep; sorting on one binary column is ~1.5x
-    faster than on (key, seq desc).
+    run of equal keys is the one to keep. Only the (small) key column is combined into
+    one array; the rows are gathered with a take on the chunked table (several times
+    cheaper than combining the values first), and not at all when the keys are in
+    order already; the duplicate filter copies only when there are duplicates.
     """
     if t.num_rows == 0:
         return t, 0
-    t = t.combine_chunks().take(pc.sort_indices(t, sort_keys=_ORDER))
     key = t.column("key").combine_chunks()
-    n = len(key)
-    if n < 2:
+    idx = _stable_order(key)
+    if idx is not None:
+        t = t.take(idx)
+        key = key.take(idx)
+    keep = _last_of_each(key)
+    if keep is None:
         return t, 0
-    differs = pc.not_equal(key.slice(0, n - 1), key.slice(1))
-    keep = pa.concat_arrays([differs, pa.array([True])])
     kept = t.filter(keep)
-    return kept, n - kept.num_rows
+    return kept, t.num_rows - kept.num_rows
 
 
 class Sorter:
@@ -163,8 +196,12 @@ class Sorter:
             # chunk's rows (no second full copy of the values).
             t = pa.concat_tables(self._buffer) if self._buffer else self._schema.empty_table()
             self._buffer, self._buffered = [], 0
-            t = t.combine_chunks()  # take() from one chunk is several times faster
             order = _unique_order(t)
+            if order is None:  # sorted input, no duplicates: no gather at all
+                self.cells += t.num_rows
+                for start in range(0, t.num_rows, _CHUNK_ROWS):
+                    yield t.slice(start, _CHUNK_ROWS)
+                return
             self.duplicates += t.num_rows - len(order)
             self.cells += len(order)
             for start in range(0, len(order), _CHUNK_ROWS):

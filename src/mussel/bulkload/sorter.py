@@ -82,12 +82,67 @@ def _last_of_each(key: pa.Array) -> pa.Array | None:
     return pa.concat_arrays([differs, pa.array([True])])
 
 
+_MAX_WORDS = 8  # keys compared on their first 64 bytes by the word sort
+_NUL = pa.scalar(b"", pa.binary())
+
+
+def _word_order(key: pa.Array) -> np.ndarray | None:
+    """Stable sort indices of ``key`` computed on big-endian 64-bit words, or None
+    when they cannot decide the order.
+
+    Each key, padded with zero bytes to ``8 * words`` bytes, is cut into ``words``
+    unsigned integers (``words`` covers the longest key, at most ``_MAX_WORDS``);
+    ``numpy.lexsort`` (stable, integer compares, no indirection to the key bytes) over
+    the words that are not the same in every row is several times cheaper than a
+    sort comparing binary values. Word order is bytewise order except where two
+    different keys have the same padded words (one is the other followed by zero
+    bytes, or they differ only past the words): the check below finds such neighbours
+    and the caller then sorts the binary keys themselves.
+    """
+    n = len(key)
+    longest = int(pc.max(pc.binary_length(key)).as_py() or 0)
+    words = max(1, min(_MAX_WORDS, -(-longest // 8)))
+    width = 8 * words
+    pad = pa.scalar(bytes(width), pa.binary())
+    fixed = pc.binary_slice(pc.binary_join_element_wise(key, pad, _NUL), 0, width)
+    offsets = np.frombuffer(fixed.buffers()[1], dtype=np.int32, count=fixed.offset + n + 1)
+    start = int(offsets[fixed.offset])
+    data = np.frombuffer(fixed.buffers()[2], dtype=np.uint8)[start : start + n * width]
+    matrix = data.view(">u8").reshape(n, words)
+    cols = [matrix[:, i].astype(np.uint64) for i in range(words)]  # native, contiguous
+    varying = [c for c in cols if c.min() != c.max()]
+    if not varying:
+        order = np.arange(n, dtype=np.int64)
+    else:
+        # the first varying word usually decides (one stable integer sort); else all do
+        order = np.argsort(varying[0], kind="stable")
+        first = varying[0][order]
+        if len(varying) > 1 and bool((first[1:] == first[:-1]).any()):
+            order = np.lexsort(varying[::-1])  # stable; the last key is the primary one
+    tie: np.ndarray | None = None
+    for c in varying:
+        ordered = c[order]
+        eq = ordered[1:] == ordered[:-1]
+        tie = eq if tie is None else tie & eq
+    tied = np.arange(n - 1) if tie is None else np.flatnonzero(tie)
+    if len(tied):
+        # neighbours with equal words must be equal keys (duplicates, kept in order)
+        left = key.take(pa.array(order[tied]))
+        right = key.take(pa.array(order[tied + 1]))
+        if not pc.all(pc.equal(left, right)).as_py():
+            return None
+    return order
+
+
 def _stable_order(key: pa.Array) -> pa.Array | None:
     """Indices sorting ``key`` (stable: equal keys keep their order), or None when it is
     in order already."""
     if _in_order(key):
         return None
-    return pc.sort_indices(key)  # documented stable
+    order = _word_order(key)
+    if order is None:
+        return pc.sort_indices(key)  # documented stable
+    return pa.array(order)
 
 
 def _unique_order(t: pa.Table) -> pa.Array | None:

@@ -70,3 +70,73 @@ def test_sorted_unique_last_in_source_order(
     assert sorter.cells == len(last)
     if run_bytes < 1 << 20:
         assert len(list((tmp_path / "runs").glob("*"))) == 0  # discarded
+
+
+def _cells_table(cells: list[tuple[bytes, bytes, int, bytes]], start: int) -> pa.Table:
+    return pa.Table.from_arrays(
+        [
+            pa.array([c[0] for c in cells], pa.binary()),
+            pa.array([c[1] for c in cells], pa.binary()),
+            pa.array([c[2] for c in cells], pa.int64()),
+            pa.array([c[3] for c in cells], pa.binary()),
+            pa.array(range(start, start + len(cells)), pa.int64()),
+            pa.array(range(start, start + len(cells)), pa.int64()),
+        ],
+        schema=CELL_SCHEMA,
+    )
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_word_sort_is_a_stable_bytewise_sort(seed: int) -> None:
+    """``_stable_order`` (64-bit word sort, falling back to a binary sort) equals a
+    stable sort of the bytes: keys that are other keys plus zero bytes, keys that differ
+    only past the words, duplicates, sliced arrays."""
+    rng = random.Random(seed)
+    alphabet = rng.choice([b"\x00\x01a", b"\x00\xff", b"ab", bytes(range(256))])
+    longest = rng.choice([3, 9, 20, 70, 100])
+    n = rng.randrange(2, 400)
+    keys = [
+        bytes(rng.choice(alphabet) for _ in range(rng.randrange(longest + 1))) for _ in range(n)
+    ]
+    keys += rng.sample(keys, min(len(keys), 30))  # duplicates
+    keys += [k + b"\x00" * rng.randrange(1, 9) for k in rng.sample(keys, 5)]
+    rng.shuffle(keys)
+    if seed % 3 == 0:
+        keys = [b"P" * 66 + k for k in keys]  # the words cannot decide: binary sort
+    arr = pa.array([b"x", *keys], pa.binary()).slice(1)
+    order = sorter_module._stable_order(arr)
+    got = list(range(len(keys))) if order is None else order.to_pylist()
+    assert got == sorted(range(len(keys)), key=lambda i: keys[i])
+
+
+@pytest.mark.parametrize("run_bytes", [1 << 30, 3000])
+def test_sorted_input_is_not_sorted_again(
+    tmp_path: Path, run_bytes: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Input already in key order (with duplicates) gives the model's result without a
+    single sort (in memory and with spilled runs)."""
+
+    def no_sort(_key: pa.Array) -> None:
+        raise AssertionError("sorted input was sorted again")
+
+    monkeypatch.setattr(sorter_module, "_word_order", no_sort)
+    cells = []
+    for i in range(3000):
+        pk = f"p{i // 3:05d}".encode()
+        cells.append((pk, b"s", 10 - i % 3, f"v{i}".encode()))
+        if i % 7 == 0:  # a duplicate of the same (pk, sk, ts), later in source order
+            cells.append((pk, b"s", 10 - i % 3, f"w{i}".encode()))
+    sorter = Sorter(tmp_path / "runs", run_bytes)
+    for start in range(0, len(cells), 250):
+        sorter.add(_cells_table(cells[start : start + 250], start))
+    got = []
+    for chunk in sorter.sorted_chunks():
+        got += list(
+            zip(chunk.column("key").to_pylist(), chunk.column("value").to_pylist(), strict=True)
+        )
+    sorter.discard()
+    last: dict[bytes, bytes] = {}
+    for pk, sk, ts, value in cells:
+        last[cell_key(pk, sk, ts)] = value
+    assert got == sorted(last.items())
+    assert sorter.duplicates == len(cells) - len(last)

@@ -35,19 +35,41 @@ _TS_BIAS = 0x7FFF_FFFF_FFFF_FFFF
 KEYED_SCHEMA = CELL_SCHEMA.append(pa.field("key", pa.binary()))
 
 
+def _one_array(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
+    if isinstance(arr, pa.ChunkedArray):
+        return arr.chunk(0) if arr.num_chunks == 1 else arr.combine_chunks()
+    return arr
+
+
+def _escaped(arr: pa.Array) -> pa.Array:
+    """``codec.keys.escape`` of every value; the array itself (no copy) when no value
+    has a 0x00 byte, which one vectorised scan of its data tells."""
+    if len(arr) == 0:
+        return arr
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32, count=arr.offset + len(arr) + 1)
+    lo, hi = int(offsets[arr.offset]), int(offsets[arr.offset + len(arr)])
+    data = arr.buffers()[2]
+    if data is None or not np.frombuffer(data, dtype=np.uint8)[lo:hi].all():
+        return pc.replace_substring(arr, b"\x00", b"\x00\xff")
+    return arr
+
+
 def sort_keys(cells: pa.Table) -> pa.Array:
     """The encoded cell keys (module docstring) of a ``CELL_SCHEMA`` table."""
     n = cells.num_rows
     ts = cells.column("ts").to_numpy()
     inv = (np.uint64(_TS_BIAS) - ts.astype(np.int64).view(np.uint64)).astype(">u8")
-    ts_bytes = pa.FixedSizeBinaryArray.from_buffers(
-        pa.binary(8), n, [None, pa.py_buffer(inv.tobytes())]
+    # the 8-byte parts as a binary array over the numpy buffer (offsets 0, 8, 16, ...)
+    ts_part = pa.Array.from_buffers(
+        pa.binary(),
+        n,
+        [None, pa.py_buffer(np.arange(0, 8 * n + 1, 8, dtype=np.int32)), pa.py_buffer(inv)],
     )
-    pk = pc.replace_substring(cells.column("pk"), b"\x00", b"\x00\xff")
-    sk = pc.replace_substring(cells.column("sk"), b"\x00", b"\x00\xff")
+    pk = _escaped(_one_array(cells.column("pk")))
+    sk = _escaped(_one_array(cells.column("sk")))
     term = pa.scalar(b"\x00\x01", pa.binary())
     empty = pa.scalar(b"", pa.binary())
-    joined = pc.binary_join_element_wise(pk, term, sk, term, pc.cast(ts_bytes, pa.binary()), empty)
+    joined = pc.binary_join_element_wise(pk, term, sk, term, ts_part, empty)
     if isinstance(joined, pa.ChunkedArray):
         return joined.combine_chunks()
     return joined

@@ -106,6 +106,7 @@ def _last_of_each(key: pa.Array) -> pa.Array | None:
 
 _MAX_WORDS = 8  # keys compared on their first 64 bytes by the word sort
 _NUL = pa.scalar(b"", pa.binary())
+_MAX_PADDED = 2**31 - 1
 
 
 def _word_order(key: pa.Array) -> np.ndarray | None:
@@ -122,9 +123,12 @@ def _word_order(key: pa.Array) -> np.ndarray | None:
     and the caller then sorts the binary keys themselves.
     """
     n = len(key)
-    longest = int(pc.max(pc.binary_length(key)).as_py() or 0)
+    lengths = pc.binary_length(key)
+    longest = int(pc.max(lengths).as_py() or 0)
     words = max(1, min(_MAX_WORDS, -(-longest // 8)))
     width = 8 * words
+    if int(pc.sum(lengths).as_py() or 0) + n * width > _MAX_PADDED:
+        return None  # the padded copy would not fit a binary array's 32-bit offsets
     pad = pa.scalar(bytes(width), pa.binary())
     fixed = pc.binary_slice(pc.binary_join_element_wise(key, pad, _NUL), 0, width)
     offsets = np.frombuffer(fixed.buffers()[1], dtype=np.int32, count=fixed.offset + n + 1)

@@ -160,3 +160,17 @@ def test_sort_keys_are_the_codec_cell_keys(seed: int) -> None:
     table = _cells_table([(pk, sk, ts, b"v") for pk, sk, ts in rows], 0).slice(1)
     got = sorter_module.sort_keys(table).to_pylist()
     assert got == [cell_key(pk, sk, ts) for pk, sk, ts in rows[1:]]
+
+
+def test_word_sort_gives_way_when_padded_keys_would_overflow(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Keys whose zero-padded copy would pass 32-bit binary offsets are sorted by Arrow's
+    binary sort instead (the limit lowered here to trigger it)."""
+    monkeypatch.setattr(sorter_module, "_MAX_PADDED", 50)  # 6 keys: 24 + 48 bytes
+    keys = [b"k%03d" % i for i in (5, 3, 9, 1, 7, 3)]
+    arr = pa.array(keys, pa.binary())
+    assert sorter_module._word_order(arr) is None
+    order = sorter_module._stable_order(arr)
+    assert order is not None
+    assert order.to_pylist() == sorted(range(len(keys)), key=lambda i: keys[i])

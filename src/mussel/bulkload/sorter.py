@@ -211,6 +211,25 @@ def _dedup(t: pa.Table) -> tuple[pa.Table, int]:
     return kept, t.num_rows - kept.num_rows
 
 
+def _gathered(steps: Iterator[pa.Table], rows: int) -> Iterator[pa.Table]:
+    """``steps`` (consecutive sorted pieces) joined into tables of at least ``rows`` rows
+    (the last may be smaller), without copying: a merge step yields a few thousand
+    rows, and a consumer that prefetches a fixed number of chunks (the loader) must be
+    able to run a whole SST build ahead of the builders."""
+    held: list[pa.Table] = []
+    count = 0
+    for t in steps:
+        if t.num_rows == 0:
+            continue
+        held.append(t)
+        count += t.num_rows
+        if count >= rows:
+            yield pa.concat_tables(held)
+            held, count = [], 0
+    if held:
+        yield pa.concat_tables(held)
+
+
 class Sorter:
     """``columns``: the cell columns carried through the sort besides ``key`` (None: all
     of ``CELL_SCHEMA``); carrying fewer makes the runs smaller and the sorts faster."""
@@ -291,7 +310,7 @@ class Sorter:
         if self._buffer:
             self._spill()
         self._wait_spill()
-        yield from self._merge()
+        yield from _gathered(self._merge(), _CHUNK_ROWS)
 
     def _merge(self) -> Iterator[pa.Table]:
         # plain reads, not mmap: touched mmap pages would count in the RSS until evicted

@@ -174,3 +174,22 @@ def test_word_sort_gives_way_when_padded_keys_would_overflow(
     order = sorter_module._stable_order(arr)
     assert order is not None
     assert order.to_pylist() == sorted(range(len(keys)), key=lambda i: keys[i])
+
+
+def test_merged_chunks_are_gathered_to_the_chunk_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A merge step gives a few rows per run; the chunks handed out hold at least
+    ``_CHUNK_ROWS`` rows each (but the last), so the loader can prefetch a whole SST
+    build ahead."""
+    monkeypatch.setattr(sorter_module, "_CHUNK_ROWS", 1000)
+    monkeypatch.setattr(sorter_module, "_RUN_BATCH_ROWS", 50)
+    rng = random.Random(5)
+    cells = [(f"p{rng.randrange(10**6):07d}".encode(), b"s", 1, b"v") for _ in range(5000)]
+    sorter = Sorter(tmp_path / "runs", 20_000)
+    for start in range(0, len(cells), 500):
+        sorter.add(_cells_table(cells[start : start + 500], start))
+    sizes = [chunk.num_rows for chunk in sorter.sorted_chunks()]
+    sorter.discard()
+    assert len(sizes) > 1 and all(n >= 1000 for n in sizes[:-1])
+    assert sum(sizes) == len({c[0] for c in cells})

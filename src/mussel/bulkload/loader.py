@@ -227,7 +227,7 @@ def run_load(
                 return
             t = pa.concat_tables(pending)
             pending, pending_rows = [], 0
-            keys, values = t.column("key").combine_chunks(), t.column("value").combine_chunks()
+            keys, values = t.column("key"), t.column("value")  # chunked: no copy
             if isinstance(ingest, ArrowBulkIngest):
                 counts = ingest.add_arrow(keys, values)
             else:

@@ -186,10 +186,13 @@ class BulkIngest(Protocol):
 
 @runtime_checkable
 class ArrowBulkIngest(BulkIngest, Protocol):
-    """A ``BulkIngest`` that also takes the keys and values as pyarrow binary arrays
-    (the same contract as ``add``), sparing the caller a Python object per cell."""
+    """A ``BulkIngest`` that also takes the keys and values as pyarrow binary arrays,
+    chunked or not (the same contract as ``add``), sparing the caller a Python object
+    per cell and a concatenation."""
 
-    def add_arrow(self, cell_keys: pa.Array, values: pa.Array) -> IngestCounts: ...
+    def add_arrow(
+        self, cell_keys: pa.Array | pa.ChunkedArray, values: pa.Array | pa.ChunkedArray
+    ) -> IngestCounts: ...
 
     def expect(self, cells: int) -> None:
         """A hint, before the first ``add``: about ``cells`` versions will come (the

@@ -81,6 +81,29 @@ def test_arrow_chunks_are_split_across_builders_and_read_back_exactly(
     assert rocks.get_latest(T, want[7000][0], b"s", None) == Cell(b"s", 5, want[7000][1])
 
 
+def test_chunked_arrays_with_unaligned_chunks_are_built_exactly(
+    rocks: RocksBackend, tmp_path: Path
+) -> None:
+    """Keys and values as chunked arrays cut at different places (as the loader hands
+    them over, without concatenating), split across builders and written a slice at a
+    time (8192 cells: not aligned with the chunks)."""
+    ing = rocks.bulk_ingest(T, 1, tmp_path / "job", contract.LOCK)
+    assert isinstance(ing, ArrowBulkIngest)
+    keys, values, want = _chunk(30_001)
+    ck = pa.chunked_array([keys.slice(0, 10_000), keys.slice(10_000, 3), keys.slice(10_003)])
+    cv = pa.chunked_array([values.slice(0, 4_321), values.slice(4_321)])
+    counts = ing.add_arrow(ck, cv)
+    assert (counts.written, counts.deferred) == (30_001, 0)
+    keys, values, more = _chunk(500, 30_001)  # small: built in this process, chunked too
+    ing.add_arrow(
+        pa.chunked_array([keys.slice(0, 250), keys.slice(250)]), pa.chunked_array([values])
+    )
+    ing.commit_write({b"\x00test\x00k": b"v"})
+    ing.discard()
+    page, _ = rocks.scan(T, Visibility(floors=(Floor(5, 1),)), ScanQuery(limit=40_000))
+    assert [(c.pk, c.value) for c in page] == want + more
+
+
 def test_a_killed_builder_is_replaced_by_the_next_add(rocks: RocksBackend, tmp_path: Path) -> None:
     ing = rocks.bulk_ingest(T, 1, tmp_path / "job", contract.LOCK)
     keys, values, _ = _chunk(100)

@@ -53,19 +53,18 @@ if TYPE_CHECKING:
 __all__ = ["RocksIngest"]
 
 
-def _binary(seq: Sequence[bytes] | pa.Array) -> pa.Array:
-    if isinstance(seq, pa.ChunkedArray):
-        seq = seq.combine_chunks()
-    if isinstance(seq, pa.Array):
+def _binary(seq: Sequence[bytes] | pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """A binary array; chunked arrays stay chunked (no concatenation copy)."""
+    if isinstance(seq, pa.Array | pa.ChunkedArray):
         return seq if seq.type == pa.binary() else seq.cast(pa.binary())
     return pa.array(seq, pa.binary())
 
 
-def _total_len(arr: pa.Array) -> int:
+def _total_len(arr: pa.Array | pa.ChunkedArray) -> int:
     return int(pc.sum(pc.binary_length(arr)).as_py() or 0)
 
 
-def _prefixed(prefix: bytes, arr: pa.Array) -> list[bytes]:
+def _prefixed(prefix: bytes, arr: pa.Array | pa.ChunkedArray) -> list[bytes]:
     joined = pc.binary_join_element_wise(
         pa.scalar(prefix, pa.binary()), arr, pa.scalar(b"", pa.binary())
     )
@@ -115,7 +114,9 @@ class RocksIngest:
         return w
 
     def add(
-        self, cell_keys: Sequence[bytes] | pa.Array, values: Sequence[bytes] | pa.Array
+        self,
+        cell_keys: Sequence[bytes] | pa.Array | pa.ChunkedArray,
+        values: Sequence[bytes] | pa.Array | pa.ChunkedArray,
     ) -> IngestCounts:
         n = len(cell_keys)
         if not n:
@@ -162,7 +163,9 @@ class RocksIngest:
             self._backend._count_ingested(self._table_id, n, nbytes)
         return IngestCounts(written, len(clash), nbytes)
 
-    def add_arrow(self, cell_keys: pa.Array, values: pa.Array) -> IngestCounts:
+    def add_arrow(
+        self, cell_keys: pa.Array | pa.ChunkedArray, values: pa.Array | pa.ChunkedArray
+    ) -> IngestCounts:
         return self.add(cell_keys, values)
 
     def expect(self, cells: int) -> None:
@@ -172,7 +175,9 @@ class RocksIngest:
             with map_backend_errors("bulk ingest (start SST builders)"):
                 self._builders.warm()
 
-    def _build(self, name: str, keys: pa.Array, values: pa.Array) -> list[Path]:
+    def _build(
+        self, name: str, keys: pa.Array | pa.ChunkedArray, values: pa.Array | pa.ChunkedArray
+    ) -> list[Path]:
         """The chunk's SST file(s), without any lock: in the builder processes when the
         chunk is large enough, else in this thread."""
         if self._builders is not None and len(keys) >= self._parallel_min_cells:

@@ -15,11 +15,11 @@ memory-mapped by the worker, removed by it), not through a pipe: a sliced Arrow 
 pickles its whole parent buffer.
 
 Contract of ``build``: ``keys`` (cell keys without the table prefix, ascending, no
-two equal) and ``values`` are pyarrow binary arrays of the same length; it writes the
-SST files whose keys are ``prefix + key`` and values ``header + value`` for consecutive
-parts of the chunk, in key order, and returns their paths (the ranges are disjoint and
-ascending, so one ``ingest_external_file`` call can take them all). Errors of a worker
-(a full disk) are raised by ``build``.
+two equal) and ``values`` are pyarrow binary arrays (chunked or not) of the same
+length; it writes the SST files whose keys are ``prefix + key`` and values
+``header + value`` for consecutive parts of the chunk, in key order, and returns their
+paths (the ranges are disjoint and ascending, so one ``ingest_external_file`` call can
+take them all). Errors of a worker (a full disk) are raised by ``build``.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import TypeAlias
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -41,34 +42,46 @@ __all__ = ["SstBuilders", "serve", "write_sst"]
 
 
 _EMPTY = pa.scalar(b"", pa.binary())
+_SLICE = 8192
+"""Cells turned into Python objects at a time: the objects of one slice are freed
+before the next is made, so their memory is reused (~15% less CPU than one list of
+every key of a chunk, whose fresh pages the kernel must clear, and a small RSS)."""
+
+Binary: TypeAlias = pa.Array | pa.ChunkedArray
 
 
-def _with_prefix(prefix: bytes, arr: pa.Array) -> list[bytes]:
-    if not prefix:
+def _joined(prefix: pa.Scalar, arr: Binary) -> list[bytes]:
+    if not prefix.as_py():
         return arr.to_pylist()  # type: ignore[no-any-return]
-    joined = pc.binary_join_element_wise(pa.scalar(prefix, pa.binary()), arr, _EMPTY)
-    return joined.to_pylist()  # type: ignore[no-any-return]
+    return pc.binary_join_element_wise(prefix, arr, _EMPTY).to_pylist()  # type: ignore[no-any-return]
 
 
-def write_sst(path: str, prefix: bytes, header: bytes, keys: pa.Array, values: pa.Array) -> None:
+def write_sst(path: str, prefix: bytes, header: bytes, keys: Binary, values: Binary) -> None:
     """Write ``prefix + keys[i]`` -> ``header + values[i]`` (keys ascending) to an SST file
-    at ``path``. The prefixes are added by Arrow kernels; the only per-key Python is
-    the writer's call."""
-    ks = _with_prefix(prefix, keys)
-    vs = _with_prefix(header, values)
+    at ``path``. ``keys`` and ``values`` are binary arrays (chunked or not) of the same
+    length. The prefixes are added by Arrow kernels, ``_SLICE`` cells at a time; the
+    only per-key Python is the writer's call."""
+    if len(keys) != len(values):
+        raise ValueError(f"{len(keys)} keys but {len(values)} values")
+    p = pa.scalar(prefix, pa.binary())
+    h = pa.scalar(header, pa.binary())
     w = SstFileWriter(options=Options(raw_mode=True))
     w.open(path)
-    for k, v in zip(ks, vs, strict=True):
-        w[k] = v
+    for start in range(0, len(keys), _SLICE):
+        ks = _joined(p, keys.slice(start, _SLICE))
+        vs = _joined(h, values.slice(start, _SLICE))
+        for k, v in zip(ks, vs, strict=True):
+            w[k] = v
     w.finish()
 
 
 def _build_from_file(src: str, path: str, prefix: bytes, header: bytes) -> None:
-    """Worker side: the chunk part at ``src`` (IPC file, removed here) to an SST file."""
+    """Worker side: the chunk part at ``src`` (IPC file, removed here) to an SST file.
+    The file is memory-mapped and its record batches used as they are (no copy)."""
     try:
         with pa.memory_map(src, "r") as f:
             t = ipc.open_file(f).read_all()
-        write_sst(path, prefix, header, t.column(0).combine_chunks(), t.column(1).combine_chunks())
+            write_sst(path, prefix, header, t.column(0), t.column(1))
     finally:
         with contextlib.suppress(OSError):
             os.unlink(src)
@@ -97,6 +110,7 @@ def serve() -> None:
         out.flush()
 
 
+_PART_SCHEMA = pa.schema([("key", pa.binary()), ("value", pa.binary())])
 _MAIN = "from mussel.storage.rocksdb.sstbuild import serve; serve()"
 
 
@@ -185,8 +199,8 @@ class SstBuilders:
         name: str,
         prefix: bytes,
         header: bytes,
-        keys: pa.Array,
-        values: pa.Array,
+        keys: Binary,
+        values: Binary,
     ) -> list[Path]:
         """Build the chunk's SST files (module docstring): ``workdir/<name>-<i>.sst``."""
         n = len(keys)
@@ -203,11 +217,11 @@ class SstBuilders:
                         break
                     src = workdir / f"{name}-{i}.in.arrow"
                     path = workdir / f"{name}-{i}.sst"
-                    batch = pa.record_batch(
-                        [keys.slice(lo, step), values.slice(lo, step)], names=["key", "value"]
+                    part = pa.table(
+                        [keys.slice(lo, step), values.slice(lo, step)], schema=_PART_SCHEMA
                     )
-                    with pa.OSFile(str(src), "wb") as sink, ipc.new_file(sink, batch.schema) as w:
-                        w.write_batch(batch)
+                    with pa.OSFile(str(src), "wb") as sink, ipc.new_file(sink, _PART_SCHEMA) as w:
+                        w.write_table(part)  # the chunks as they are: no concatenation
                     worker.send(src, path, prefix, header)
                     sent.append(worker)
                     paths.append(path)

@@ -19,7 +19,7 @@ from mussel.errors import UnavailableError
 from mussel.model import Cell, Floor
 from mussel.storage.base import ArrowBulkIngest, ScanQuery
 from mussel.storage.rocksdb import RocksBackend
-from mussel.storage.rocksdb.sstbuild import SstBuilders, _Worker
+from mussel.storage.rocksdb.sstbuild import SstBuilders, _Worker, write_sst
 from mussel.storage.versions import Visibility
 from tests.unit.storage import test_bulk_ingest as contract
 from tests.unit.storage.conftest import SMALL
@@ -124,7 +124,7 @@ def test_a_killed_builder_is_replaced_by_the_next_add(rocks: RocksBackend, tmp_p
 def test_a_builder_error_is_reported_and_the_builder_goes_on(tmp_path: Path) -> None:
     w = _Worker()
     try:
-        w.send(tmp_path / "missing.arrow", tmp_path / "x.sst", b"", b"")
+        w.send(tmp_path / "missing.arrow", tmp_path / "x.sst", b"", b"", "lz4")
         with pytest.raises(RuntimeError, match=r"SST builder: .*missing\.arrow"):
             w.receive()
         keys, values, _ = _chunk(10)
@@ -132,7 +132,7 @@ def test_a_builder_error_is_reported_and_the_builder_goes_on(tmp_path: Path) -> 
         batch = pa.record_batch([keys, values], names=["key", "value"])
         with pa.OSFile(str(src), "wb") as sink, ipc.new_file(sink, batch.schema) as fw:
             fw.write_batch(batch)
-        w.send(src, tmp_path / "x.sst", b"\x01", b"")
+        w.send(src, tmp_path / "x.sst", b"\x01", b"", "lz4")
         w.receive()
         assert (tmp_path / "x.sst").stat().st_size > 0 and not src.exists()
     finally:
@@ -146,7 +146,9 @@ def test_a_failed_build_fails_the_add_with_unavailable(rocks: RocksBackend, tmp_
     assert builders is not None
     w = builders._procs[1]
     missing = tmp_path / "missing.arrow"
-    w.send = lambda src, path, prefix, header: _Worker.send(w, missing, path, prefix, header)  # type: ignore[method-assign]
+    w.send = lambda src, path, prefix, header, compression: _Worker.send(  # type: ignore[method-assign]
+        w, missing, path, prefix, header, compression
+    )
     with pytest.raises(UnavailableError, match=r"SST builder: .*missing\.arrow"):
         ing.add_arrow(*_chunk(100, 100)[:2])
     ing.discard()
@@ -164,3 +166,24 @@ def test_builders_can_run_at_a_lower_cpu_priority(tmp_path: Path) -> None:
         )
     finally:
         builders.close()
+
+
+def test_bulk_sst_files_use_the_databases_compression(tmp_path: Path) -> None:
+    """Found by review: they were built with rocksdict's default (Snappy) whatever
+    ``[rocksdb] compression`` said. Compressible values make the difference show."""
+    keys = pa.array([b"k%06d" % i for i in range(3000)], pa.binary())
+    values = pa.array([b"x" * 400] * 3000, pa.binary())
+    sizes = {}
+    for compression in ("none", "zstd"):
+        builders = SstBuilders(1, compression=compression)
+        try:
+            workdir = tmp_path / compression
+            workdir.mkdir()
+            (path,) = builders.build(workdir, "c", b"\x01", b"\x00" * 5, keys, values)
+            sizes[compression] = path.stat().st_size
+        finally:
+            builders.close()
+        in_thread = tmp_path / f"{compression}-thread.sst"
+        write_sst(str(in_thread), b"\x01", b"\x00" * 5, keys, values, compression)
+        assert in_thread.stat().st_size == sizes[compression]
+    assert sizes["none"] > 1_200_000 > 10 * sizes["zstd"]

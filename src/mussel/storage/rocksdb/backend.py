@@ -36,7 +36,6 @@ from rocksdict import (
     AccessType,
     BlockBasedOptions,
     Cache,
-    DBCompressionType,
     Options,
     Rdict,
     ReadOptions,
@@ -66,6 +65,7 @@ from mussel.storage.base import (
     SweepPage,
     TableStats,
 )
+from mussel.storage.rocksdb.compression import compression_type
 from mussel.storage.rocksdb.errors import map_backend_errors
 from mussel.storage.rocksdb.ingest import RocksIngest
 from mussel.storage.rocksdb.layout import (
@@ -136,17 +136,7 @@ def _options(cfg: RocksConfig) -> Options:
     opts.set_max_background_jobs(cfg.max_background_jobs)
     opts.set_write_buffer_size(cfg.write_buffer_bytes)
     opts.set_level_compaction_dynamic_level_bytes(True)
-    kinds = {
-        "lz4": DBCompressionType.lz4,
-        "zstd": DBCompressionType.zstd,
-        "none": DBCompressionType.none,
-    }
-    if cfg.compression not in kinds:
-        raise InvalidRequestError(
-            f"[rocksdb] compression must be lz4, zstd or none, not {cfg.compression!r}"
-        )
-    compression = kinds[cfg.compression]()
-    opts.set_compression_type(compression)
+    opts.set_compression_type(compression_type(cfg.compression))
     table = BlockBasedOptions()
     table.set_block_cache(Cache(cfg.block_cache_bytes))
     table.set_bloom_filter(10, False)
@@ -948,7 +938,9 @@ class RocksBackend:
             with self._meta_lock:
                 if self._builders is None:
                     self._builders = SstBuilders(
-                        self._cfg.bulk_builders, self._cfg.bulk_builder_nice
+                        self._cfg.bulk_builders,
+                        self._cfg.bulk_builder_nice,
+                        self._cfg.compression,
                     )
                 builders = self._builders
         return RocksIngest(
@@ -959,6 +951,7 @@ class RocksBackend:
             lock,
             builders=builders,
             parallel_min_cells=self._cfg.bulk_parallel_min_cells,
+            compression=self._cfg.compression,
         )
 
     def _count_ingested(self, table_id: int, cells: int, nbytes: int) -> None:

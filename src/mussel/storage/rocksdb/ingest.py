@@ -38,11 +38,12 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from rocksdict import IngestExternalFileOptions, Options, SstFileWriter
+from rocksdict import IngestExternalFileOptions, SstFileWriter
 
 from mussel.codec.keys import table_prefix
 from mussel.errors import MusselError, UnavailableError
 from mussel.storage.base import IngestCounts
+from mussel.storage.rocksdb.compression import sst_options
 from mussel.storage.rocksdb.errors import map_backend_errors
 from mussel.storage.rocksdb.layout import KIND_PUT, header
 from mussel.storage.rocksdb.sstbuild import SstBuilders, write_sst
@@ -91,6 +92,7 @@ class RocksIngest:
         *,
         builders: SstBuilders | None = None,
         parallel_min_cells: int = 20_000,
+        compression: str = "lz4",
     ) -> None:
         self._backend = backend
         self._table_id = table_id
@@ -104,7 +106,8 @@ class RocksIngest:
         self._deferred_path = self._workdir / "deferred.sst"
         self._deferred_cells = 0
         self._deferred_bytes = 0
-        self._opts = Options(raw_mode=True)
+        self._compression = compression
+        self._opts = sst_options(compression)
         self._builders = builders
         self._parallel_min_cells = parallel_min_cells
 
@@ -191,7 +194,7 @@ class RocksIngest:
                 raise UnavailableError(f"bulk ingest (build SST files): {exc}") from exc
         path = self._workdir / f"{name}.sst"
         with map_backend_errors("bulk ingest (write SST)"):
-            write_sst(str(path), self._prefix, self._header, keys, values)
+            write_sst(str(path), self._prefix, self._header, keys, values, self._compression)
         return [path]
 
     def _range_empty(self, first: bytes, last: bytes) -> bool:

@@ -36,7 +36,9 @@ from typing import TypeAlias
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyarrow import ipc
-from rocksdict import Options, SstFileWriter
+from rocksdict import SstFileWriter
+
+from mussel.storage.rocksdb.compression import sst_options
 
 __all__ = ["SstBuilders", "serve", "write_sst"]
 
@@ -56,16 +58,24 @@ def _joined(prefix: pa.Scalar, arr: Binary) -> list[bytes]:
     return pc.binary_join_element_wise(prefix, arr, _EMPTY).to_pylist()  # type: ignore[no-any-return]
 
 
-def write_sst(path: str, prefix: bytes, header: bytes, keys: Binary, values: Binary) -> None:
+def write_sst(
+    path: str,
+    prefix: bytes,
+    header: bytes,
+    keys: Binary,
+    values: Binary,
+    compression: str = "lz4",
+) -> None:
     """Write ``prefix + keys[i]`` -> ``header + values[i]`` (keys ascending) to an SST file
-    at ``path``. ``keys`` and ``values`` are binary arrays (chunked or not) of the same
-    length. The prefixes are added by Arrow kernels, ``_SLICE`` cells at a time; the
-    only per-key Python is the writer's call."""
+    at ``path``, compressed as ``compression`` (``compression.py``). ``keys`` and
+    ``values`` are binary arrays (chunked or not) of the same length. The prefixes are
+    added by Arrow kernels, ``_SLICE`` cells at a time; the only per-key Python is the
+    writer's call."""
     if len(keys) != len(values):
         raise ValueError(f"{len(keys)} keys but {len(values)} values")
     p = pa.scalar(prefix, pa.binary())
     h = pa.scalar(header, pa.binary())
-    w = SstFileWriter(options=Options(raw_mode=True))
+    w = SstFileWriter(options=sst_options(compression))
     w.open(path)
     for start in range(0, len(keys), _SLICE):
         ks = _joined(p, keys.slice(start, _SLICE))
@@ -75,13 +85,13 @@ def write_sst(path: str, prefix: bytes, header: bytes, keys: Binary, values: Bin
     w.finish()
 
 
-def _build_from_file(src: str, path: str, prefix: bytes, header: bytes) -> None:
+def _build_from_file(src: str, path: str, prefix: bytes, header: bytes, compression: str) -> None:
     """Worker side: the chunk part at ``src`` (IPC file, removed here) to an SST file.
     The file is memory-mapped and its record batches used as they are (no copy)."""
     try:
         with pa.memory_map(src, "r") as f:
             t = ipc.open_file(f).read_all()
-            write_sst(path, prefix, header, t.column(0), t.column(1))
+            write_sst(path, prefix, header, t.column(0), t.column(1), compression)
     finally:
         with contextlib.suppress(OSError):
             os.unlink(src)
@@ -101,7 +111,11 @@ def serve() -> None:
         try:
             req = json.loads(line)
             _build_from_file(
-                req["src"], req["path"], bytes.fromhex(req["prefix"]), bytes.fromhex(req["header"])
+                req["src"],
+                req["path"],
+                bytes.fromhex(req["prefix"]),
+                bytes.fromhex(req["header"]),
+                req["compression"],
             )
             answer: dict[str, object] = {"ok": True}
         except Exception as exc:  # reported to the store's process, which fails the job
@@ -129,8 +143,14 @@ class _Worker:
             text=True,
         )
 
-    def send(self, src: Path, path: Path, prefix: bytes, header: bytes) -> None:
-        req = {"src": str(src), "path": str(path), "prefix": prefix.hex(), "header": header.hex()}
+    def send(self, src: Path, path: Path, prefix: bytes, header: bytes, compression: str) -> None:
+        req = {
+            "src": str(src),
+            "path": str(path),
+            "prefix": prefix.hex(),
+            "header": header.hex(),
+            "compression": compression,
+        }
         assert self.proc.stdin is not None
         self.proc.stdin.write(json.dumps(req) + "\n")
         self.proc.stdin.flush()
@@ -165,9 +185,10 @@ class SstBuilders:
     started on first use and restarted after one dies; ``close`` stops them. Builds of
     concurrent loads take turns (a lock)."""
 
-    def __init__(self, workers: int = 2, nice: int = 0) -> None:
+    def __init__(self, workers: int = 2, nice: int = 0, compression: str = "lz4") -> None:
         self.workers = max(1, workers)
         self.nice = nice
+        self.compression = compression
         self._procs: list[_Worker] = []
         self._lock = threading.Lock()
         self._closed = False
@@ -222,7 +243,7 @@ class SstBuilders:
                     )
                     with pa.OSFile(str(src), "wb") as sink, ipc.new_file(sink, _PART_SCHEMA) as w:
                         w.write_table(part)  # the chunks as they are: no concatenation
-                    worker.send(src, path, prefix, header)
+                    worker.send(src, path, prefix, header, self.compression)
                     sent.append(worker)
                     paths.append(path)
             finally:
